@@ -1,0 +1,275 @@
+"""The plain Python API: train, generate, evaluate. The CLI calls these and nothing deeper.
+
+Example::
+
+    from dpsynth import api
+    from dpsynth.config import RunConfig, PrivacyConfig
+    result = api.train(data="actg175", out="runs/actg", config=RunConfig(privacy=PrivacyConfig(epsilon=1.0)))
+    api.generate(model="runs/actg", n=10_000, out="synth.csv", seed=1)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dpsynth.artifacts import LoadedRun, load_run, save_run
+from dpsynth.config import RunConfig, build_generator
+from dpsynth.data.embedded import get_embedded
+from dpsynth.data.loaders import is_embedded, load_source, read_table
+from dpsynth.data.schema import Schema
+from dpsynth.data.splits import SplitSpec, Splits, split_table
+from dpsynth.data.table import TableData
+from dpsynth.errors import DataError, DpsynthError, PrivacyError
+from dpsynth.privacy.ledger import Ledger
+
+OUTPUT_SUFFIXES = (".csv", ".parquet")
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with n intra-op torch threads and restore the previous setting (small MLPs run
+    fastest single-threaded on small machines)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---- data -------------------------------------------------------------------------------
+def resolve_table(data: str, *, schema_path: str | Path | None = None) -> tuple[pd.DataFrame, Schema]:
+    """Load an embedded dataset or a CSV/Parquet file and validate it against its public schema."""
+    raw = load_source(data)
+    if schema_path is not None:
+        schema = Schema.load(schema_path)
+    elif is_embedded(data):
+        schema = get_embedded(data).schema()
+    else:
+        raise DataError(
+            f"{data}: no schema given. Declare the public domain with --schema schema.yaml "
+            "(see `dpsynth schema-template`), or pass --infer-schema to estimate it with DP (charged to the budget)"
+        )
+    return schema.prepare(raw, source=str(data)), schema
+
+
+def resolve_splits(data: str, *, schema_path=None, split: SplitSpec) -> tuple[Splits, Schema]:
+    frame, schema = resolve_table(data, schema_path=schema_path)
+    return split_table(frame, split), schema
+
+
+# ---- train ------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    run_dir: Path
+    generator: Any
+    ledger: Ledger
+    schema: Schema
+    splits: Splits
+    fit_seconds: float
+
+
+def train(
+    *,
+    data: str,
+    out: str | Path,
+    config: RunConfig,
+    schema_path: str | Path | None = None,
+    infer_schema: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train a DP generator on ``data`` and save it to ``out`` (atomically)."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise DpsynthError(f"run directory {out} exists and is not empty (use --overwrite)")
+    budget = config.privacy.budget()
+    generator = build_generator(config.generator, config.params)
+    rng = np.random.default_rng(config.seed)
+    if infer_schema:
+        from dpsynth.data.infer import infer_schema_dp
+
+        raw = load_source(data)
+        splits_raw = split_table(raw, config.split)
+        ledger = Ledger(delta=budget.resolve_delta(len(splits_raw.train)), accountant=budget.accountant,
+                        target_epsilon=budget.epsilon)
+        schema, prepare = infer_schema_dp(splits_raw.train, budget=budget, ledger=ledger, rng=rng, name=Path(data).stem)
+        splits = Splits(train=prepare(splits_raw.train), holdout=prepare(splits_raw.holdout),
+                        test=prepare(splits_raw.test), spec=config.split)
+    else:
+        splits, schema = resolve_splits(data, schema_path=schema_path, split=config.split)
+        ledger = None
+    n_train = len(splits.train)
+    budget.resolve_delta(n_train)  # refuse delta >= 1/n before any work
+    start = time.perf_counter()
+    with torch_threads(config.threads):
+        generator.fit(TableData(splits.train, schema), budget=budget, rng=rng, ledger=ledger, progress=progress)
+    fit_seconds = time.perf_counter() - start
+    ledger = generator.ledger_
+    if not budget.non_private and ledger.epsilon() > budget.epsilon * (1 + 1e-9):
+        raise PrivacyError(f"internal error: spent epsilon {ledger.epsilon():.4f} exceeds target {budget.epsilon}")
+    run = {
+        "data": data if is_embedded(data) else str(Path(data).resolve()),
+        "split": splits.to_dict(),
+        "n_train": n_train,
+        "fit_seconds": round(fit_seconds, 3),
+        "schema_inferred_with_dp": infer_schema,
+        "dp_plan": getattr(generator, "dp_plan_", None),
+    }
+    save_run(out, generator=generator, schema=schema, ledger=ledger, config=config.to_dict(), run=run,
+             secure_mode=budget.secure_mode, overwrite=overwrite)
+    return TrainResult(run_dir=out, generator=generator, ledger=ledger, schema=schema, splits=splits,
+                       fit_seconds=fit_seconds)
+
+
+# ---- generate ---------------------------------------------------------------------------
+@dataclass
+class GenerateResult:
+    out: Path
+    rows: int
+    seconds: float
+    ledger: Ledger
+
+
+def parse_conditions(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise DpsynthError(f"condition '{pair}' must look like column=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def generate(
+    *,
+    model: str | Path | LoadedRun,
+    n: int,
+    out: str | Path,
+    seed: int = 0,
+    conditions: Mapping[str, Any] | None = None,
+    chunk_rows: int = 200_000,
+    threads: int = 1,
+) -> GenerateResult:
+    """Sample ``n`` rows from a saved model and write them to CSV/Parquet (streamed in chunks,
+    written to a temporary file and renamed, so a failure leaves no partial output)."""
+    if n <= 0:
+        raise DpsynthError(f"number of rows must be > 0, got {n}")
+    out = Path(out)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise DpsynthError(f"{out}: output must end in .csv or .parquet")
+    loaded = model if isinstance(model, LoadedRun) else load_run(model)
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    with torch_threads(threads):
+        write_rows(loaded.generator, n=n, out=out, rng=rng, conditions=conditions, chunk_rows=chunk_rows)
+    return GenerateResult(out=out, rows=n, seconds=time.perf_counter() - start, ledger=loaded.ledger)
+
+
+def write_rows(generator, *, n: int, out: Path, rng: np.random.Generator, conditions=None, chunk_rows: int) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if out.suffix.lower() == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            writer = None
+            try:
+                for start in range(0, n, chunk_rows):
+                    frame = generator.sample(min(chunk_rows, n - start), conditions=conditions, rng=rng).frame
+                    table = pa.Table.from_pandas(frame, preserve_index=False)
+                    if writer is None:
+                        writer = pq.ParquetWriter(str(tmp), table.schema)
+                    writer.write_table(table)
+            finally:
+                if writer is not None:
+                    writer.close()
+        else:
+            for start in range(0, n, chunk_rows):
+                frame = generator.sample(min(chunk_rows, n - start), conditions=conditions, rng=rng).frame
+                frame.to_csv(tmp, mode="w" if start == 0 else "a", header=start == 0, index=False)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# ---- evaluate ---------------------------------------------------------------------------
+def quick_evaluate(*, train: pd.DataFrame, holdout: pd.DataFrame, test: pd.DataFrame, synthetic: pd.DataFrame,
+                   schema: Schema, target: str | None = None, seed: int = 0) -> dict:
+    """TSTR vs TRTR AUROC and per-column marginal distance (the fast subset of the suite)."""
+    from dpsynth.metrics.fidelity import ColumnShapes
+    from dpsynth.metrics.utility import TSTRAUROC
+
+    rng = np.random.default_rng(seed)
+    results = {}
+    target = target or schema.target
+    if target is not None:
+        if target not in schema:
+            raise DataError(f"target '{target}' is not a column of schema '{schema.name}'")
+        results["utility"] = TSTRAUROC(target=target).evaluate(train, holdout, synthetic, schema, test=test, rng=rng).to_dict()
+    shapes = ColumnShapes().evaluate(train, holdout, synthetic, schema, test=test, rng=rng).to_dict()
+    shapes["breakdown"].pop("histograms", None)
+    results["fidelity"] = shapes
+    return results
+
+
+def load_synthetic(path: str | Path, schema: Schema) -> pd.DataFrame:
+    frame = read_table(path)
+    return schema.prepare(frame, source=str(path))
+
+
+def evaluate_files(
+    *,
+    real: str | None,
+    synthetic: str | Path,
+    run: str | Path | None = None,
+    target: str | None = None,
+    schema_path: str | Path | None = None,
+    split: SplitSpec | None = None,
+    full: bool = False,
+    report_dir: str | Path | None = None,
+) -> dict:
+    """Evaluate a synthetic file against the real data: the real table is split exactly as in
+    the run (``--run``) or with ``split``; TSTR is scored on its test part."""
+    loaded = load_run(run) if run is not None else None
+    if loaded is not None:
+        real = real or loaded.run.get("data")
+        split = SplitSpec(**{k: loaded.run["split"][k] for k in ("seed", "holdout", "test")})
+        schema_path = schema_path or (Path(loaded.path) / "schema.yaml")
+    if real is None:
+        raise DpsynthError("evaluate needs --real (or --run, which records its data)")
+    splits, schema = resolve_splits(real, schema_path=schema_path, split=split or SplitSpec())
+    syn = load_synthetic(synthetic, schema)
+    results = quick_evaluate(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=syn,
+                             schema=schema, target=target)
+    results["n_synthetic"] = len(syn)
+    if loaded is not None:
+        results["ledger"] = loaded.ledger.to_dict()
+    if report_dir is not None:
+        Path(report_dir).mkdir(parents=True, exist_ok=True)
+        Path(report_dir, "report.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    return results
+
+
+def _json_default(obj):
+    if isinstance(obj, float) and math.isinf(obj):
+        return "inf"
+    if isinstance(obj, (np.generic,)):
+        return obj.item()
+    raise TypeError(type(obj).__name__)

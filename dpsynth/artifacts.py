@@ -1,0 +1,88 @@
+"""Run directories: weights (safetensors), generator hyper-parameters, schema, ledger, config and
+privacy card. Written atomically (a temporary sibling directory renamed into place), loaded
+without pickle. Nothing derived from the data outside the ledger is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from safetensors.torch import load_file, save_file
+
+import dpsynth
+from dpsynth.data.schema import Schema
+from dpsynth.errors import DataError, DpsynthError
+from dpsynth.privacy.ledger import Ledger
+from dpsynth.reports.privacy_card import privacy_card, privacy_card_markdown
+
+WEIGHTS = "weights.safetensors"
+
+
+@dataclass
+class LoadedRun:
+    generator: object
+    schema: Schema
+    ledger: Ledger
+    config: dict
+    run: dict
+    path: Path
+
+
+def save_run(run_dir: str | Path, *, generator, schema: Schema, ledger: Ledger, config: dict, run: dict,
+             secure_mode: bool, overwrite: bool = False) -> Path:
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise DpsynthError(f"run directory {run_dir} exists and is not empty (use --overwrite)")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
+    try:
+        state = {k: v.contiguous() for k, v in generator.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS), metadata={"generator": generator.name, "dpsynth": dpsynth.__version__})
+        (tmp / "generator.json").write_text(json.dumps(
+            {"name": generator.name, "modality": generator.modality, "params": generator.get_params(),
+             "dpsynth_version": dpsynth.__version__}, indent=2))
+        schema.save(tmp / "schema.yaml")
+        ledger.save(tmp / "ledger.json")
+        (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        (tmp / "run.json").write_text(json.dumps(run, indent=2))
+        card = privacy_card(ledger, generator=generator.name, n_train=run.get("n_train", 0),
+                            privacy_unit=schema.privacy_unit, secure_mode=secure_mode)
+        (tmp / "privacy_card.json").write_text(json.dumps(card, indent=2))
+        (tmp / "privacy_card.md").write_text(privacy_card_markdown(card))
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        os.replace(tmp, run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return run_dir
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    from dpsynth.config import build_generator
+
+    run_dir = Path(run_dir)
+    needed = [WEIGHTS, "generator.json", "schema.yaml", "ledger.json"]
+    if not run_dir.is_dir():
+        raise DataError(f"model directory not found: {run_dir}")
+    missing = [f for f in needed if not (run_dir / f).is_file()]
+    if missing:
+        raise DataError(f"{run_dir} is not a dpsynth model directory (missing {', '.join(missing)})")
+    try:
+        meta = json.loads((run_dir / "generator.json").read_text())
+        ledger = Ledger.load(run_dir / "ledger.json")
+        state = load_file(str(run_dir / WEIGHTS))
+    except (ValueError, KeyError, OSError) as exc:
+        raise DataError(f"{run_dir}: corrupt model files ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    schema = Schema.load(run_dir / "schema.yaml")
+    generator = build_generator(meta["name"], meta["params"])
+    generator.load_state_dict(state, schema=schema)
+    generator.ledger_ = ledger
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    return LoadedRun(generator=generator, schema=schema, ledger=ledger, config=config, run=run, path=run_dir)

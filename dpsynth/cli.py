@@ -1,0 +1,267 @@
+"""The ``dpsynth`` command line. Each command calls :mod:`dpsynth.api` and nothing deeper.
+
+Errors a user can cause (missing file, bad schema, impossible budget, ...) are printed as one
+line on stderr with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from pathlib import Path
+
+import click
+
+from dpsynth import api
+from dpsynth.errors import DpsynthError
+
+
+def _friendly(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DpsynthError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted; no partial output was written", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _positive_epsilon(ctx, param, value):
+    if value is not None and not value > 0:
+        raise click.BadParameter(f"epsilon must be > 0, got {value}")
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dpsynth")
+def main() -> None:
+    """dpsynth: differentially private synthetic medical data.
+
+    Train a DP generator on a real table, sample synthetic rows that may leave the building,
+    and measure how useful, faithful and private they are. Every access to the real data is
+    charged to one privacy ledger; the epsilon printed is the composed total.
+    """
+
+
+# ---- datasets -----------------------------------------------------------------------------
+@main.command()
+@click.argument("name", required=False)
+@_friendly
+def datasets(name: str | None) -> None:
+    """List the embedded datasets, or print one's public schema (YAML)."""
+    from dpsynth.data.embedded import EMBEDDED, get_embedded
+
+    if name:
+        import yaml
+
+        click.echo(yaml.safe_dump(get_embedded(name).schema().to_dict(), sort_keys=False))
+        return
+    for ds in EMBEDDED.values():
+        schema = ds.schema()
+        click.echo(f"{ds.name}: {ds.description}")
+        click.echo(f"  rows={ds.rows}  columns={len(schema.columns)}  target={schema.target}  "
+                   f"sensitive={','.join(schema.sensitive)}  source=package '{ds.package}'")
+        click.echo(f"  columns: {', '.join(f'{c.name}({c.kind})' for c in schema.columns)}")
+
+
+@main.command()
+@_friendly
+def generators() -> None:
+    """List the registered generators."""
+    from dpsynth.generators import REGISTRY
+
+    for name, cls in sorted(REGISTRY.items()):
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        click.echo(f"{name:20s} {getattr(cls, 'modality', 'table'):6s} {doc}")
+
+
+# ---- shared training options --------------------------------------------------------------
+def _training_options(fn):
+    options = [
+        click.option("--data", required=True, help="Embedded dataset name (see `dpsynth datasets`) or a .csv/.parquet file."),
+        click.option("--schema", "schema_path", type=click.Path(dir_okay=False), default=None,
+                     help="Public schema YAML/JSON (kinds, bounds, categories). Required for files unless --infer-schema."),
+        click.option("--infer-schema", is_flag=True, default=False,
+                     help="Estimate bounds and categories of a file with DP mechanisms, charged to the budget."),
+        click.option("--generator", "-g", default=None, help="Generator name (see `dpsynth generators`); default dp-gan."),
+        click.option("--epsilon", type=float, default=None, callback=_positive_epsilon, help="Target epsilon (default 1)."),
+        click.option("--delta", type=float, default=None, help="Target delta (default min(1e-5, 1/(10 n)); refused at >= 1/n)."),
+        click.option("--accountant", type=click.Choice(["rdp", "prv"]), default=None, help="Privacy accountant (default rdp)."),
+        click.option("--secure-rng", "secure_mode", is_flag=True, default=None, help="Use opacus' secure RNG for DP noise."),
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="Run config YAML (configs/)."),
+        click.option("--seed", type=int, default=None, help="Seed for splits and training randomness (default 0)."),
+        click.option("--threads", type=int, default=None, help="Torch threads (default 1: fastest for small MLPs)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _resolve_config(config_path, **overrides):
+    from dpsynth.config import RunConfig, load_config
+
+    base = load_config(config_path) if config_path else RunConfig()
+    return base.with_overrides(**overrides)
+
+
+class _Progress:
+    """A tqdm bar showing step, losses and epsilon spent."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, info: dict) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=info.get("steps"), desc="training", unit="step", file=sys.stderr)
+        self.bar.n = info["step"]
+        eps = info.get("epsilon")
+        post = {k: f"{v:.3f}" for k, v in info.items() if k not in ("step", "steps", "epsilon") and isinstance(v, float)}
+        post["eps"] = "inf" if eps is None or math.isinf(eps) else f"{eps:.3f}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
+           threads, out, overwrite):
+    config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta, accountant=accountant,
+                             secure_mode=secure_mode, seed=seed, threads=threads)
+    progress = _Progress()
+    try:
+        result = api.train(data=data, out=out, config=config, schema_path=schema_path, infer_schema=infer_schema,
+                           overwrite=overwrite, progress=progress)
+    finally:
+        progress.close()
+    click.echo(f"trained {config.generator} on {len(result.splits.train)} rows in {result.fit_seconds:.1f}s -> {out}")
+    click.echo("privacy ledger: " + result.ledger.summary())
+    return result
+
+
+# ---- train --------------------------------------------------------------------------------
+@main.command()
+@_training_options
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@_friendly
+def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
+          threads, out, overwrite):
+    """Train a DP generator and save weights, config, schema, ledger and privacy card to OUT.
+
+    \b
+    Example:
+      dpsynth train --data actg175 --generator dp-gan --epsilon 1 --out runs/actg175
+    """
+    _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
+           threads, out, overwrite)
+
+
+# ---- generate -----------------------------------------------------------------------------
+@main.command()
+@click.option("--model", "-m", type=click.Path(), default=None, help="A run directory from `dpsynth train` (or models/NAME).")
+@click.option("--data", default=None, help="One-shot form: train on this data first (then --epsilon etc. apply).")
+@click.option("--schema", "schema_path", type=click.Path(dir_okay=False), default=None, help="Public schema (one-shot form).")
+@click.option("--infer-schema", is_flag=True, default=False, help="DP schema estimation (one-shot form).")
+@click.option("--generator", "-g", default=None, help="Generator name (one-shot form).")
+@click.option("--epsilon", type=float, default=None, callback=_positive_epsilon, help="Target epsilon (one-shot form).")
+@click.option("--delta", type=float, default=None, help="Target delta (one-shot form).")
+@click.option("--accountant", type=click.Choice(["rdp", "prv"]), default=None)
+@click.option("--secure-rng", "secure_mode", is_flag=True, default=None)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the one-shot form saves its model (default: OUTPUT stem + '_model').")
+@click.option("-n", "--rows", "n", type=int, required=True, help="Number of synthetic rows.")
+@click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False), help="Output .csv or .parquet.")
+@click.option("--seed", type=int, default=None, help="Sampling seed (default 0).")
+@click.option("--condition", "conditions", multiple=True, help="column=value; repeatable. E.g. --condition race=1")
+@click.option("--threads", type=int, default=None)
+@click.option("--no-evaluate", is_flag=True, help="One-shot form: skip the TSTR summary.")
+@_friendly
+def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path,
+             run_dir, n, output, seed, conditions, threads, no_evaluate):
+    """Sample synthetic rows from a trained model (or train first with --data).
+
+    \b
+    Examples:
+      dpsynth generate --model runs/actg175 -n 10000 -o synth.csv --seed 1
+      dpsynth generate --data actg175 --epsilon 1 -n 10000 -o synth.csv
+    """
+    if n <= 0:
+        raise DpsynthError(f"-n must be > 0, got {n}")
+    if (model is None) == (data is None):
+        raise DpsynthError("give exactly one of --model RUN_DIR or --data (one-shot: train, then sample)")
+    if Path(output).suffix.lower() not in api.OUTPUT_SUFFIXES:
+        raise DpsynthError(f"{output}: output must end in .csv or .parquet")
+    trained = None
+    if data is not None:
+        run_dir = run_dir or str(Path(output).with_suffix("")) + "_model"
+        trained = _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode,
+                         config_path, seed, threads, run_dir, True)
+        model = run_dir
+    result = api.generate(model=model, n=n, out=output, seed=seed or 0,
+                          conditions=api.parse_conditions(conditions), threads=threads or 1)
+    click.echo(f"wrote {result.rows} synthetic rows to {result.out} in {result.seconds:.2f}s")
+    click.echo("privacy: " + result.ledger.summary().splitlines()[0])
+    if trained is not None and not no_evaluate and trained.schema.target is not None:
+        syn = api.load_synthetic(output, trained.schema)
+        ev = api.quick_evaluate(train=trained.splits.train, holdout=trained.splits.holdout, test=trained.splits.test,
+                                synthetic=syn, schema=trained.schema)
+        _print_quick(ev)
+
+
+def _print_quick(ev: dict) -> None:
+    if "utility" in ev:
+        b = ev["utility"]["breakdown"]
+        tstr, trtr = b["tstr"]["selected"], b["trtr"]["selected"]
+        click.echo(f"utility ({b['target']}, real test split): TSTR AUROC {tstr['auroc']:.3f} ({tstr['family']}) vs "
+                   f"TRTR AUROC {trtr['auroc']:.3f} ({trtr['family']})  ratio {ev['utility']['value']:.3f}")
+    f = ev["fidelity"]["breakdown"]
+    click.echo(f"fidelity: mean column distance {ev['fidelity']['value']:.3f} (TVD categorical {f['mean_tvd']:.3f}, "
+               f"KS numeric {f['mean_ks']:.3f})")
+
+
+# ---- evaluate -----------------------------------------------------------------------------
+@main.command()
+@click.option("--real", default=None, help="The full real table (embedded name or file); split as in the run.")
+@click.option("--synthetic", required=True, type=click.Path(dir_okay=False), help="Synthetic .csv/.parquet.")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None, help="The run that produced it (for splits, schema, ledger).")
+@click.option("--target", default=None, help="Target column for TSTR (default: the schema's target).")
+@click.option("--schema", "schema_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--split-seed", type=int, default=0, help="Split seed when no --run is given.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None, help="Write report.json here.")
+@click.option("--json", "as_json", is_flag=True, help="Print every number as JSON.")
+@_friendly
+def evaluate(real, synthetic, run_dir, target, schema_path, split_seed, report_dir, as_json):
+    """Evaluate synthetic data against real data: TSTR vs TRTR AUROC and marginal distances.
+
+    \b
+    Example:
+      dpsynth evaluate --real actg175 --synthetic synth.csv --target cens
+    """
+    from dpsynth.data.splits import SplitSpec
+
+    ev = api.evaluate_files(real=real, synthetic=synthetic, run=run_dir, target=target, schema_path=schema_path,
+                            split=SplitSpec(seed=split_seed), report_dir=report_dir)
+    if as_json:
+        click.echo(json.dumps(ev, indent=2, default=str))
+        return
+    click.echo(f"synthetic rows: {ev['n_synthetic']}")
+    _print_quick(ev)
+    worst = ev["fidelity"]["breakdown"].get("worst_columns", [])
+    if worst:
+        click.echo(f"most different columns: {', '.join(worst)}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

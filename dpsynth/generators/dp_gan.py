@@ -1,0 +1,405 @@
+"""``dp-gan``: a conditional tabular GAN in the spirit of CTGAN, with a DP-SGD discriminator.
+
+Privacy argument
+----------------
+- Only the discriminator reads real rows, and only through opacus DP-SGD: Poisson-sampled
+  batches, per-example clipping of the gradient of its loss on *real* rows, Gaussian noise.
+- The discriminator's gradient on *fake* rows depends only on its current (already private)
+  weights and on generator noise, so it is computed without per-example hooks and added to the
+  privatised gradient after noising (post-processing). A fixed number of fake rows is used per
+  step (the expected batch size), so the real batch size does not leak through it.
+- The generator is trained only through the discriminator: post-processing.
+- The conditional vector: for a real row, one categorical column is chosen uniformly at random
+  and the row's own category of it is given to the discriminator (it is part of that row's
+  per-example gradient). For fake rows and for sampling, categories are drawn from DP one-way
+  frequencies (one Gaussian release of all categorical histograms, charged to the ledger), so no
+  category frequency is used without being paid for.
+- Numeric columns are encoded on their public schema bounds (no data-fitted GMM).
+
+Conditioning is not exact: ``sample(conditions=...)`` sets the conditional vector and keeps
+only rows that satisfy the condition (rejection sampling, at most ``max_tries`` rounds); it
+raises a clear error when the request cannot be met.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import TensorDataset
+
+from dpsynth.data.schema import Schema, _key
+from dpsynth.data.table import SyntheticData, TableData
+from dpsynth.data.transform import Span, TableTransformer
+from dpsynth.errors import DpsynthError
+from dpsynth.generators.base import Generator, ProgressFn, torch_generator
+from dpsynth.generators.registry import register
+from dpsynth.privacy.budget import Budget
+from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
+from dpsynth.privacy.ledger import Ledger
+from dpsynth.privacy.mechanisms import noisy_counts, preprocessing_noise_multiplier
+
+
+class CondSpace:
+    """The conditional vector: one-hot blocks of the categorical spans, one block active at a time."""
+
+    def __init__(self, transformer: TableTransformer) -> None:
+        self.spans: list[Span] = [s for s in transformer.spans if s.kind == "softmax" and s.role == "value"]
+        self.offsets = np.cumsum([0] + [s.dim for s in self.spans])[:-1].tolist()
+        self.dim = int(sum(s.dim for s in self.spans))
+
+    def for_rows(self, encoded: torch.Tensor, *, gen: torch.Generator) -> torch.Tensor:
+        """Per real row: pick one categorical block uniformly and copy the row's own one-hot there."""
+        n = encoded.shape[0]
+        cond = torch.zeros(n, self.dim)
+        if not self.spans:
+            return cond
+        pick = torch.randint(len(self.spans), (n,), generator=gen)
+        for j, (span, off) in enumerate(zip(self.spans, self.offsets)):
+            rows = pick == j
+            cond[rows, off : off + span.dim] = encoded[rows, span.start : span.stop]
+        return cond
+
+    def draw(self, n: int, *, probs: list[np.ndarray], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Conditional vectors for fake rows: a block uniformly, a category from its DP frequency."""
+        cond = torch.zeros(n, self.dim)
+        block = torch.randint(len(self.spans), (n,), generator=gen) if self.spans else torch.zeros(n, dtype=torch.long)
+        category = torch.zeros(n, dtype=torch.long)
+        for j, (span, off) in enumerate(zip(self.spans, self.offsets)):
+            rows = (block == j).nonzero().flatten()
+            if len(rows) == 0:
+                continue
+            cats = torch.multinomial(torch.as_tensor(probs[j], dtype=torch.float32), len(rows), replacement=True, generator=gen)
+            category[rows] = cats
+            cond[rows, off + cats] = 1.0
+        return cond, block, category
+
+
+class Residual(nn.Module):
+    def __init__(self, i: int, o: int) -> None:
+        super().__init__()
+        self.fc, self.bn = nn.Linear(i, o), nn.BatchNorm1d(o)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.relu(self.bn(self.fc(x))), x], dim=1)
+
+
+class GeneratorNet(nn.Module):
+    """Never sees real data (no DP hooks needed), so BatchNorm is allowed here."""
+
+    def __init__(self, *, noise_dim: int, cond_dim: int, hidden: tuple[int, ...], out_dim: int) -> None:
+        super().__init__()
+        layers, dim = [], noise_dim + cond_dim
+        for h in hidden:
+            layers.append(Residual(dim, h))
+            dim += h
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(dim, out_dim)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(torch.cat([z, cond], dim=1)))
+
+
+class Discriminator(nn.Module):
+    """DP-SGD compatible: Linear + LeakyReLU + Dropout only (no BatchNorm)."""
+
+    def __init__(self, *, in_dim: int, hidden: tuple[int, ...], dropout: float) -> None:
+        super().__init__()
+        layers, dim = [], in_dim
+        for h in hidden:
+            layers += [nn.Linear(dim, h), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+            dim = h
+        layers.append(nn.Linear(dim, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+def activate(raw: torch.Tensor, spans: tuple[Span, ...], *, tau: float, gen: torch.Generator | None = None) -> torch.Tensor:
+    """tanh on numeric spans, Gumbel-softmax on one-hot spans (as in CTGAN)."""
+    parts = []
+    for s in spans:
+        block = raw[:, s.start : s.stop]
+        if s.kind == "tanh":
+            parts.append(torch.tanh(block))
+        else:
+            u = torch.rand(block.shape, generator=gen).clamp_(1e-10, 1 - 1e-10)
+            gumbel = -torch.log(-torch.log(u))
+            parts.append(F.softmax((block + gumbel) / tau, dim=1))
+    return torch.cat(parts, dim=1)
+
+
+@register("dp-gan")
+class DPGAN(Generator):
+    """Conditional tabular GAN; discriminator trained with opacus DP-SGD."""
+
+    exact_conditioning = False
+
+    def __init__(
+        self,
+        *,
+        noise_dim: int = 64,
+        generator_hidden: tuple[int, ...] = (128, 128),
+        discriminator_hidden: tuple[int, ...] = (128, 128),
+        dropout: float = 0.0,
+        batch_size: int = 128,
+        epochs: float = 100.0,
+        generator_lr: float = 1e-3,
+        discriminator_lr: float = 1e-3,
+        max_grad_norm: float = 1.0,
+        generator_steps: int = 1,
+        tau: float = 0.2,
+        max_physical_batch_size: int = 1024,
+        max_tries: int = 50,
+    ) -> None:
+        self.noise_dim = noise_dim
+        self.generator_hidden = tuple(generator_hidden)
+        self.discriminator_hidden = tuple(discriminator_hidden)
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.generator_lr = generator_lr
+        self.discriminator_lr = discriminator_lr
+        self.max_grad_norm = max_grad_norm
+        self.generator_steps = generator_steps
+        self.tau = tau
+        self.max_physical_batch_size = max_physical_batch_size
+        self.max_tries = max_tries
+
+    def get_params(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in (
+            "noise_dim", "generator_hidden", "discriminator_hidden", "dropout", "batch_size", "epochs", "generator_lr",
+            "discriminator_lr", "max_grad_norm", "generator_steps", "tau", "max_physical_batch_size", "max_tries")}
+        out["generator_hidden"] = list(out["generator_hidden"])
+        out["discriminator_hidden"] = list(out["discriminator_hidden"])
+        return out
+
+    # ---- building blocks ----------------------------------------------------------------
+    def _build(self, schema: Schema) -> None:
+        self.transformer_ = TableTransformer(schema)
+        self.cond_ = CondSpace(self.transformer_)
+        self.generator_ = GeneratorNet(
+            noise_dim=self.noise_dim, cond_dim=self.cond_.dim, hidden=self.generator_hidden, out_dim=self.transformer_.dim
+        )
+        self.schema_ = schema
+
+    def plan_steps(self, n: int) -> int:
+        """Discriminator steps: epochs x (expected batches per epoch). Uses only the row count
+        n, which is public for the chosen privacy unit (add/remove neighbouring with Poisson
+        sampling depends on n only through the sample rate, fixed before training)."""
+        return max(1, int(math.ceil(self.epochs * n / self.batch_size)))
+
+    # ---- training -----------------------------------------------------------------------
+    def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
+            progress: ProgressFn | None = None) -> "DPGAN":
+        schema, frame = data.schema, data.frame
+        n = len(frame)
+        ledger = self._make_ledger(budget, n, ledger)
+        self._build(schema)
+        gen = torch_generator(rng)
+        encoded = torch.from_numpy(self.transformer_.encode(frame))
+
+        # DP category frequencies for the conditional vector (one Gaussian release)
+        codes = [self.transformer_.category_codes(frame, schema[s.column]) for s in self.cond_.spans]
+        sizes = [s.dim for s in self.cond_.spans]
+        if budget.non_private:
+            ledger.record_non_private(purpose="non-private reference: exact category frequencies and plain SGD")
+            counts = [np.bincount(c, minlength=k).astype(float) for c, k in zip(codes, sizes)]
+        elif codes:
+            sigma = preprocessing_noise_multiplier(budget, delta=ledger.delta, releases=1)
+            counts = noisy_counts(codes, sizes, ledger=ledger, noise_multiplier=sigma, rng=rng,
+                                  purpose="category frequencies for the conditional vector", secure=budget.secure_mode)
+        else:
+            counts = []
+        self.cond_probs_ = [c / c.sum() if c.sum() > 0 else np.full(len(c), 1.0 / len(c)) for c in counts]
+
+        disc = Discriminator(in_dim=self.transformer_.dim + self.cond_.dim, hidden=self.discriminator_hidden,
+                             dropout=self.dropout)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.9))
+        opt_g = torch.optim.Adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.9))
+        steps = self.plan_steps(n)
+        real_cond = self.cond_.for_rows(encoded, gen=gen)  # part of each row's own example
+        dataset = TensorDataset(encoded, real_cond)
+
+        if budget.non_private:
+            self._train_non_private(disc, opt_d, opt_g, dataset, steps=steps, gen=gen, progress=progress)
+        else:
+            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps,
+                               max_grad_norm=self.max_grad_norm)
+            engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="discriminator DP-SGD", secure_mode=budget.secure_mode)
+            disc, opt_d, loader = engine.make_private(module=disc, optimizer=opt_d, dataset=dataset, torch_rng=gen)
+            self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, progress=progress)
+            self.dp_plan_ = plan.to_dict()
+        self.generator_.eval()
+        self.ledger_ = ledger
+        return self
+
+    def _fake_batch(self, m: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        z = torch.randn(m, self.noise_dim, generator=gen)
+        cond, block, category = self.cond_.draw(m, probs=self.cond_probs_, gen=gen)
+        fake = activate(self.generator_(z, cond), self.transformer_.spans, tau=self.tau, gen=gen)
+        return fake, cond, block, category
+
+    def _generator_step(self, disc_forward, opt_g: torch.optim.Optimizer, m: int, gen: torch.Generator) -> float:
+        fake, cond, block, category = self._fake_batch(m, gen)
+        logits = disc_forward(torch.cat([fake, cond], dim=1))
+        loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits)) + self._cond_loss(fake, block, category)
+        opt_g.zero_grad(set_to_none=True)
+        grads = torch.autograd.grad(loss, list(self.generator_.parameters()))
+        for p, g in zip(self.generator_.parameters(), grads):
+            p.grad = g
+        opt_g.step()
+        return loss.item()
+
+    def _cond_loss(self, fake: torch.Tensor, block: torch.Tensor, category: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy pushing the generated block to the requested category (CTGAN)."""
+        if not self.cond_.spans:
+            return fake.new_zeros(())
+        loss = fake.new_zeros(())
+        for j, span in enumerate(self.cond_.spans):
+            rows = block == j
+            if rows.any():
+                probs = fake[rows, span.start : span.stop].clamp_min(1e-8)
+                loss = loss + F.nll_loss(torch.log(probs), category[rows], reduction="sum")
+        return loss / fake.shape[0]
+
+    def _train_dp(self, engine: DPSGDEngine, disc, opt_d, opt_g, loader, *, gen, progress) -> None:
+        m = max(1, int(round(engine.plan.sample_rate * len(loader.dataset))))  # fixed fake count
+        d_params = [p for p in disc.parameters()]
+        while engine.can_step():
+            with engine.batches(loader, opt_d, max_physical_batch_size=self.max_physical_batch_size) as batches:
+                for x_real, c_real in batches:
+                    if not engine.can_step():
+                        break
+                    disc.train()
+                    opt_d.zero_grad(set_to_none=True)
+                    # (1) per-example clipped + noised gradient of the loss on real rows
+                    inputs = torch.cat([x_real, c_real], dim=1).requires_grad_(True)  # full backward hooks need it
+                    logits_real = disc(inputs)
+                    loss_real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+                    loss_real.backward()
+                    # (2) gradient on fake rows: data-independent, added after noising
+                    with torch.no_grad():
+                        fake, cond, _, _ = self._fake_batch(m, gen)
+                    disc.disable_hooks()
+                    logits_fake = disc(torch.cat([fake, cond], dim=1))
+                    loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+                    fake_grads = torch.autograd.grad(loss_fake, d_params)
+                    disc.enable_hooks()
+                    took = engine.step(opt_d, extra_grads=fake_grads)
+                    if not took:
+                        continue
+                    # (3) generator update through the (private) discriminator
+                    disc.disable_hooks()
+                    disc.eval()
+                    for _ in range(self.generator_steps):
+                        g_loss = self._generator_step(disc, opt_g, m, gen)
+                    disc.enable_hooks()
+                    if progress is not None:
+                        progress({"step": engine.steps_taken, "steps": engine.plan.steps,
+                                  "d_loss": (loss_real + loss_fake).item(), "g_loss": g_loss,
+                                  "epsilon": engine.ledger.epsilon()})
+
+    def _train_non_private(self, disc, opt_d, opt_g, dataset, *, steps: int, gen, progress) -> None:
+        n = len(dataset)
+        x_all, c_all = dataset.tensors
+        for step in range(steps):
+            idx = torch.randint(n, (self.batch_size,), generator=gen)
+            disc.train()
+            fake, cond, _, _ = self._fake_batch(self.batch_size, gen)
+            lr = disc(torch.cat([x_all[idx], c_all[idx]], dim=1))
+            lf = disc(torch.cat([fake.detach(), cond], dim=1))
+            d_loss = F.binary_cross_entropy_with_logits(lr, torch.ones_like(lr)) + \
+                F.binary_cross_entropy_with_logits(lf, torch.zeros_like(lf))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            disc.eval()
+            for _ in range(self.generator_steps):
+                g_loss = self._generator_step(disc, opt_g, self.batch_size, gen)
+            if progress is not None:
+                progress({"step": step + 1, "steps": steps, "d_loss": d_loss.item(), "g_loss": g_loss,
+                          "epsilon": math.inf})
+
+    # ---- sampling -----------------------------------------------------------------------
+    @torch.no_grad()
+    def _sample_raw(self, n: int, *, gen: torch.Generator, rng: np.random.Generator,
+                    fixed: dict[int, int] | None = None) -> pd.DataFrame:
+        z = torch.randn(n, self.noise_dim, generator=gen)
+        cond, _, _ = self.cond_.draw(n, probs=self.cond_probs_, gen=gen)
+        if fixed:
+            cond.zero_()
+            # spread rows over the conditioned blocks, each with its requested category
+            blocks = list(fixed.items())
+            which = torch.randint(len(blocks), (n,), generator=gen)
+            for b, (j, cat) in enumerate(blocks):
+                cond[which == b, self.cond_.offsets[j] + cat] = 1.0
+        raw = self.generator_(z, cond)
+        out = activate(raw, self.transformer_.spans, tau=self.tau, gen=gen)
+        return self.transformer_.decode(out.numpy())
+
+    def sample(self, n: int, *, conditions: Mapping[str, Any] | None = None, rng: np.random.Generator) -> SyntheticData:
+        self._check_fitted()
+        if n <= 0:
+            raise DpsynthError(f"number of rows must be > 0, got {n}")
+        gen = torch_generator(rng)
+        self.generator_.eval()
+        if not conditions:
+            frames = [self._sample_raw(min(n - i, 100_000), gen=gen, rng=rng) for i in range(0, n, 100_000)]
+            return SyntheticData(frame=pd.concat(frames, ignore_index=True), schema=self.schema_, generator=self.name)
+        fixed, checks = self._resolve_conditions(conditions)
+        kept: list[pd.DataFrame] = []
+        have = 0
+        for _ in range(self.max_tries):
+            batch = self._sample_raw(max(1024, 2 * (n - have)), gen=gen, rng=rng, fixed=fixed)
+            mask = np.ones(len(batch), dtype=bool)
+            for name, value in checks.items():
+                mask &= batch[name].map(_key).to_numpy() == _key(value)
+            kept.append(batch[mask])
+            have += int(mask.sum())
+            if have >= n:
+                frame = pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
+                return SyntheticData(frame=frame, schema=self.schema_, generator=self.name,
+                                     info={"conditions": dict(conditions), "method": "rejection"})
+        raise DpsynthError(
+            f"dp-gan could only produce {have} of {n} rows with {dict(conditions)} in {self.max_tries} tries;"
+            " the condition is too rare for this model"
+        )
+
+    def _resolve_conditions(self, conditions: Mapping[str, Any]) -> tuple[dict[int, int], dict[str, Any]]:
+        fixed, checks = {}, {}
+        span_index = {s.column: j for j, s in enumerate(self.cond_.spans)}
+        for name, value in conditions.items():
+            if name not in self.schema_:
+                raise DpsynthError(f"cannot condition on unknown column '{name}'")
+            col = self.schema_[name]
+            if col.is_numeric:
+                raise DpsynthError(f"cannot condition on numeric column '{name}' (only categorical/binary columns)")
+            lookup = {_key(c): i for i, c in enumerate(col.categories)}
+            if _key(value) not in lookup:
+                raise DpsynthError(f"condition {name}={value!r} is not a declared category {list(col.categories)}")
+            fixed[span_index[name]] = lookup[_key(value)]
+            checks[name] = col.categories[lookup[_key(value)]]
+        return fixed, checks
+
+    # ---- state --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        self._check_fitted()
+        state = {f"generator.{k}": v.detach().clone() for k, v in self.generator_.state_dict().items()}
+        for j, p in enumerate(self.cond_probs_):
+            state[f"cond_probs.{j}"] = torch.tensor(p, dtype=torch.float64)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor], *, schema: Schema) -> "DPGAN":
+        self._build(schema)
+        g_state = {k[len("generator."):]: v for k, v in state.items() if k.startswith("generator.")}
+        self.generator_.load_state_dict(g_state)
+        self.generator_.eval()
+        self.cond_probs_ = [state[f"cond_probs.{j}"].numpy() for j in range(len(self.cond_.spans))]
+        return self

@@ -1,0 +1,122 @@
+"""AIM (McKenna, Mullins, Sheldon & Miklau 2022), the adaptive iterative mechanism.
+
+Workload W: all ``degree``-way marginals, weight 1. Candidates: every non-empty subset r of a
+workload clique, with weight w_r = sum over s in W of |r & s|. With a zCDP budget rho, at most
+T rounds and alpha = 0.9:
+
+1. measure every one-way marginal with sigma = sqrt(T / (2 alpha rho));
+2. each round t: (the last round, when less than two rounds' worth is left, takes all of it)
+   - candidates are those whose junction tree stays under rho_used / rho * max_model_size;
+   - select r by the exponential mechanism (epsilon = sqrt(8 (1 - alpha) rho / T) at
+     first, sensitivity max w_r) on the score w_r (||M_r(D) - M_r(model)||_1 - sqrt(2/pi) sigma n_r);
+   - measure M_r(D) with Gaussian noise sigma, re-fit the model (warm start);
+   - if the model's M_r moved by less than sqrt(2/pi) sigma n_r, anneal: sigma /= 2, epsilon *= 2;
+3. fit the final model with more iterations.
+
+Model size: a candidate's junction tree is the current tree augmented with it
+(``structure.augment``); the kept tree is the smaller of that and mbi's greedy tree.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Callable
+
+import numpy as np
+
+from dpsynth.generators.marginal.fitting import Fit, fit_model
+from dpsynth.generators.marginal.junction import Clique, JunctionTree
+from dpsynth.generators.marginal.mbi_glue import greedy_tree
+from dpsynth.generators.marginal.measure import Measurer
+from dpsynth.generators.marginal.structure import augment
+
+ALPHA = 0.9  # share of each round's budget spent on measuring (the rest selects)
+BYTES_PER_CELL = 8
+
+
+def candidate_weights(d: int, degree: int) -> dict[Clique, float]:
+    """Downward closure of the all-``degree``-way workload, weighted by overlap with it."""
+    workload = list(itertools.combinations(range(d), min(degree, d)))
+    weights: dict[Clique, float] = {}
+    for s in workload:
+        for k in range(1, len(s) + 1):
+            for r in itertools.combinations(s, k):
+                weights[r] = 0.0
+    for r in weights:
+        weights[r] = float(sum(len(set(r) & set(s)) for s in workload))
+    return weights
+
+
+def _smaller(a: JunctionTree, b: JunctionTree) -> JunctionTree:
+    return a if a.cells() <= b.cells() else b
+
+
+def run_aim(
+    measurer: Measurer,
+    *,
+    rho: float,
+    degree: int,
+    max_model_size: float,
+    max_rounds: int | None,
+    round_iters: int,
+    final_iters: int,
+    estimator: str,
+    progress: Callable[[dict], None] | None = None,
+) -> Fit:
+    sizes = measurer.sizes
+    d = len(sizes)
+    rounds = max_rounds if max_rounds is not None else 16 * d
+    plan = max(rounds, d)  # T of the paper; the one-way marginals take d / T of the measuring share
+    weights = candidate_weights(d, degree)
+    candidates = list(weights)
+    sensitivity = max(weights.values())
+    cells = {r: int(np.prod([sizes[a] for a in r])) for r in candidates}
+    max_cells = max_model_size * 2**20 / BYTES_PER_CELL
+
+    if measurer.non_private:  # exact measurements; a fixed number of greedy rounds
+        sigma, epsilon = 1.0, 1.0
+    else:
+        sigma = math.sqrt(plan / (2 * ALPHA * rho))
+        epsilon = math.sqrt(8 * (1 - ALPHA) * rho / plan)
+    oneway = [(a,) for a in range(d)]
+    rho_used = d / (2 * sigma**2)
+    measurements = measurer.measure(oneway, rho=rho_used, purpose="aim: all one-way marginals")
+    tree = greedy_tree(sizes, oneway)
+    fit = fit_model(tree, measurements, iters=round_iters, estimator=estimator)
+    answers = {r: measurer.answer(r) for r in candidates}  # PRIVATE: only inside the selection scores
+
+    for t in range(1, rounds + 1):
+        if measurer.non_private:
+            last, share = t == min(rounds, 2 * d), t / min(rounds, 2 * d)
+        else:
+            remaining = rho - rho_used
+            last = remaining < 2 * (1 / (2 * sigma**2) + epsilon**2 / 8) or t == rounds
+            if last:
+                sigma = math.sqrt(1 / (2 * ALPHA * remaining))
+                epsilon = math.sqrt(8 * (1 - ALPHA) * remaining)
+            rho_used += 1 / (2 * sigma**2) + epsilon**2 / 8
+            share = rho_used / rho
+        limit = share * max_cells
+        allowed = [r for r in candidates if tree.node_holding(r) is not None or augment(tree, r).cells() <= limit]
+        bias = math.sqrt(2 / math.pi) * sigma
+        scores = np.array([
+            weights[r] * (np.abs(answers[r] - fit.total * fit.model.marginal(r).ravel()).sum() - bias * cells[r])
+            for r in allowed
+        ])
+        chosen = allowed[measurer.select(scores, epsilon=epsilon, sensitivity=sensitivity,
+                                         purpose=f"aim round {t}: select a marginal")]
+        before = fit.total * fit.model.marginal(chosen).ravel()
+        measurements += measurer.measure(
+            [chosen], rho=1 / (2 * sigma**2), purpose=f"aim round {t}: measure {measurer.label(chosen)}"
+        )
+        tree = _smaller(greedy_tree(sizes, [m.clique for m in measurements]), augment(tree, chosen))
+        fit = fit_model(tree, measurements, iters=round_iters, estimator=estimator, warm=fit)
+        after = fit.total * fit.model.marginal(chosen).ravel()
+        if progress is not None:
+            progress({"round": t, "selected": measurer.label(chosen), "sigma": sigma, "cells": tree.cells()})
+        if last:
+            break
+        if not measurer.non_private and np.abs(after - before).sum() <= bias * cells[chosen]:
+            sigma, epsilon = sigma / 2, epsilon * 2
+    return fit_model(tree, measurements, iters=final_iters, estimator=estimator, warm=fit)

@@ -1,0 +1,44 @@
+"""One call to fit the graphical model: numpy mirror descent (default) or mbi's (reference)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dpsynth.errors import DpsynthError
+from dpsynth.generators.marginal.estimate import Measurement, MirrorDescent, estimate_total
+from dpsynth.generators.marginal.junction import CalibratedTree, Clique, JunctionTree
+
+ESTIMATORS = ("numpy", "mbi")
+
+
+@dataclass
+class Fit:
+    theta: dict[Clique, np.ndarray]
+    model: CalibratedTree
+    total: float
+
+
+def fit_model(
+    tree: JunctionTree,
+    measurements: list[Measurement],
+    *,
+    iters: int,
+    estimator: str,
+    warm: Fit | None = None,
+) -> Fit:
+    """Fit potentials to ``measurements`` on ``tree`` (warm-started from an earlier fit)."""
+    if estimator not in ESTIMATORS:
+        raise DpsynthError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    total = estimate_total(measurements)
+    theta0 = warm.theta if warm is not None else None
+    if estimator == "mbi":
+        from dpsynth.generators.marginal.mbi_glue import mbi_estimate
+
+        theta, model = mbi_estimate(tree, measurements, total, iters=iters, theta=theta0)
+        return Fit(theta, model, total)
+    engine = MirrorDescent(tree, measurements, total)
+    start = engine.expand_potentials(theta0) if theta0 else None
+    theta, model = engine.run(iters, start)
+    return Fit(theta, model, total)

@@ -1,0 +1,132 @@
+"""The Generator plumbing shared by ``aim`` and ``mst``: fit skeleton, sampling with exact
+conditioning, and the tensor-only state dict.
+
+State dict (safetensors): ``domain.sizes`` (int64, codes per column), ``tree.parent`` (int64,
+-1 for roots), and per junction-tree node i ``clique.{i}.columns`` (int64 column indices) and
+``clique.{i}.values`` (float64 probability table). These are DP post-processing of noisy
+marginals; no training row is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from dpsynth.data.schema import Schema
+from dpsynth.data.table import SyntheticData, TableData
+from dpsynth.data.transform import restore_types
+from dpsynth.errors import DpsynthError
+from dpsynth.generators.base import Generator, ProgressFn
+from dpsynth.generators.marginal.discretize import Discretizer
+from dpsynth.generators.marginal.fitting import Fit
+from dpsynth.generators.marginal.junction import CalibratedTree, JunctionTree
+from dpsynth.generators.marginal.measure import Measurer, available_rho
+from dpsynth.privacy.budget import Budget
+from dpsynth.privacy.ledger import Ledger
+
+
+class GraphicalModelGenerator(Generator):
+    """Base for generators whose fitted state is a calibrated junction tree over binned columns.
+
+    Conditioning is exact: ``sample(n, conditions={"race": 1})`` fixes the evidence in the
+    graphical model and samples from P(rest | evidence). A numeric condition fixes the
+    column to the requested value and conditions the model on that value's bin.
+    """
+
+    exact_conditioning = True
+    _param_names: tuple[str, ...] = ()
+    bins: int
+
+    model_: CalibratedTree | None = None
+    discretizer_: Discretizer | None = None
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._param_names}
+
+    # ---- fit ------------------------------------------------------------------------------
+    def _run(self, measurer: Measurer, rho: float, progress: Callable[[dict], None] | None) -> Fit:
+        raise NotImplementedError
+
+    def fit(
+        self,
+        data: TableData,
+        *,
+        budget: Budget,
+        rng: np.random.Generator,
+        ledger: Ledger | None = None,
+        progress: ProgressFn | None = None,
+    ) -> "GraphicalModelGenerator":
+        from dpsynth.generators.marginal.mbi_glue import require_mbi
+
+        require_mbi(self.name)
+        schema, frame = data.schema, data.frame
+        ledger = self._make_ledger(budget, len(frame), ledger)
+        discretizer = Discretizer(schema, bins=self.bins)
+        measurer = Measurer(
+            discretizer.encode(frame), discretizer.sizes, ledger=ledger, rng=rng, secure=budget.secure_mode,
+            non_private=budget.non_private, names=discretizer.names,
+        )
+        if budget.non_private:
+            rho = float("inf")
+        else:
+            target = ledger.target_epsilon if ledger.target_epsilon is not None else budget.epsilon
+            rho = available_rho(ledger, target)
+        fit = self._run(measurer, rho, progress)
+        self.model_, self.discretizer_ = fit.model, discretizer
+        self.schema_, self.ledger_ = schema, ledger
+        return self
+
+    # ---- sample ---------------------------------------------------------------------------
+    def sample(self, n: int, *, conditions: Mapping[str, Any] | None = None, rng: np.random.Generator) -> SyntheticData:
+        self._check_fitted()
+        if not isinstance(n, (int, np.integer)) or n <= 0:
+            raise DpsynthError(f"number of rows must be a positive integer, got {n!r}")
+        disc = self.discretizer_
+        evidence, fixed = {}, {}
+        for name, value in (conditions or {}).items():
+            j = disc.index(name)
+            evidence[j] = disc.columns[j].code_of(value)
+            if disc.columns[j].column.is_numeric and evidence[j] != disc.columns[j].missing_code:
+                fixed[name] = float(value)
+        codes = self.model_.sample(int(n), rng, evidence)
+        frame = disc.decode(codes, rng)
+        for name, value in fixed.items():
+            frame[name] = value
+        frame = restore_types(frame, self.schema_)
+        return SyntheticData(frame=frame, schema=self.schema_, generator=self.name, info={"conditions": dict(conditions or {})})
+
+    # ---- state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        self._check_fitted()
+        tree = self.model_.tree
+        state = {
+            "domain.sizes": torch.tensor(tree.sizes, dtype=torch.int64),
+            "tree.parent": torch.tensor(tree.parent, dtype=torch.int64),
+        }
+        for i, (node, table) in enumerate(zip(tree.nodes, self.model_.marginals)):
+            state[f"clique.{i}.columns"] = torch.tensor(node, dtype=torch.int64)
+            state[f"clique.{i}.values"] = torch.from_numpy(np.ascontiguousarray(table, dtype=np.float64))
+        return state
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor], *, schema: Schema) -> "GraphicalModelGenerator":
+        discretizer = Discretizer(schema, bins=self.bins)
+        try:
+            sizes = tuple(int(s) for s in state["domain.sizes"].tolist())
+            parent = [int(p) for p in state["tree.parent"].tolist()]
+            nodes = [tuple(int(a) for a in state[f"clique.{i}.columns"].tolist()) for i in range(len(parent))]
+            tables = [state[f"clique.{i}.values"].numpy().astype(np.float64) for i in range(len(parent))]
+        except KeyError as exc:
+            raise DpsynthError(f"generator '{self.name}': state dict lacks tensor {exc.args[0]!r}") from None
+        if sizes != tuple(discretizer.sizes):
+            raise DpsynthError(
+                f"generator '{self.name}': saved domain sizes {list(sizes)} do not match schema '{schema.name}'"
+                f" with bins={self.bins} ({discretizer.sizes})"
+            )
+        tree = JunctionTree(sizes=sizes, nodes=nodes, parent=parent)
+        for node, table in zip(tree.nodes, tables):
+            if table.shape != tree.shape(node):
+                raise DpsynthError(f"generator '{self.name}': table of clique {node} has shape {table.shape}")
+        self.model_, self.discretizer_, self.schema_ = CalibratedTree(tree, tables), discretizer, schema
+        return self

@@ -1,0 +1,130 @@
+"""The only code that reads the private table: marginal measurements and selections, each
+charged to the ledger before anything is released.
+
+- ``measure``: Gaussian noise on a batch of k marginals. One row changes each marginal by 1
+  in one cell, so the batch has L2 sensitivity sqrt(k); every cell gets noise with std
+  ``sigma = sqrt(k / (2 rho))`` and the ledger records a Gaussian release with
+  noise_multiplier ``sigma / sqrt(k)`` (rho-zCDP with rho = 1 / (2 noise_multiplier^2)).
+- ``select``: the exponential mechanism with scores of sensitivity ``sensitivity``:
+  P(i) ~ exp(epsilon * score_i / (2 sensitivity)), drawn with the Gumbel-max trick. It is
+  epsilon-DP and (bounded range) epsilon^2/8-zCDP, which the ledger records.
+- ``available_rho``: the largest zCDP rho that, composed with what the ledger already holds,
+  stays below its target epsilon under the ledger's own accountant. AIM and MST plan their
+  spending in rho (it adds up), so the run stops at the target and never crosses it.
+
+The non-private reference (``Budget.non_private_reference()``) measures exactly, selects the
+best-scoring candidate, and records one ``non-private`` ledger entry (epsilon = inf).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from dpsynth.errors import PrivacyError
+from dpsynth.generators.marginal.estimate import Measurement
+from dpsynth.generators.marginal.junction import Clique
+from dpsynth.privacy.accountants import compose
+from dpsynth.privacy.ledger import Ledger
+from dpsynth.privacy.mechanisms import gaussian_noise
+
+# plan a hair below the target so that float rounding can never cross it
+PLAN_MARGIN = 1e-7
+
+
+def available_rho(ledger: Ledger, target_epsilon: float) -> float:
+    """Largest extra rho-zCDP spend that keeps ``ledger`` at or below ``target_epsilon``."""
+    if ledger.accountant != "rdp":
+        raise PrivacyError(
+            f"the marginal generators select with the exponential mechanism (zCDP), which the"
+            f" '{ledger.accountant}' accountant cannot compose; use accountant 'rdp'"
+        )
+    history, base = ledger.gaussian_history(), ledger.rho()
+    goal = target_epsilon * (1 - PLAN_MARGIN)
+
+    def eps(extra: float) -> float:
+        return compose(history, zcdp_rho=base + extra, delta=ledger.delta, accountant="rdp")
+
+    if eps(0.0) >= goal:
+        raise PrivacyError(f"the ledger already spent epsilon={eps(0.0):.4g} of the target {target_epsilon:g}")
+    low, high = 0.0, 1.0
+    while eps(high) <= goal:
+        low, high = high, 2 * high
+    for _ in range(100):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if eps(mid) <= goal else (low, mid)
+        if high - low <= 1e-12 * high:
+            break
+    return low
+
+
+class Measurer:
+    """Holds the private integer codes; releases only noisy marginals and selections."""
+
+    def __init__(
+        self,
+        codes: np.ndarray,
+        sizes: Sequence[int],
+        *,
+        ledger: Ledger,
+        rng: np.random.Generator,
+        secure: bool = False,
+        non_private: bool = False,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        self._codes = codes
+        self.sizes = tuple(sizes)
+        self.ledger = ledger
+        self.rng = rng
+        self.secure = secure
+        self.non_private = non_private
+        self.names = list(names) if names is not None else [str(i) for i in range(len(sizes))]
+        self._recorded_non_private = False
+
+    def label(self, clique: Clique) -> str:
+        return "x".join(self.names[a] for a in clique)
+
+    def answer(self, clique: Clique) -> np.ndarray:
+        """Exact counts of a marginal (flattened). PRIVATE: use only inside a charged mechanism."""
+        shape = tuple(self.sizes[a] for a in clique)
+        index = np.ravel_multi_index(tuple(self._codes[:, a] for a in clique), shape) if clique else 0
+        return np.bincount(np.atleast_1d(index), minlength=int(np.prod(shape))).astype(float)
+
+    def _charge_non_private(self, purpose: str) -> None:
+        if not self._recorded_non_private:
+            self.ledger.record_non_private(purpose=purpose)
+            self._recorded_non_private = True
+
+    def measure(self, cliques: list[Clique], *, rho: float, purpose: str) -> list[Measurement]:
+        """Noisy marginals of ``cliques`` released together for ``rho``-zCDP (exact when non-private)."""
+        if self.non_private:
+            self._charge_non_private("exact marginals and selections (non-private reference)")
+            return [Measurement(c, self.answer(c), 1.0) for c in cliques]
+        k = len(cliques)
+        noise_multiplier = math.sqrt(1.0 / (2.0 * rho))
+        self.ledger.record_gaussian(
+            purpose=purpose,
+            noise_multiplier=noise_multiplier,
+            params={"marginals": [self.label(c) for c in cliques], "l2_sensitivity": math.sqrt(k)},
+        )
+        sigma = noise_multiplier * math.sqrt(k)
+        out = []
+        for c in cliques:
+            exact = self.answer(c)
+            out.append(Measurement(c, exact + gaussian_noise(exact.shape, std=sigma, rng=self.rng, secure=self.secure), sigma))
+        return out
+
+    def select(self, scores: np.ndarray, *, epsilon: float, sensitivity: float, purpose: str) -> int:
+        """Exponential mechanism over ``scores`` (computed from the private data); argmax when non-private."""
+        scores = np.asarray(scores, dtype=float)
+        if self.non_private:
+            self._charge_non_private("exact marginals and selections (non-private reference)")
+            return int(np.argmax(scores))
+        self.ledger.record_zcdp(
+            purpose=purpose, rho=epsilon**2 / 8.0,
+            params={"mechanism": "exponential", "epsilon": epsilon, "sensitivity": sensitivity, "candidates": len(scores)},
+        )
+        logits = epsilon / (2.0 * sensitivity) * (scores - scores.max())
+        return int(np.argmax(logits + self.rng.gumbel(size=len(scores))))

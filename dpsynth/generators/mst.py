@@ -1,0 +1,35 @@
+"""``mst``: the NIST-contest winner (McKenna et al. 2021): one-way marginals, a spanning tree of
+column pairs chosen with the exponential mechanism, its 2-way marginals, a tree-structured
+graphical model. Every measurement and selection is charged to the ledger; the budget is
+planned in zCDP rho under the ledger's own accountant, so the run ends at the target epsilon.
+Conditioning is exact (evidence in the graphical model).
+See :mod:`dpsynth.generators.marginal.mst` for the algorithm.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from dpsynth.errors import DpsynthError
+from dpsynth.generators.marginal.fitting import ESTIMATORS, Fit
+from dpsynth.generators.marginal.generator import GraphicalModelGenerator
+from dpsynth.generators.marginal.measure import Measurer
+from dpsynth.generators.marginal.mst import run_mst
+from dpsynth.generators.registry import register
+
+
+@register("mst")
+class MST(GraphicalModelGenerator):
+    _param_names = ("bins", "iters", "estimator")
+
+    def __init__(self, *, bins: int = 16, iters: int = 1000, estimator: str = "numpy") -> None:
+        """bins: codes per numeric column; iters: mirror-descent iterations of the final fit;
+        estimator: 'numpy' (fast) or 'mbi' (mbi's MirrorDescent)."""
+        self.bins = bins
+        self.iters = iters
+        self.estimator = estimator
+
+    def _run(self, measurer: Measurer, rho: float, progress: Callable[[dict], None] | None) -> Fit:
+        if self.estimator not in ESTIMATORS:
+            raise DpsynthError(f"generator 'mst': estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
+        return run_mst(measurer, rho=rho, iters=self.iters, estimator=self.estimator, progress=progress)

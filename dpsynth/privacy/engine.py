@@ -1,0 +1,181 @@
+"""The DP-SGD engine: opacus' PrivacyEngine wired to the dpsynth ledger.
+
+- Poisson sampling through opacus' DPDataLoader (``poisson_sampling=True`` always).
+- The noise multiplier is calibrated so that the ledger's composed epsilon after the planned
+  steps, *including what preprocessing already spent*, is at most the target.
+- Each optimizer step that is really taken (not a BatchMemoryManager virtual step) advances the
+  ledger's DP-SGD entry; the engine refuses a step that would cross the target.
+- Modules are validated with opacus' ModuleValidator; secure RNG is available by flag.
+
+There is no switch to turn DP off here: the non-private reference is a separate code path in
+each generator (``Budget.non_private_reference()``) and is recorded as such in the ledger.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from opacus import PrivacyEngine
+from opacus.utils.batch_memory_manager import BatchMemoryManager
+from opacus.validators import ModuleValidator
+from torch.utils.data import DataLoader, Dataset
+
+from dpsynth.errors import PrivacyError
+from dpsynth.privacy.accountants import calibrate_noise
+from dpsynth.privacy.ledger import Ledger, LedgerEntry
+
+
+@dataclass(frozen=True)
+class DPSGDPlan:
+    """What a DP-SGD run will do, fixed before any real data is touched."""
+
+    sample_rate: float
+    steps: int
+    max_grad_norm: float
+    noise_multiplier: float
+
+    def to_dict(self) -> dict:
+        return {
+            "sample_rate": self.sample_rate,
+            "steps": self.steps,
+            "max_grad_norm": self.max_grad_norm,
+            "noise_multiplier": self.noise_multiplier,
+        }
+
+
+def validate_module(module: torch.nn.Module, *, name: str) -> None:
+    errors = ModuleValidator.validate(module, strict=False)
+    if errors:
+        raise PrivacyError(f"{name} is not DP-SGD compatible: {'; '.join(str(e) for e in errors)[:300]}")
+
+
+def plan_dp_sgd(
+    *, ledger: Ledger, n: int, batch_size: int, steps: int, max_grad_norm: float
+) -> DPSGDPlan:
+    """Calibrate the noise multiplier for ``steps`` Poisson-sampled steps of expected size ``batch_size``."""
+    if ledger.target_epsilon is None:
+        raise PrivacyError("DP-SGD needs a ledger with a target epsilon")
+    if steps <= 0 or batch_size <= 0:
+        raise PrivacyError(f"DP-SGD needs steps > 0 and batch_size > 0, got steps={steps}, batch_size={batch_size}")
+    # opacus' Poisson loader samples each row with rate 1 / (batches per epoch): plan with that rate
+    sample_rate = 1.0 / max(1, math.ceil(n / batch_size))
+    sigma = calibrate_noise(
+        base=ledger.gaussian_history(),
+        base_rho=ledger.rho(),
+        sample_rate=sample_rate,
+        steps=steps,
+        target_epsilon=ledger.target_epsilon,
+        delta=ledger.delta,
+        accountant=ledger.accountant,
+    )
+    return DPSGDPlan(sample_rate=sample_rate, steps=steps, max_grad_norm=max_grad_norm, noise_multiplier=sigma)
+
+
+def _batch_size_for(n: int, *, batches: int) -> int:
+    """A loader batch size whose DataLoader has exactly ``batches`` batches over n rows (so that
+    opacus' Poisson rate 1/len(loader) equals the planned rate), or the closest with fewer."""
+    size = math.ceil(n / batches)
+    while size > 1 and math.ceil(n / (size - 1)) <= batches:
+        size -= 1
+    while math.ceil(n / size) > batches:
+        size += 1
+    return size
+
+
+class DPSGDEngine:
+    """Makes one (module, optimizer, dataset) private under a plan, and charges each step.
+
+    Usage::
+
+        engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="discriminator", secure_mode=False)
+        module, optimizer, loader = engine.make_private(module=d, optimizer=opt, dataset=ds, torch_rng=g)
+        for batch in engine.batches(loader, optimizer, max_physical_batch_size=512):
+            ...loss.backward()
+            engine.step(optimizer)            # or engine.step(optimizer, extra_grads=...)
+    """
+
+    def __init__(self, *, ledger: Ledger, plan: DPSGDPlan, purpose: str, secure_mode: bool = False) -> None:
+        self.ledger = ledger
+        self.plan = plan
+        self.purpose = purpose
+        self.secure_mode = secure_mode
+        with warnings.catch_warnings():
+            # opacus warns when secure RNG is off; the privacy card records secure_mode instead
+            warnings.filterwarnings("ignore", message="Secure RNG turned off")
+            self.privacy_engine = PrivacyEngine(accountant="rdp", secure_mode=secure_mode)
+        self.entry: LedgerEntry | None = None
+
+    def make_private(
+        self, *, module: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, torch_rng: torch.Generator
+    ):
+        validate_module(module, name=self.purpose)
+        n = len(dataset)
+        batch_size = _batch_size_for(n, batches=int(round(1.0 / self.plan.sample_rate)))
+        loader = DataLoader(dataset, batch_size=batch_size, generator=None if self.secure_mode else torch_rng)
+        module, optimizer, loader = self.privacy_engine.make_private(
+            module=module,
+            optimizer=optimizer,
+            data_loader=loader,
+            noise_multiplier=self.plan.noise_multiplier,
+            max_grad_norm=self.plan.max_grad_norm,
+            poisson_sampling=True,
+            noise_generator=None if self.secure_mode else torch_rng,
+        )
+        # the loader's own sample rate (1 / len(loader)) is what opacus accounts; keep the ledger exact
+        sample_rate = loader.sample_rate
+        if sample_rate > self.plan.sample_rate * (1 + 1e-12):
+            raise PrivacyError(f"{self.purpose}: loader sample rate {sample_rate:g} exceeds the planned {self.plan.sample_rate:g}")
+        self.entry = self.ledger.open_dp_sgd(
+            purpose=self.purpose,
+            noise_multiplier=self.plan.noise_multiplier,
+            sample_rate=sample_rate,
+            params={"max_grad_norm": self.plan.max_grad_norm, "planned_steps": self.plan.steps, "poisson_sampling": True,
+                    "secure_mode": self.secure_mode},
+        )
+        return module, optimizer, loader
+
+    @property
+    def steps_taken(self) -> int:
+        return 0 if self.entry is None else self.entry.steps
+
+    def can_step(self) -> bool:
+        """False once the planned steps are done or one more step would cross the target."""
+        if self.entry is None or self.entry.steps >= self.plan.steps:
+            return False
+        next_eps = self.ledger.epsilon(extra=(self.entry.noise_multiplier, self.entry.sample_rate, 1))
+        return next_eps <= self.ledger.target_epsilon * (1 + 1e-9)
+
+    def step(self, optimizer, *, extra_grads: Sequence[torch.Tensor | None] | None = None) -> bool:
+        """Clip, noise and apply one DP-SGD step; add data-independent ``extra_grads`` after noising.
+
+        Returns True when a real (non-virtual) step was taken and charged.
+        """
+        if not self.can_step():
+            raise PrivacyError(f"{self.purpose}: a further DP-SGD step would cross epsilon={self.ledger.target_epsilon:g}")
+        if not optimizer.pre_step():
+            return False  # virtual step of BatchMemoryManager: gradients accumulate, nothing released
+        if extra_grads is not None:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            for p, g in zip(params, extra_grads):
+                if g is not None:
+                    p.grad = g.clone() if p.grad is None else p.grad + g
+        optimizer.original_optimizer.step()
+        self.ledger.record_step(self.entry)
+        return True
+
+    @contextmanager
+    def batches(self, loader: DataLoader, optimizer, *, max_physical_batch_size: int) -> Iterator[DataLoader]:
+        """Physical batches of at most ``max_physical_batch_size`` over the Poisson loader."""
+        with BatchMemoryManager(
+            data_loader=loader, max_physical_batch_size=max_physical_batch_size, optimizer=optimizer
+        ) as memory_safe_loader:
+            yield memory_safe_loader
+
+    def opacus_history(self) -> list:
+        """opacus' own accountant history, for cross-checking the ledger."""
+        return list(self.privacy_engine.accountant.history)
