@@ -128,9 +128,14 @@ def restore_types(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
         elif col.kind == "continuous":
             out[col.name] = s.astype(float)
         else:
+            int_categories = all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in col.categories)
+            if int_categories and pd.api.types.is_numeric_dtype(s.dtype):  # already numeric: cast, no Python loop
+                out[col.name] = s.astype("Int64") if col.nullable else s.astype(np.int64)
+                continue
             values = list(s)
-            if all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in col.categories):
-                out[col.name] = pd.Series(values, dtype="Int64") if col.nullable else pd.Series(values, dtype=np.int64)
+            if int_categories:
+                out[col.name] = (pd.Series(values, dtype="Int64", index=s.index) if col.nullable
+                                 else pd.Series(values, dtype=np.int64, index=s.index))
             else:
-                out[col.name] = pd.Series(values, dtype=object)
-    return pd.DataFrame(out)
+                out[col.name] = pd.Series(values, dtype=object, index=s.index)
+    return pd.DataFrame(out, copy=False)  # the casts above already copied; skip a second block copy

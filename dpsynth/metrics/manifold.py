@@ -28,12 +28,14 @@ from dpsynth.metrics.fidelity import _FidelityMetric
 
 
 def _encoded_pair(real, synth, schema, rng, max_rows):
-    """Equal-size samples of both tables (nearest-neighbour radii depend on sample size)."""
+    """Equal-size samples of both tables (nearest-neighbour radii depend on sample size), and
+    every real row (capped at 20 000) as the reference for authenticity."""
     n = min(len(real), len(synth), max_rows)
     enc = FeatureEncoder(schema).fit(real)
     r = enc.transform(real.iloc[rng.choice(len(real), n, replace=False)])
     s = enc.transform(synth.iloc[rng.choice(len(synth), n, replace=False)])
-    return r, s
+    full = real if len(real) <= 20_000 else real.iloc[rng.choice(len(real), 20_000, replace=False)]
+    return r, s, enc.transform(full)
 
 
 def prdc_scores(real_x: np.ndarray, synth_x: np.ndarray, *, k: int = 5) -> dict:
@@ -44,7 +46,10 @@ def prdc_scores(real_x: np.ndarray, synth_x: np.ndarray, *, k: int = 5) -> dict:
     return {key: float(v) for key, v in out.items()}
 
 
-def alpha_beta_authenticity(real_x: np.ndarray, synth_x: np.ndarray, *, n_alphas: int = 30, k: int = 5) -> dict:
+def alpha_beta_authenticity(real_x: np.ndarray, synth_x: np.ndarray, *, real_reference: np.ndarray | None = None,
+                            n_alphas: int = 30, k: int = 5) -> dict:
+    """Curves and integrated scores; authenticity uses ``real_reference`` (all real rows) when given,
+    so that a copied row is recognised even when the equal-size real sample missed it."""
     alphas = np.linspace(0.0, 1.0, n_alphas)
     center = real_x.mean(axis=0)
     real_radii = np.quantile(np.linalg.norm(real_x - center, axis=1), alphas)
@@ -69,8 +74,11 @@ def alpha_beta_authenticity(real_x: np.ndarray, synth_x: np.ndarray, *, n_alphas
     alpha_precision = 1.0 - 2.0 * float(np.abs(precision_curve - alphas).sum() * step)
     beta_recall = 1.0 - 2.0 * float(np.abs(recall_curve - alphas).sum() * step)
 
-    d_sr, idx_sr = NearestNeighbors(n_neighbors=1).fit(real_x).kneighbors(synth_x)
-    authentic = d_sr[:, 0] > real_to_real[idx_sr[:, 0]]
+    ref = real_x if real_reference is None else real_reference
+    ref_to_ref = (real_to_real if real_reference is None
+                  else NearestNeighbors(n_neighbors=2).fit(ref).kneighbors(ref)[0][:, 1])
+    d_sr, idx_sr = NearestNeighbors(n_neighbors=1).fit(ref).kneighbors(synth_x)
+    authentic = d_sr[:, 0] > ref_to_ref[idx_sr[:, 0]]
     return {
         "alpha_precision": float(np.clip(alpha_precision, 0.0, 1.0)),
         "beta_recall": float(np.clip(beta_recall, 0.0, 1.0)),
@@ -90,7 +98,7 @@ class PRDCCoverage(_FidelityMetric):
         self.max_rows = max_rows
 
     def compare(self, real, synth, schema, *, rng) -> MetricResult:
-        r, s = _encoded_pair(real, synth, schema, rng, self.max_rows)
+        r, s, _ = _encoded_pair(real, synth, schema, rng, self.max_rows)
         scores = prdc_scores(r, s, k=self.k)
         return MetricResult(self.name, min(scores["coverage"], 1.0), self.goal, self.range, {**scores, "k": self.k})
 
@@ -103,8 +111,8 @@ class _AlaaMetric(_FidelityMetric):
         self.max_rows = max_rows
 
     def compare(self, real, synth, schema, *, rng) -> MetricResult:
-        r, s = _encoded_pair(real, synth, schema, rng, self.max_rows)
-        scores = alpha_beta_authenticity(r, s)
+        r, s, full = _encoded_pair(real, synth, schema, rng, self.max_rows)
+        scores = alpha_beta_authenticity(r, s, real_reference=full)
         return MetricResult(self.name, scores[self.key], self.goal, self.range, scores)
 
 

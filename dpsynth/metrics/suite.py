@@ -36,6 +36,7 @@ from dpsynth.metrics.privacy_attacks import (DCRAttack, DOMIASAttack, FitSample,
 from dpsynth.metrics.subgroups import SubgroupConfig, subgroup_report
 from dpsynth.metrics.survival import cox_table, km_distance
 from dpsynth.metrics.thresholds import checks_from_config, verdicts
+from dpsynth.metrics.threads import one_thread
 from dpsynth.metrics.utility import utility_table
 
 AREAS = ("utility", "fidelity", "privacy", "subgroups")
@@ -107,7 +108,20 @@ def evaluate_table(
     claimed_epsilon: float | None = None,
     claimed_delta: float | None = None,
 ) -> dict:
-    """Evaluate one synthetic table against the real splits; every value plain JSON."""
+    """Evaluate one synthetic table against the real splits; every value plain JSON.
+
+    ``fit_sample(train_frame, rng) -> synthetic_frame`` (optional) enables the shadow-model
+    attack; ``claimed_epsilon`` / ``claimed_delta`` are printed next to the empirical lower bound
+    (and delta enters the bound). Runs single-threaded (see :mod:`.threads`).
+    """
+    with one_thread():
+        return _evaluate(train=train, holdout=holdout, test=test, synthetic=synthetic, schema=schema, rng=rng,
+                         config=config, fit_sample=fit_sample, claimed_epsilon=claimed_epsilon,
+                         claimed_delta=claimed_delta)
+
+
+def _evaluate(*, train, holdout, test, synthetic, schema, rng, config, fit_sample, claimed_epsilon,
+              claimed_delta) -> dict:
     if not isinstance(rng, np.random.Generator):
         raise DataError("evaluate_table needs rng=numpy.random.Generator (e.g. numpy.random.default_rng(0))")
     cfg = merge_config(config)
@@ -183,9 +197,9 @@ def _fidelity(train, synthetic, schema, cfg, rng, headline):
     assoc = AssociationDifference().compare(train, synthetic, schema, rng=rng)
     detect = DetectionAUROC(folds=f["detection_folds"], max_rows=f["max_rows"]).compare(train, synthetic, schema,
                                                                                          rng=rng)
-    real_x, synth_x = _encoded_pair(train, synthetic, schema, rng, f["max_rows"])
+    real_x, synth_x, real_all = _encoded_pair(train, synthetic, schema, rng, f["max_rows"])
     prdc = prdc_scores(real_x, synth_x, k=f["prdc_k"])
-    aba = alpha_beta_authenticity(real_x, synth_x, k=f["prdc_k"])
+    aba = alpha_beta_authenticity(real_x, synth_x, real_reference=real_all, k=f["prdc_k"])
     headline.extend([shapes, assoc, detect])
     headline.append(MetricResult("prdc_coverage", min(prdc["coverage"], 1.0), "maximize", (0.0, 1.0)))
     for key in ("alpha_precision", "beta_recall", "authenticity"):

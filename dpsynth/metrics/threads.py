@@ -1,4 +1,4 @@
-"""Run model fits on one OpenMP thread.
+"""Run model fits on one thread (OpenMP and BLAS).
 
 HistGradientBoosting's OpenMP workers spin while waiting; on a small shared machine (two cores,
 other processes busy) that turns a 0.3 s fit into 20 s. Metrics fit many small models, so each
@@ -14,5 +14,5 @@ from threadpoolctl import threadpool_limits
 
 @contextmanager
 def one_thread():
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with threadpool_limits(limits=1):
         yield

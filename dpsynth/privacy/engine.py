@@ -111,8 +111,12 @@ class DPSGDEngine:
         self.entry: LedgerEntry | None = None
 
     def make_private(
-        self, *, module: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, torch_rng: torch.Generator
+        self, *, module: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, torch_rng: torch.Generator,
+        grad_sample_mode: str = "hooks", noise_generator: torch.Generator | None = None,
     ):
+        """``grad_sample_mode="no_op"``: the caller computes per-example gradients itself (torch.func)
+        and stores them in ``p.grad_sample`` before :meth:`step`; clipping and noise stay opacus'.
+        ``noise_generator``: a generator on the parameters' device (defaults to ``torch_rng``)."""
         validate_module(module, name=self.purpose)
         n = len(dataset)
         batch_size = _batch_size_for(n, batches=int(round(1.0 / self.plan.sample_rate)))
@@ -124,7 +128,8 @@ class DPSGDEngine:
             noise_multiplier=self.plan.noise_multiplier,
             max_grad_norm=self.plan.max_grad_norm,
             poisson_sampling=True,
-            noise_generator=None if self.secure_mode else torch_rng,
+            noise_generator=None if self.secure_mode else (torch_rng if noise_generator is None else noise_generator),
+            grad_sample_mode=grad_sample_mode,
         )
         # the loader's own sample rate (1 / len(loader)) is what opacus accounts; keep the ledger exact
         sample_rate = loader.sample_rate

@@ -95,13 +95,20 @@ class ColumnBins:
         col = self.column
         missing = codes == self.n_values if col.nullable else None
         if col.is_numeric:
-            b = np.minimum(codes, self.n_values - 1)
-            lo, hi = self.edges[b], self.edges[b + 1]
-            if col.kind == "integer":
-                # integers of bin b: ceil(e_b) .. ceil(e_{b+1}) - 1
-                values = np.floor(np.ceil(lo) + rng.random(len(codes)) * (np.ceil(hi) - np.ceil(lo)))
+            b = np.minimum(codes, self.n_values - 1) if missing is not None else codes
+            u = rng.random(len(codes))
+            if col.kind == "integer":  # bin b holds the integers ceil(e_b) .. ceil(e_{b+1}) - 1
+                first = np.ceil(self.edges)
+                values = first[:-1][b] + np.floor(u * np.diff(first)[b])
             else:
-                values = lo + rng.random(len(codes)) * (hi - lo)
+                values = self.edges[:-1][b] + u * np.diff(self.edges)[b]
+            if missing is not None:
+                values[missing] = np.nan
+            return values
+        if all(isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in col.categories):
+            # integer categories stay numeric (float with NaN for missing), which restore_types casts fast
+            cats = np.array(list(col.categories) + [0], dtype=float if col.nullable else np.int64)
+            values = cats[codes]
             if missing is not None:
                 values[missing] = np.nan
             return values
@@ -144,7 +151,7 @@ class Discretizer:
             np.zeros((0, len(self.columns)), dtype=np.int64)
 
     def decode(self, codes: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
-        return pd.DataFrame({c.column.name: c.decode(codes[:, j], rng) for j, c in enumerate(self.columns)})
+        return pd.DataFrame({c.column.name: c.decode(codes[:, j], rng) for j, c in enumerate(self.columns)}, copy=False)
 
     def index(self, name: str) -> int:
         try:

@@ -163,10 +163,12 @@ class CalibratedTree:
 
     # ---- sampling -------------------------------------------------------------------------
     def sample(self, n: int, rng: np.random.Generator, evidence: dict[int, int] | None = None) -> np.ndarray:
-        """(n, n_columns) int codes drawn from the model, given exact ``evidence`` {column: code}."""
+        """(n, n_columns) int codes drawn from the model, given exact ``evidence`` {column: code}.
+
+        The result is a transposed view of a column-major array (each column contiguous)."""
         tree = self.tree
         tables = self._evidence_tables(evidence or {})
-        codes = np.zeros((n, len(tree.sizes)), dtype=np.int64)
+        codes = np.zeros((len(tree.sizes), n), dtype=np.int64)
         for i, (node, sep) in enumerate(zip(tree.nodes, tree.separators)):
             new = tuple(a for a in node if a not in sep)
             if not new:
@@ -174,13 +176,18 @@ class CalibratedTree:
             # rows of the table: separator configurations; columns: the new columns' configurations
             order = [node.index(a) for a in sep + new]
             table = np.transpose(tables[i], order).reshape(-1, int(np.prod(tree.shape(new), dtype=np.int64)))
-            sep_index = (
-                np.ravel_multi_index(tuple(codes[:, a] for a in sep), tree.shape(sep)) if sep else np.zeros(n, np.int64)
-            )
+            sep_index = codes[sep[0]].copy() if sep else np.zeros(n, dtype=np.int64)
+            for a in sep[1:]:  # row-major index of the separator configuration
+                sep_index *= tree.sizes[a]
+                sep_index += codes[a]
             flat = _draw_rows(table, sep_index, rng)
-            for a, column in zip(new, np.unravel_index(flat, tree.shape(new))):
-                codes[:, a] = column
-        return codes
+            if len(new) == 1:
+                codes[new[0]] = flat
+                continue
+            for a in reversed(new):
+                codes[a] = flat % tree.sizes[a]
+                flat //= tree.sizes[a]
+        return codes.T
 
     def _evidence_tables(self, evidence: dict[int, int]) -> list[np.ndarray]:
         """Per node, a table proportional to P(node \\ sep | sep, evidence) (P(node | evidence) at roots)."""
@@ -212,11 +219,20 @@ def _draw_rows(table: np.ndarray, row: np.ndarray, rng: np.random.Generator) -> 
     probs = np.divide(table, totals, out=np.full_like(table, 1.0 / table.shape[1]), where=totals > 0)
     cdf = np.cumsum(probs, axis=1)
     cdf[:, -1] = 1.0
+    u = rng.random(len(row))
+    if len(cdf) == 1:
+        return np.minimum(np.searchsorted(cdf[0], u, side="right"), table.shape[1] - 1)
+    if table.shape[1] <= 4:  # few outcomes: count the cdf steps at or below u (cheaper than a search)
+        out = np.zeros(len(row), dtype=np.int64)
+        for j in range(table.shape[1] - 1):
+            out += cdf[:, j][row] <= u
+        return out
     # one monotone array: row r's cdf shifted by r; a draw u in row r becomes r + u
     shifted = (cdf + np.arange(len(cdf))[:, None]).ravel()
-    u = rng.random(len(row))
-    pos = np.searchsorted(shifted, row + u, side="right")
-    return np.minimum(pos - row * table.shape[1], table.shape[1] - 1)
+    u += row
+    pos = np.searchsorted(shifted, u, side="right")
+    pos -= row * table.shape[1]
+    return np.minimum(pos, table.shape[1] - 1, out=pos)
 
 
 def _outer_by_tree(model: CalibratedTree, clique: Clique) -> np.ndarray:

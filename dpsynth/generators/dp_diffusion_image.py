@@ -1,0 +1,260 @@
+"""``dp-diffusion-image``: a class-conditional DDPM trained with DP-SGD, after DPDM
+(Dockhorn, Cao, Vahdat, Kreis: "Differentially Private Diffusion Models", TMLR 2023).
+
+Network: a small diffusers ``UNet2DModel`` (ResNet down/up blocks, no attention, GroupNorm,
+sinusoidal timestep embedding + Linear MLP, ``num_class_embeds`` = the schema's classes, whose
+embedding is added to the timestep embedding). It holds only Conv2d, GroupNorm, Linear and
+Embedding weights; opacus' ModuleValidator reports nothing to fix.
+
+Privacy argument
+----------------
+- Only the UNet's training reads images, through opacus DP-SGD: Poisson sampling, per-example
+  clipping, Gaussian noise calibrated (with preprocessing spend) to the target, each step
+  charged to the ledger by :class:`~dpsynth.privacy.engine.DPSGDEngine`. Large logical batches
+  run as small physical ones through BatchMemoryManager.
+- Noise multiplicity (DPDM): each image is noised at K random timesteps and its loss is the mean
+  of the K denoising losses. Per-example gradients come from ``torch.func.vmap(grad(...))`` over
+  a per-*example* loss (see :mod:`dpsynth.privacy.functional_grads`), so the K copies form ONE
+  example: one clipped gradient per image. opacus runs in ``grad_sample_mode="no_op"``: we fill
+  ``p.grad_sample``, opacus clips, sums and noises as usual.
+- The label of an image is part of its example. Class frequencies for unconditional sampling
+  are one Gaussian release charged to the ledger.
+- EMA of the weights and DDIM sampling are post-processing. Only the EMA weights are saved.
+
+Differences from DPDM: epsilon-prediction DDPM loss on discrete timesteps (not EDM
+preconditioning), no classifier-free guidance; sampling is exact per class via the class
+embedding. The reference without DP (``Budget.non_private_reference()``) trains the same
+network with plain Adam on uniformly drawn batches and is recorded as non-private.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from dpsynth.data.image_schema import ImageSchema
+from dpsynth.data.images import ImageData
+from dpsynth.errors import ConfigError
+from dpsynth.generators.base import ProgressFn, torch_generator
+from dpsynth.generators.image_base import ImageGenerator, ema_update, init_weights
+from dpsynth.generators.registry import register
+from dpsynth.privacy.budget import Budget
+from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
+from dpsynth.privacy.functional_grads import per_example_grads, set_grad_samples
+from dpsynth.privacy.ledger import Ledger
+
+_PARAMS = (
+    "block_out_channels", "layers_per_block", "norm_num_groups", "num_train_timesteps", "beta_schedule",
+    "noise_multiplicity", "batch_size", "epochs", "lr", "max_grad_norm", "ema_decay", "sample_steps", "ddim_eta",
+    "max_physical_batch_size", "sample_batch_size", "device",
+)
+
+
+def build_unet(schema: ImageSchema, *, block_out_channels: tuple[int, ...], layers_per_block: int, norm_num_groups: int):
+    from diffusers import UNet2DModel
+
+    levels = len(block_out_channels)
+    factor = 2 ** (levels - 1)
+    if schema.height % factor or schema.width % factor:
+        raise ConfigError(f"dp-diffusion-image: image size {schema.height}x{schema.width} must be divisible by"
+                          f" {factor} for {levels} UNet levels (use fewer block_out_channels)")
+    if any(c % norm_num_groups for c in block_out_channels):
+        raise ConfigError(f"dp-diffusion-image: norm_num_groups={norm_num_groups} must divide every block_out_channels"
+                          f" {list(block_out_channels)}")
+    return UNet2DModel(
+        sample_size=(schema.height, schema.width), in_channels=schema.channels, out_channels=schema.channels,
+        block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+        down_block_types=("DownBlock2D",) * levels, up_block_types=("UpBlock2D",) * levels,
+        add_attention=False, norm_num_groups=norm_num_groups, num_class_embeds=schema.n_classes,
+    )
+
+
+def denoising_loss(forward, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """One example's loss: mean over its K noisy copies of the epsilon-prediction MSE."""
+    pred = forward(x_t, t, class_labels=y, return_dict=False)[0]
+    return ((pred - eps) ** 2).mean()
+
+
+@register("dp-diffusion-image")
+class DPDiffusionImage(ImageGenerator):
+    """Class-conditional DDPM (diffusers UNet2DModel) trained with DP-SGD and noise multiplicity."""
+
+    def __init__(
+        self,
+        *,
+        block_out_channels: tuple[int, ...] = (32, 64, 64),
+        layers_per_block: int = 1,
+        norm_num_groups: int = 8,
+        num_train_timesteps: int = 1000,
+        beta_schedule: str = "squaredcos_cap_v2",
+        noise_multiplicity: int = 4,
+        batch_size: int = 256,
+        epochs: float = 10.0,
+        lr: float = 3e-4,
+        max_grad_norm: float = 1.0,
+        ema_decay: float = 0.999,
+        sample_steps: int = 50,
+        ddim_eta: float = 0.0,
+        max_physical_batch_size: int = 32,
+        sample_batch_size: int = 256,
+        device: str = "auto",
+    ) -> None:
+        self.block_out_channels = tuple(block_out_channels)
+        self.layers_per_block = layers_per_block
+        self.norm_num_groups = norm_num_groups
+        self.num_train_timesteps = num_train_timesteps
+        self.beta_schedule = beta_schedule
+        self.noise_multiplicity = noise_multiplicity
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.lr = lr
+        self.max_grad_norm = max_grad_norm
+        self.ema_decay = ema_decay
+        self.sample_steps = sample_steps
+        self.ddim_eta = ddim_eta
+        self.max_physical_batch_size = max_physical_batch_size
+        self.sample_batch_size = sample_batch_size
+        self.device = device
+
+    def get_params(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in _PARAMS}
+        out["block_out_channels"] = list(self.block_out_channels)
+        return out
+
+    def plan_steps(self, n: int) -> int:
+        """Optimizer steps: epochs x expected batches per epoch (n only, fixed before training)."""
+        return max(1, int(math.ceil(self.epochs * n / self.batch_size)))
+
+    # ---- building blocks ----------------------------------------------------------------
+    def _unet(self, schema: ImageSchema):
+        return build_unet(schema, block_out_channels=self.block_out_channels, layers_per_block=self.layers_per_block,
+                          norm_num_groups=self.norm_num_groups)
+
+    def _alphas_cumprod(self) -> torch.Tensor:
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule).alphas_cumprod
+
+    def _noisy_copies(self, x0: torch.Tensor, y: torch.Tensor, acp: torch.Tensor, gen: torch.Generator, device):
+        """K noisy copies per image: (B, K, C, H, W) inputs, timesteps (B, K), labels (B, K), targets."""
+        b, k = x0.shape[0], int(self.noise_multiplicity)
+        t = torch.randint(self.num_train_timesteps, (b, k), generator=gen)
+        eps = torch.randn((b, k, *x0.shape[1:]), generator=gen)
+        a = acp[t].view(b, k, 1, 1, 1)
+        x_t = a.sqrt() * x0.unsqueeze(1) + (1 - a).sqrt() * eps
+        y_k = y.view(b, 1).expand(b, k).contiguous()
+        return x_t.to(device), t.to(device), y_k.to(device), eps.to(device)
+
+    # ---- training -----------------------------------------------------------------------
+    def fit(self, data: ImageData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
+            progress: ProgressFn | None = None) -> "DPDiffusionImage":
+        self._check_data(data, self.name)
+        if int(self.noise_multiplicity) < 1:
+            raise ConfigError(f"{self.name}: noise_multiplicity must be >= 1")
+        schema, n = data.schema, len(data)
+        device = self._device()
+        ledger = self._make_ledger(budget, n, ledger)
+        gen = torch_generator(rng)
+        model = self._unet(schema)
+        init_weights(model, gen)  # from the run's generator, not torch's global RNG
+        model.to(device).train()
+        self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
+        ema = {k: p.detach().clone() for k, p in model.named_parameters()}
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        acp = self._alphas_cumprod()
+        dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
+        steps = self.plan_steps(n)
+        if budget.non_private:
+            self._train_non_private(model, opt, ema, dataset, acp, steps=steps, gen=gen, device=device, progress=progress)
+        else:
+            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps, max_grad_norm=self.max_grad_norm)
+            engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="UNet DP-SGD (noise multiplicity)",
+                                 secure_mode=budget.secure_mode)
+            wrapped, opt, loader = engine.make_private(module=model, optimizer=opt, dataset=dataset, torch_rng=gen,
+                                                       grad_sample_mode="no_op",
+                                                       noise_generator=self._noise_generator(gen, device))
+            self._train_dp(engine, model, opt, ema, loader, acp, gen=gen, device=device, progress=progress)
+            self.dp_plan_ = plan.to_dict()
+            self.opacus_history_ = [list(h) for h in engine.opacus_history()]
+        self.unet_ = self._unet(schema)
+        self.unet_.load_state_dict({k: v.cpu() for k, v in ema.items()})
+        self.unet_.eval()
+        self.schema_ = schema
+        self.ledger_ = ledger
+        return self
+
+    def _train_dp(self, engine: DPSGDEngine, model, opt, ema, loader, acp, *, gen, device, progress) -> None:
+        while engine.can_step():
+            with engine.batches(loader, opt, max_physical_batch_size=self.max_physical_batch_size) as batches:
+                for x0, y in batches:
+                    if not engine.can_step():
+                        break
+                    opt.zero_grad(set_to_none=True)
+                    inputs = self._noisy_copies(x0, y, acp, gen, device)
+                    grads, losses = per_example_grads(model, denoising_loss, *inputs)
+                    set_grad_samples(model, grads)
+                    if not engine.step(opt):
+                        continue
+                    ema_update(ema, model, decay=self.ema_decay, step=engine.steps_taken)
+                    if progress is not None:
+                        progress({"step": engine.steps_taken, "steps": engine.plan.steps,
+                                  "loss": float(losses.mean()) if len(losses) else float("nan"),
+                                  "epsilon": engine.ledger.epsilon()})
+
+    def _train_non_private(self, model, opt, ema, dataset, acp, *, steps: int, gen, device, progress) -> None:
+        images, labels = dataset.tensors
+        for step in range(1, steps + 1):
+            idx = torch.randint(len(images), (self.batch_size,), generator=gen)
+            loss = 0.0
+            opt.zero_grad(set_to_none=True)
+            for chunk in idx.split(self.max_physical_batch_size):
+                x_t, t, y, eps = self._noisy_copies(images[chunk], labels[chunk], acp, gen, device)
+                b, k = t.shape
+                pred = model(x_t.flatten(0, 1), t.flatten(), class_labels=y.flatten(), return_dict=False)[0]
+                part = ((pred - eps.flatten(0, 1)) ** 2).mean() * (b / len(idx))
+                part.backward()
+                loss += part.item()
+            opt.step()
+            ema_update(ema, model, decay=self.ema_decay, step=step)
+            if progress is not None:
+                progress({"step": step, "steps": steps, "loss": loss, "epsilon": math.inf})
+
+    # ---- sampling -----------------------------------------------------------------------
+    def _scheduler(self):
+        from diffusers import DDIMScheduler
+
+        sched = DDIMScheduler(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
+                              clip_sample=True, timestep_spacing="trailing")
+        sched.set_timesteps(int(self.sample_steps))
+        return sched
+
+    def _generate(self, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        device = self._device()
+        unet = self.unet_.to(device)
+        sched = self._scheduler()
+        x = torch.randn((len(labels), *self.schema_.shape), generator=gen).to(device)
+        y = labels.to(device)
+        for t in sched.timesteps:
+            eps = unet(x, t.to(device), class_labels=y, return_dict=False)[0]
+            x = sched.step(eps, t, x, eta=self.ddim_eta, generator=gen if self.ddim_eta > 0 else None).prev_sample
+        return x.float().cpu()
+
+    # ---- state --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        self._check_fitted()
+        state = {f"unet.{k}": v.detach().cpu().clone() for k, v in self.unet_.state_dict().items()}
+        state.update(self._class_probs_state())
+        return state
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor], *, schema: ImageSchema) -> "DPDiffusionImage":
+        self.unet_ = self._unet(schema)
+        self.unet_.load_state_dict({k[len("unet."):]: v for k, v in state.items() if k.startswith("unet.")})
+        self.unet_.eval()
+        self.class_probs_ = state["class_probs"].numpy()
+        self.schema_ = schema
+        return self
+

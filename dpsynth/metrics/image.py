@@ -1,0 +1,220 @@
+"""Image metrics: utility, fidelity, privacy attacks, class balance, and an image-grid writer.
+
+All functions see arrays only: images in [-1, 1] (N, C, H, W) and integer labels, given as any
+object with ``.images`` and ``.labels`` (:class:`~dpsynth.data.images.ImageData`; use
+``SyntheticImages.to_image_data()`` for synthetic output). Splits: ``train`` (the generator's
+training images: members), ``holdout`` (real images it never saw: non-members and attack
+reference), ``test`` (real images for downstream accuracy and FID).
+
+- **Downstream utility**: a SmallCNN trained on synthetic images, tested on the real test split,
+  next to the same CNN (same fixed recipe) trained on the real training split.
+- **Domain FID**: the Frechet distance between real-test and synthetic features of the SmallCNN
+  trained on the *real training split* (penultimate layer). It is not the Inception FID of the
+  literature: it measures distance in a feature space that knows this domain, and its values
+  are comparable only within one dataset and one extractor recipe. The Inception FID is computed
+  when a local TorchScript Inception file is given (e.g. NVIDIA's ``inception-2015-12-05.pt``,
+  called as ``model(uint8 NCHW RGB, return_features=True)``), else skipped.
+- **PRDC** (Naeem et al. 2020) on the same domain features (the ``prdc`` package).
+- **Membership attacks** on the same features: DCR (closer to a synthetic image = member) and
+  DOMIAS (density ratio synthetic / reference, Gaussian KDE after PCA); AUROC, TPR at low FPR.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import linalg
+from sklearn.decomposition import PCA
+from sklearn.neighbors import KernelDensity, NearestNeighbors
+
+from dpsynth.errors import DataError, MissingExtraError
+from dpsynth.metrics.attack_scores import summarize_attack
+from dpsynth.metrics.base import MetricResult
+from dpsynth.metrics.image_cnn import (SmallCNN, classification_scores, extract_features, predict_proba,
+                                       train_cnn)
+
+
+# ---- utility --------------------------------------------------------------------------------
+def downstream_utility(train, synthetic, test, *, n_classes: int, rng: np.random.Generator, epochs: int = 10,
+                       real_model: SmallCNN | None = None) -> tuple[MetricResult, SmallCNN]:
+    """Train-on-synthetic / test-on-real accuracy and AUROC, beside train-on-real. Returns the
+    result and the real-trained CNN (reused as the domain feature extractor)."""
+    if real_model is None:
+        real_model = train_cnn(train.images, train.labels, n_classes=n_classes, rng=rng, epochs=epochs)
+    syn_model = train_cnn(synthetic.images, synthetic.labels, n_classes=n_classes, rng=rng, epochs=epochs)
+    real = classification_scores(predict_proba(real_model, test.images), test.labels)
+    syn = classification_scores(predict_proba(syn_model, test.images), test.labels)
+    breakdown = {
+        "synthetic_accuracy": syn["accuracy"], "synthetic_auroc": syn["auroc"],
+        "real_accuracy": real["accuracy"], "real_auroc": real["auroc"],
+        "accuracy_ratio": syn["accuracy"] / real["accuracy"] if real["accuracy"] > 0 else math.nan,
+        "epochs": epochs, "n_synthetic": len(synthetic.labels), "n_test": len(test.labels),
+    }
+    return MetricResult("image_downstream_accuracy", syn["accuracy"], "maximize", (0.0, 1.0), breakdown), real_model
+
+
+# ---- fidelity -------------------------------------------------------------------------------
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets."""
+    mu1, mu2 = a.mean(axis=0), b.mean(axis=0)
+    s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    eye = np.eye(len(s1)) * 1e-6  # dead ReLU channels make the covariances singular
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = np.real(linalg.sqrtm((s1 + eye) @ (s2 + eye)))
+    value = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    return max(0.0, value)
+
+
+def domain_fid(real_features: np.ndarray, synthetic_features: np.ndarray) -> MetricResult:
+    value = frechet_distance(real_features, synthetic_features)
+    return MetricResult("image_domain_fid", value, "minimize", (0.0, math.inf),
+                        {"feature_extractor": "SmallCNN trained on the real training split (penultimate layer)",
+                         "n_real": len(real_features), "n_synthetic": len(synthetic_features)})
+
+
+def inception_fid(real_images: np.ndarray, synthetic_images: np.ndarray, *, weights: str | Path | None,
+                  batch_size: int = 64) -> MetricResult | None:
+    """Inception FID from a local TorchScript file; None (skipped) when no file is given."""
+    if weights is None:
+        return None
+    import torch
+
+    path = Path(weights)
+    if not path.is_file():
+        raise DataError(f"Inception weights not found: {path}")
+    model = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def feats(images: np.ndarray) -> np.ndarray:
+        x = np.rint((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
+        if x.shape[1] == 1:
+            x = np.repeat(x, 3, axis=1)
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                out.append(model(torch.from_numpy(x[i : i + batch_size]), return_features=True).numpy())
+        return np.concatenate(out).astype(np.float64)
+
+    value = frechet_distance(feats(real_images), feats(synthetic_images))
+    return MetricResult("image_inception_fid", value, "minimize", (0.0, math.inf), {"weights": path.name})
+
+
+def prdc_scores(real_features: np.ndarray, synthetic_features: np.ndarray, *, nearest_k: int = 5) -> MetricResult:
+    """Precision, recall, density, coverage; the value is coverage (the most robust of the four)."""
+    try:
+        from prdc import compute_prdc
+    except ImportError:
+        raise MissingExtraError("PRDC needs the prdc package: pip install prdc") from None
+    k = max(1, min(nearest_k, len(real_features) - 1, len(synthetic_features) - 1))
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the sample counts
+        raw = compute_prdc(real_features, synthetic_features, k)
+    scores = {key: float(v) for key, v in raw.items()}
+    return MetricResult("image_prdc_coverage", scores["coverage"], "maximize", (0.0, 1.0), {**scores, "nearest_k": k})
+
+
+def class_counts(labels: np.ndarray, classes) -> MetricResult:
+    """Per-class sample counts and the total-variation distance of the class mix from uniform."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(classes))
+    share = counts / max(1, counts.sum())
+    return MetricResult("image_class_counts", float(counts.min()), "maximize", (0.0, math.inf),
+                        {str(c): int(k) for c, k in zip(classes, counts)} | {"shares": share.round(4).tolist()})
+
+
+# ---- privacy attacks ------------------------------------------------------------------------
+@dataclass
+class AttackSet:
+    features: np.ndarray  # members then non-members
+    labels: np.ndarray
+    reference: np.ndarray  # real non-member features that are not candidates
+
+
+def attack_set(train_features: np.ndarray, holdout_features: np.ndarray, *, rng: np.random.Generator,
+               max_per_side: int = 1000) -> AttackSet:
+    order = rng.permutation(len(holdout_features))
+    half = len(order) // 2
+    reference, candidates = holdout_features[order[:half]], holdout_features[order[half:]]
+    n = min(len(train_features), len(candidates), max_per_side)
+    if n < 5:
+        raise DataError(f"membership attacks need >= 5 train and >= 10 holdout images, got {len(train_features)}"
+                        f"/{len(holdout_features)}")
+    members = train_features[rng.choice(len(train_features), n, replace=False)]
+    non_members = candidates[rng.choice(len(candidates), n, replace=False)]
+    return AttackSet(np.vstack([members, non_members]), np.r_[np.ones(n, int), np.zeros(n, int)], reference)
+
+
+def dcr_attack(cand: AttackSet, synthetic_features: np.ndarray) -> MetricResult:
+    dist, _ = NearestNeighbors(n_neighbors=1).fit(synthetic_features).kneighbors(cand.features)
+    out = summarize_attack(cand.labels, -dist[:, 0], curve=False)
+    return MetricResult("image_dcr_attack_auroc", _nan(out["auroc"]), "target", (0.0, 1.0), out, target=0.5)
+
+
+def domias_attack(cand: AttackSet, synthetic_features: np.ndarray, *, dims: int = 10) -> MetricResult:
+    """log p_synth(x) - log p_ref(x), Gaussian KDEs (Scott bandwidth) on standardised PCA features."""
+    dims = max(1, min(dims, synthetic_features.shape[1], len(cand.reference) - 1))
+    pca = PCA(n_components=dims).fit(np.vstack([synthetic_features, cand.reference]))
+    syn, ref, x = (pca.transform(a) for a in (synthetic_features, cand.reference, cand.features))
+    scale = np.vstack([syn, ref]).std(axis=0) + 1e-8
+    syn, ref, x = syn / scale, ref / scale, x / scale
+
+    def log_density(train: np.ndarray) -> np.ndarray:
+        bw = len(train) ** (-1.0 / (dims + 4))
+        return KernelDensity(bandwidth=bw).fit(train).score_samples(x)
+
+    out = summarize_attack(cand.labels, log_density(syn) - log_density(ref), curve=False)
+    return MetricResult("image_domias_attack_auroc", _nan(out["auroc"]), "target", (0.0, 1.0),
+                        out | {"pca_dims": dims}, target=0.5)
+
+
+def _nan(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+# ---- everything at once -----------------------------------------------------------------------
+def evaluate_images(train, holdout, test, synthetic, *, classes, rng: np.random.Generator, cnn_epochs: int = 10,
+                    inception_weights: str | Path | None = None, nearest_k: int = 5) -> dict[str, MetricResult]:
+    """All image metrics with one real-trained CNN (classifier baseline and feature extractor)."""
+    n_classes = len(classes)
+    results: dict[str, MetricResult] = {}
+    utility, extractor = downstream_utility(train, synthetic, test, n_classes=n_classes, rng=rng, epochs=cnn_epochs)
+    results[utility.name] = utility
+    f_train, f_hold, f_test, f_syn = (extract_features(extractor, d.images) for d in (train, holdout, test, synthetic))
+    results["image_domain_fid"] = domain_fid(f_test, f_syn)
+    results["image_prdc_coverage"] = prdc_scores(f_test, f_syn, nearest_k=nearest_k)
+    fid = inception_fid(test.images, synthetic.images, weights=inception_weights)
+    if fid is not None:
+        results[fid.name] = fid
+    results["image_class_counts"] = class_counts(synthetic.labels, classes)
+    cand = attack_set(f_train, f_hold, rng=rng)
+    for result in (dcr_attack(cand, f_syn), domias_attack(cand, f_syn)):
+        results[result.name] = result
+    return results
+
+
+def save_image_grid(images: np.ndarray, path: str | Path, *, nrow: int = 10, padding: int = 2,
+                    labels: np.ndarray | None = None) -> Path:
+    """Tile images in [-1, 1] (N, C, H, W) into one PNG; with ``labels``, one row per class."""
+    from PIL import Image
+
+    images = np.asarray(images)
+    if labels is not None:
+        labels = np.asarray(labels)
+        rows = [images[labels == c][:nrow] for c in np.unique(labels)]
+    else:
+        rows = [images[i : i + nrow] for i in range(0, len(images), nrow)]
+    _, c, h, w = images.shape
+    grid = np.zeros((len(rows) * (h + padding) + padding, nrow * (w + padding) + padding, c), dtype=np.uint8)
+    for r, row in enumerate(rows):
+        for j, img in enumerate(row):
+            tile = np.rint((np.clip(img, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(1, 2, 0)
+            y, x = padding + r * (h + padding), padding + j * (w + padding)
+            grid[y : y + h, x : x + w] = tile
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid[:, :, 0] if c == 1 else grid).save(path)
+    return path

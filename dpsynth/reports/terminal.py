@@ -1,0 +1,45 @@
+"""One-screen terminal summary with traffic lights (thresholds: dpsynth.metrics.thresholds)."""
+
+from __future__ import annotations
+
+from dpsynth.reports.tables import fmt
+
+_ANSI = {"green": "\033[32m", "amber": "\033[33m", "red": "\033[31m", "n/a": "\033[90m"}
+_RESET = "\033[0m"
+_SYMBOL = {"green": "[GREEN]", "amber": "[AMBER]", "red": "[ RED ]", "n/a": "[ n/a ]"}
+
+
+def _light(verdict: str, color: bool) -> str:
+    text = _SYMBOL.get(verdict, verdict)
+    return f"{_ANSI[verdict]}{text}{_RESET}" if color and verdict in _ANSI else text
+
+
+def format_terminal_summary(results: dict, *, color: bool = False, width: int = 88) -> str:
+    """Verdict per area, the checks behind it, and the claimed vs empirical epsilon."""
+    meta = results.get("meta", {})
+    lines = [f"dpsynth evaluation: {meta.get('schema', '?')}  (train {meta.get('n_train')}, holdout "
+             f"{meta.get('n_holdout')}, test {meta.get('n_test')}, synthetic {meta.get('n_synthetic')})",
+             "-" * width]
+    for area, block in results.get("verdicts", {}).items():
+        lines.append(f"{_light(block['verdict'], color)} {area.upper()}")
+        for c in block["checks"]:
+            if c["value"] is None:
+                continue
+            op = ">=" if c["direction"] == "higher" else "<="
+            lines.append(f"    {_light(c['verdict'], color)} {c['label'][:48]:<48} {fmt(c['value']):>8}"
+                         f"   (green {op} {fmt(c['green'], 2)}, amber {op} {fmt(c['amber'], 2)})")
+    s = results.get("privacy", {}).get("summary")
+    if s:
+        claimed = s.get("claimed_epsilon")
+        lines.append("-" * width)
+        lines.append(f"epsilon: claimed {fmt(claimed) if claimed is not None else 'n/a (not given)'}   "
+                     f"empirical lower bound {fmt(s.get('epsilon_lower_bound'))} "
+                     f"({s.get('epsilon_lower_bound_attack') or '-'}, {int(round(100 * s['epsilon_confidence']))}% conf.)")
+        lines.append(f"strongest attack: AUROC {fmt(s.get('max_auroc'))} ({s.get('max_auroc_attack')}), "
+                     f"TPR@FPR1% {fmt(s.get('max_tpr_at_fpr_0.01'))}, on outliers AUROC {fmt(s.get('max_outlier_auroc'))}")
+    g = results.get("subgroups")
+    if g and g.get("flagged"):
+        names = ", ".join(f"{f['group']} ({f['flag']}, {fmt(f['representation_ratio'], 2)})" for f in g["flagged"][:4])
+        more = f" +{len(g['flagged']) - 4} more" if len(g["flagged"]) > 4 else ""
+        lines.append(f"flagged groups: {names}{more}")
+    return "\n".join(lines)
