@@ -30,7 +30,7 @@ def find_chromium() -> str | None:
     return None
 
 
-def screenshot(html_path: Path, png_path: Path, *, width: int = 1280, height: int = 4000, timeout: int = 120) -> Path:
+def screenshot(html_path: Path, png_path: Path, *, width: int = 1280, height: int = 9000, timeout: int = 120) -> Path:
     exe = find_chromium()
     if exe is None:
         raise FileNotFoundError("chromium not found (apt-get install -y chromium)")
@@ -45,8 +45,8 @@ def screenshot(html_path: Path, png_path: Path, *, width: int = 1280, height: in
 def _baseline_results() -> dict:
     import numpy as np
 
-    from evaluation.bench_evaluation import baseline_synthetics, load_splits
     from dpsynth.metrics.suite import evaluate_table
+    from evaluation.bench_evaluation import baseline_synthetics, load_splits
 
     schema, splits = load_splits("actg175", seed=0)
     rng = np.random.default_rng(0)

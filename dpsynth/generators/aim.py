@@ -22,7 +22,7 @@ from dpsynth.generators.registry import register
 
 @register("aim")
 class AIM(GraphicalModelGenerator):
-    _param_names = ("bins", "degree", "max_model_size", "max_rounds", "round_iters", "final_iters", "estimator")
+    _param_names = ("bins", "degree", "max_model_size", "max_iterations", "pgm_iters", "final_pgm_iters", "estimator")
 
     def __init__(
         self,
@@ -30,21 +30,21 @@ class AIM(GraphicalModelGenerator):
         bins: int = 16,
         degree: int = 2,
         max_model_size: float = 80.0,
-        max_rounds: int | None = None,
-        round_iters: int = 50,
-        final_iters: int = 1000,
+        max_iterations: int | None = None,
+        pgm_iters: int = 50,
+        final_pgm_iters: int = 1000,
         estimator: str = "numpy",
     ) -> None:
         """bins: codes per numeric column; degree: workload marginal size (2 or 3);
-        max_model_size: junction-tree size cap in MB (float64 cells); max_rounds: T of the paper
-        (None: 16 x columns); round_iters / final_iters: mirror-descent iterations per round / at
-        the end; estimator: 'numpy' (fast) or 'mbi' (mbi's MirrorDescent, recompiles per round)."""
+        max_model_size: junction-tree size cap in MB (float64 cells); max_iterations: the most
+        select-measure rounds, T of the paper (None: 16 x columns); pgm_iters / final_pgm_iters:
+        mirror-descent iterations after each round / for the released model; estimator: 'numpy' (fast) or 'mbi' (mbi's MirrorDescent, recompiles per round)."""
         self.bins = bins
         self.degree = degree
         self.max_model_size = max_model_size
-        self.max_rounds = max_rounds
-        self.round_iters = round_iters
-        self.final_iters = final_iters
+        self.max_iterations = max_iterations
+        self.pgm_iters = pgm_iters
+        self.final_pgm_iters = final_pgm_iters
         self.estimator = estimator
 
     def _run(self, measurer: Measurer, rho: float, progress: Callable[[dict], None] | None) -> Fit:
@@ -52,9 +52,9 @@ class AIM(GraphicalModelGenerator):
             raise DpsynthError(f"generator 'aim': degree must be 1, 2 or 3, got {self.degree!r}")
         if self.estimator not in ESTIMATORS:
             raise DpsynthError(f"generator 'aim': estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
-        if self.max_rounds is not None and self.max_rounds < 1:
-            raise DpsynthError(f"generator 'aim': max_rounds must be >= 1, got {self.max_rounds!r}")
+        if self.max_iterations is not None and self.max_iterations < 1:
+            raise DpsynthError(f"generator 'aim': max_iterations must be >= 1, got {self.max_iterations!r}")
         return run_aim(
-            measurer, rho=rho, degree=self.degree, max_model_size=self.max_model_size, max_rounds=self.max_rounds,
-            round_iters=self.round_iters, final_iters=self.final_iters, estimator=self.estimator, progress=progress,
+            measurer, rho=rho, degree=self.degree, max_model_size=self.max_model_size, max_rounds=self.max_iterations,
+            pgm_iters=self.pgm_iters, final_pgm_iters=self.final_pgm_iters, estimator=self.estimator, progress=progress,
         )

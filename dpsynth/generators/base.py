@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Mapping
+from contextlib import contextmanager
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -79,6 +80,16 @@ class Generator(ABC):
         if ledger.delta != delta and budget.delta is not None:
             raise PrivacyError(f"ledger delta {ledger.delta:g} differs from budget delta {delta:g}")
         return ledger
+
+
+@contextmanager
+def seeded_torch(rng: np.random.Generator) -> Iterator[None]:
+    """Scoped determinism for code that draws from torch's default RNG (module weight init,
+    dropout): the global RNG state is forked, seeded from ``rng``, and restored on exit, so
+    nothing outside the block is affected."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.manual_seed(int(rng.integers(0, 2**63 - 1)))
+        yield
 
 
 def torch_generator(rng: np.random.Generator) -> torch.Generator:

@@ -37,7 +37,7 @@ from dpsynth.data.schema import Schema, _key
 from dpsynth.data.table import SyntheticData, TableData
 from dpsynth.data.transform import Span, TableTransformer
 from dpsynth.errors import DpsynthError
-from dpsynth.generators.base import Generator, ProgressFn, torch_generator
+from dpsynth.generators.base import Generator, ProgressFn, seeded_torch, torch_generator
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
@@ -198,6 +198,11 @@ class DPGAN(Generator):
     # ---- training -----------------------------------------------------------------------
     def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
             progress: ProgressFn | None = None) -> "DPGAN":
+        with seeded_torch(rng):  # weight init and dropout draw from torch's RNG: fork it, seed it, restore it
+            return self._fit(data, budget=budget, rng=rng, ledger=ledger, progress=progress)
+
+    def _fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None,
+             progress: ProgressFn | None) -> "DPGAN":
         schema, frame = data.schema, data.frame
         n = len(frame)
         ledger = self._make_ledger(budget, n, ledger)

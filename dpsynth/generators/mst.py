@@ -20,16 +20,16 @@ from dpsynth.generators.registry import register
 
 @register("mst")
 class MST(GraphicalModelGenerator):
-    _param_names = ("bins", "iters", "estimator")
+    _param_names = ("bins", "pgm_iters", "estimator")
 
-    def __init__(self, *, bins: int = 16, iters: int = 1000, estimator: str = "numpy") -> None:
-        """bins: codes per numeric column; iters: mirror-descent iterations of the final fit;
+    def __init__(self, *, bins: int = 16, pgm_iters: int = 1000, estimator: str = "numpy") -> None:
+        """bins: codes per numeric column; pgm_iters: mirror-descent iterations of the final fit;
         estimator: 'numpy' (fast) or 'mbi' (mbi's MirrorDescent)."""
         self.bins = bins
-        self.iters = iters
+        self.pgm_iters = pgm_iters
         self.estimator = estimator
 
     def _run(self, measurer: Measurer, rho: float, progress: Callable[[dict], None] | None) -> Fit:
         if self.estimator not in ESTIMATORS:
             raise DpsynthError(f"generator 'mst': estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
-        return run_mst(measurer, rho=rho, iters=self.iters, estimator=self.estimator, progress=progress)
+        return run_mst(measurer, rho=rho, iters=self.pgm_iters, estimator=self.estimator, progress=progress)

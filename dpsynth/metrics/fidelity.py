@@ -17,15 +17,21 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from scipy.stats import wasserstein_distance
-from sdmetrics.single_column import KSComplement, TVComplement
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from dpsynth.data.schema import Column, Schema
 from dpsynth.metrics.base import MetricResult
-from dpsynth.metrics.encoding import (FeatureEncoder, category_codes, coerce_frame, discretize, n_codes,
-                                      numeric_values, shares)
+from dpsynth.metrics.encoding import (
+    FeatureEncoder,
+    category_codes,
+    coerce_frame,
+    discretize,
+    n_codes,
+    numeric_values,
+    shares,
+)
 from dpsynth.metrics.threads import one_thread
 
 
@@ -46,6 +52,8 @@ class _FidelityMetric:
 # ---- per-column shapes -------------------------------------------------------------------------
 def column_shape(real: pd.Series, synth: pd.Series, col: Column) -> dict:
     """Distance between one column's real and synthetic marginals."""
+    from sdmetrics.single_column import KSComplement, TVComplement  # sdmetrics imports torch: pay on first use
+
     out: dict = {"kind": col.kind}
     if col.is_numeric:
         r, s = numeric_values(real), numeric_values(synth)

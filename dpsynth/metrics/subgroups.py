@@ -95,8 +95,10 @@ def _gap(groups: list[dict], key: str) -> dict:
 def _fairness(y, pred, sensitive: np.ndarray) -> dict:
     from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 
-    return {"demographic_parity_difference": float(demographic_parity_difference(y, pred, sensitive_features=sensitive)),
-            "equalized_odds_difference": float(equalized_odds_difference(y, pred, sensitive_features=sensitive))}
+    return {
+        "demographic_parity_difference": float(demographic_parity_difference(y, pred, sensitive_features=sensitive)),
+        "equalized_odds_difference": float(equalized_odds_difference(y, pred, sensitive_features=sensitive)),
+    }
 
 
 def subgroup_report(*, train: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, test: pd.DataFrame | None = None,
@@ -108,7 +110,8 @@ def subgroup_report(*, train: pd.DataFrame, synthetic: pd.DataFrame, schema: Sch
     cfg = config if isinstance(config, SubgroupConfig) else SubgroupConfig.from_dict(config)
     attrs = attributes(schema, columns=cfg.columns, bins=cfg.bins, n_bins=cfg.n_bins)
     if not attrs:
-        return {"attributes": {}, "groups": [], "flagged": [], "note": f"schema '{schema.name}' has no sensitive columns"}
+        return {"attributes": {}, "groups": [], "flagged": [],
+                "note": f"schema '{schema.name}' has no sensitive columns"}
     sensitive = {a.column for a in attrs}
     other = [n for n in schema.names if n not in sensitive and n != target]
     real_groups = group_masks(train, schema, attrs, intersections=cfg.intersections)
@@ -138,7 +141,8 @@ def subgroup_report(*, train: pd.DataFrame, synthetic: pd.DataFrame, schema: Sch
             g["utility_status"] = "ok" if g["tstr_auroc"] is not None else "too small"
         groups.append(g)
     out = {
-        "attributes": {a.column: {"labels": list(a.labels), "edges": list(a.edges) if a.edges else None} for a in attrs},
+        "attributes": {a.column: {"labels": list(a.labels), "edges": list(a.edges) if a.edges else None}
+                       for a in attrs},
         "config": {"band": list(cfg.band), "near_zero": cfg.near_zero, "min_size": cfg.min_size,
                    "min_class_count": cfg.min_class_count, "intersections": cfg.intersections},
         "groups": groups,
@@ -146,7 +150,8 @@ def subgroup_report(*, train: pd.DataFrame, synthetic: pd.DataFrame, schema: Sch
                     for g in groups if g["flag"]],
         "too_small": [g["group"] for g in groups if g["status"] == "too small"],
     }
-    ratios = [g["representation_ratio"] for g in groups if g["status"] == "ok" and g["representation_ratio"] is not None]
+    ratios = [g["representation_ratio"] for g in groups
+              if g["status"] == "ok" and g["representation_ratio"] is not None]
     # the ratio farthest from 1 on a log scale (0 and 2 are as bad as each other's mirror)
     out["worst_representation_ratio"] = max(ratios, key=lambda r: abs(np.log(max(r, 1e-6)))) if ratios else None
     out["min_representation_ratio"] = min(ratios) if ratios else None

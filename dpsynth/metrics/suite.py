@@ -26,17 +26,23 @@ import pandas as pd
 import yaml
 
 from dpsynth.data.schema import Schema
-from dpsynth.errors import ConfigError, DataError
+from dpsynth.errors import ConfigError, DataError, DpsynthError
 from dpsynth.metrics.base import MetricResult, _plain
 from dpsynth.metrics.encoding import coerce_frame
 from dpsynth.metrics.fidelity import AssociationDifference, ColumnShapes, DetectionAUROC
 from dpsynth.metrics.manifold import _encoded_pair, alpha_beta_authenticity, prdc_scores
-from dpsynth.metrics.privacy_attacks import (DCRAttack, DOMIASAttack, FitSample, ShadowModelAttack, _result,
-                                             build_candidates)
+from dpsynth.metrics.privacy_attacks import (
+    DCRAttack,
+    DOMIASAttack,
+    FitSample,
+    ShadowModelAttack,
+    _result,
+    build_candidates,
+)
 from dpsynth.metrics.subgroups import SubgroupConfig, subgroup_report
 from dpsynth.metrics.survival import cox_table, km_distance
-from dpsynth.metrics.thresholds import checks_from_config, verdicts
 from dpsynth.metrics.threads import one_thread
+from dpsynth.metrics.thresholds import checks_from_config, verdicts
 from dpsynth.metrics.utility import utility_table
 
 AREAS = ("utility", "fidelity", "privacy", "subgroups")
@@ -88,11 +94,17 @@ def merge_config(raw: dict | None) -> dict:
     return cfg
 
 
-def _timed(fn, timings: dict, key: str):
+def _timed(fn, timings: dict, key: str, errors: dict):
+    """Run one area; a DpsynthError (e.g. a one-class synthetic target) is recorded, not raised,
+    so the other areas still report. The area's verdict is then red."""
     start = time.perf_counter()
-    out = fn()
-    timings[key] = round(time.perf_counter() - start, 3)
-    return out
+    try:
+        return fn()
+    except DpsynthError as exc:
+        errors[key] = str(exc)
+        return None
+    finally:
+        timings[key] = round(time.perf_counter() - start, 3)
 
 
 def evaluate_table(
@@ -129,6 +141,8 @@ def _evaluate(*, train, holdout, test, synthetic, schema, rng, config, fit_sampl
     holdout = coerce_frame(holdout, schema, role="holdout")
     test = coerce_frame(test, schema, role="test")
     synthetic = coerce_frame(synthetic, schema, role="synthetic")
+    if len(test) == len(holdout) and test.equals(holdout):
+        raise DataError("test and holdout are the same rows; membership attacks need them disjoint")
     rngs = dict(zip(AREAS, rng.spawn(len(AREAS))))
     timings: dict = {}
     results: dict = {
@@ -137,29 +151,39 @@ def _evaluate(*, train, holdout, test, synthetic, schema, rng, config, fit_sampl
                  "config": cfg},
     }
     headline: list[MetricResult] = []
+    errors: dict[str, str] = {}
     models = None
-    if "utility" in cfg["areas"] or "subgroups" in cfg["areas"]:
+    areas = cfg["areas"]
+    if "utility" in areas or "subgroups" in areas:
         if schema.target is not None or cfg["utility"]["target"]:
-            results["utility"], models = _timed(lambda: _utility(train, synthetic, test, schema, cfg, rngs["utility"],
-                                                                 headline), timings, "utility")
+            out = _timed(lambda: _utility(train, synthetic, test, schema, cfg, rngs["utility"], headline),
+                         timings, "utility", errors)
+            utility, models = out if out is not None else ({"error": errors["utility"]}, None)
         else:
-            results["utility"] = {"skipped": f"schema '{schema.name}' declares no target"}
-    if "fidelity" in cfg["areas"]:
+            utility = {"skipped": f"schema '{schema.name}' declares no target"}
+        if "utility" in areas:
+            results["utility"] = utility
+    if "fidelity" in areas:
         results["fidelity"] = _timed(lambda: _fidelity(train, synthetic, schema, cfg, rngs["fidelity"], headline),
-                                     timings, "fidelity")
-    if "privacy" in cfg["areas"]:
+                                     timings, "fidelity", errors)
+    if "privacy" in areas:
         results["privacy"] = _timed(lambda: _privacy(train, holdout, test, synthetic, schema, cfg, rngs["privacy"],
                                                      fit_sample, claimed_epsilon, claimed_delta, headline),
-                                    timings, "privacy")
-    if "subgroups" in cfg["areas"]:
-        target = results.get("utility", {}).get("classification", {}).get("target")
+                                    timings, "privacy", errors)
+    if "subgroups" in areas:
+        target = utility.get("classification", {}).get("target") if models else None
         sel = {side: m["selected"] for side, m in models.items()} if models else None
         results["subgroups"] = _timed(lambda: subgroup_report(train=train, synthetic=synthetic, schema=schema,
                                                               test=test, models=sel, target=target,
-                                                              config=cfg["subgroups"]), timings, "subgroups")
-        _subgroup_headline(results["subgroups"], headline)
+                                                              config=cfg["subgroups"]), timings, "subgroups", errors)
+        if results["subgroups"] is not None:
+            _subgroup_headline(results["subgroups"], headline)
+    for area, message in errors.items():
+        if area in areas:
+            results[area] = {"error": message}
     results["headline"] = [m.to_dict() for m in headline]
-    results["verdicts"] = verdicts(_verdict_values(results), checks_from_config(cfg["verdicts"]))
+    results["verdicts"] = _with_errors(verdicts(_verdict_values(results), checks_from_config(cfg["verdicts"])),
+                                       errors, areas)
     results["meta"]["seconds"] = timings
     return _plain(results)
 
@@ -272,21 +296,32 @@ def _subgroup_headline(sub: dict, headline: list) -> None:
 
 
 # ---- verdict inputs -----------------------------------------------------------------------------
+def _with_errors(out: dict, errors: dict, areas) -> dict:
+    for area, message in errors.items():
+        if area not in areas:
+            continue
+        block = out.setdefault(area, {"verdict": "n/a", "checks": []})
+        block["checks"].insert(0, {"check": "error", "label": f"could not evaluate: {message}", "value": None,
+                                   "direction": "lower", "green": 0, "amber": 0, "verdict": "red"})
+        block["verdict"] = "red"
+    return out
+
+
 def _verdict_values(results: dict) -> dict:
     v: dict = {}
-    u = results.get("utility", {})
-    if "classification" in u:
+    u = results.get("utility") or {}
+    if u and "classification" in u:
         v["tstr_auroc_ratio"] = u["classification"]["auroc_ratio"]["selected"]
     if "survival" in u:
         v["cox_cindex_ratio"] = u["survival"]["cox"]["c_index_ratio"]
         v["km_integrated_difference"] = u["survival"]["kaplan_meier"]["integrated"]
     f = results.get("fidelity")
-    if f:
+    if f and "error" not in f:
         v["detection_auroc_excess"] = abs(f["detection"]["auroc"] - 0.5)
         v["column_distance"] = f["column_shapes"]["value"]
         v["association_difference"] = f["association"]["value"]
     p = results.get("privacy")
-    if p:
+    if p and "error" not in p:
         s = p["summary"]
         v["max_attack_auroc"] = s["max_auroc"]
         v["max_tpr_at_fpr_0.01"] = s["max_tpr_at_fpr_0.01"]

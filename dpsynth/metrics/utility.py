@@ -162,9 +162,10 @@ class TSTRAUROC:
             raise DataError("TSTR needs the real test split (pass test=)")
         seed = 0 if rng is None else int(rng.integers(0, 2**31 - 1))
         results, _ = utility_table(
-            train=coerce_frame(train, schema, role="train"), synthetic=coerce_frame(synthetic, schema, role="synthetic"),
-            test=coerce_frame(test, schema, role="test"), schema=schema, target=self.target, grids=self.grids,
-            folds=self.folds, seed=seed)
+            train=coerce_frame(train, schema, role="train"),
+            synthetic=coerce_frame(synthetic, schema, role="synthetic"),
+            test=coerce_frame(test, schema, role="test"),
+            schema=schema, target=self.target, grids=self.grids, folds=self.folds, seed=seed)
         ratio = results["auroc_ratio"]["selected"]
         return MetricResult(self.name, float("nan") if ratio is None else ratio, self.goal, self.range, results)
 

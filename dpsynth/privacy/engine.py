@@ -21,6 +21,7 @@ from typing import Iterator, Sequence
 
 import torch
 from opacus import PrivacyEngine
+from opacus.data_loader import DPDataLoader
 from opacus.utils.batch_memory_manager import BatchMemoryManager
 from opacus.validators import ModuleValidator
 from torch.utils.data import DataLoader, Dataset
@@ -121,16 +122,21 @@ class DPSGDEngine:
         n = len(dataset)
         batch_size = _batch_size_for(n, batches=int(round(1.0 / self.plan.sample_rate)))
         loader = DataLoader(dataset, batch_size=batch_size, generator=None if self.secure_mode else torch_rng)
+        plain_loader = loader
         module, optimizer, loader = self.privacy_engine.make_private(
             module=module,
             optimizer=optimizer,
-            data_loader=loader,
+            data_loader=plain_loader,
             noise_multiplier=self.plan.noise_multiplier,
             max_grad_norm=self.plan.max_grad_norm,
             poisson_sampling=True,
             noise_generator=None if self.secure_mode else (torch_rng if noise_generator is None else noise_generator),
             grad_sample_mode=grad_sample_mode,
         )
+        if not self.secure_mode:
+            # opacus seeds its Poisson sampler only in secure mode (else it draws from torch's global RNG);
+            # rebuild the same Poisson loader on our seeded generator so a run is reproducible from its seed
+            loader = DPDataLoader.from_data_loader(plain_loader, generator=torch_rng)
         # the loader's own sample rate (1 / len(loader)) is what opacus accounts; keep the ledger exact
         sample_rate = loader.sample_rate
         if sample_rate > self.plan.sample_rate * (1 + 1e-12):

@@ -45,7 +45,7 @@ def marginal_overlays(results: dict) -> bytes | None:
         ax.set_title(h["column"], fontsize=10)
         ax.set_ylabel("share")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Marginals of the most different columns", fontsize=11)
+    fig.suptitle("Marginals of the most different columns", fontsize=11, y=1.06)
     return _png(fig)
 
 

@@ -97,7 +97,7 @@ def utility_tables(results: dict) -> list[Table]:
 
 def fidelity_tables(results: dict) -> list[Table]:
     f = results.get("fidelity")
-    if not f:
+    if not f or "error" in f:
         return []
     cs = f["column_shapes"]
     summary = [["mean column distance (TVD/KS)", fmt(cs["value"])], ["mean TVD (categorical)", fmt(cs["mean_tvd"])],
@@ -122,7 +122,7 @@ def fidelity_tables(results: dict) -> list[Table]:
 
 def privacy_tables(results: dict) -> list[Table]:
     p = results.get("privacy")
-    if not p:
+    if not p or "error" in p:
         return []
     rows = []
     for name, a in p["attacks"].items():
@@ -171,8 +171,14 @@ def subgroup_tables(results: dict) -> list[Table]:
     return out
 
 
+def error_table(results: dict) -> Table | None:
+    rows = [[area, results[area]["error"]] for area in ("utility", "fidelity", "privacy", "subgroups")
+            if isinstance(results.get(area), dict) and "error" in results[area]]
+    return ("Areas that could not be evaluated", ["area", "reason"], rows) if rows else None
+
+
 def all_tables(results: dict, *, ledger: dict | None = None, card=None) -> list[Table]:
-    tables: list[Table | None] = [verdict_table(results), epsilon_table(results, ledger), ledger_table(ledger),
-                                  card_table(card)]
+    tables: list[Table | None] = [verdict_table(results), error_table(results), epsilon_table(results, ledger),
+                                  ledger_table(ledger), card_table(card)]
     tables += utility_tables(results) + fidelity_tables(results) + privacy_tables(results) + subgroup_tables(results)
     return [t for t in tables if t is not None]

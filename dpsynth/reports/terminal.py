@@ -23,6 +23,9 @@ def format_terminal_summary(results: dict, *, color: bool = False, width: int = 
     for area, block in results.get("verdicts", {}).items():
         lines.append(f"{_light(block['verdict'], color)} {area.upper()}")
         for c in block["checks"]:
+            if c["check"] == "error":
+                lines.append(f"    {_light('red', color)} {c['label'][: width - 12]}")
+                continue
             if c["value"] is None:
                 continue
             op = ">=" if c["direction"] == "higher" else "<="
@@ -32,11 +35,13 @@ def format_terminal_summary(results: dict, *, color: bool = False, width: int = 
     if s:
         claimed = s.get("claimed_epsilon")
         lines.append("-" * width)
+        conf = int(round(100 * s["epsilon_confidence"]))
         lines.append(f"epsilon: claimed {fmt(claimed) if claimed is not None else 'n/a (not given)'}   "
                      f"empirical lower bound {fmt(s.get('epsilon_lower_bound'))} "
-                     f"({s.get('epsilon_lower_bound_attack') or '-'}, {int(round(100 * s['epsilon_confidence']))}% conf.)")
+                     f"({s.get('epsilon_lower_bound_attack') or '-'}, {conf}% conf.)")
         lines.append(f"strongest attack: AUROC {fmt(s.get('max_auroc'))} ({s.get('max_auroc_attack')}), "
-                     f"TPR@FPR1% {fmt(s.get('max_tpr_at_fpr_0.01'))}, on outliers AUROC {fmt(s.get('max_outlier_auroc'))}")
+                     f"TPR@FPR1% {fmt(s.get('max_tpr_at_fpr_0.01'))}, "
+                     f"on outliers AUROC {fmt(s.get('max_outlier_auroc'))}")
     g = results.get("subgroups")
     if g and g.get("flagged"):
         names = ", ".join(f"{f['group']} ({f['flag']}, {fmt(f['representation_ratio'], 2)})" for f in g["flagged"][:4])

@@ -29,6 +29,8 @@ def test_dp_gan_at_epsilon_8_beats_independent_marginals(actg_splits, baseline):
                                    rng=np.random.default_rng(0))
     assert gen.ledger_.epsilon() <= 8.0
     score = tstr(gen, splits, schema)
-    # measured 0.75 (seed 0) at the defaults; independent marginals sit near chance (~0.4-0.55)
-    assert score > 0.65, score
-    assert score > baseline + 0.1, (score, baseline)
+    # TSTR excludes the duration column 'days' (it is the outcome's time). Measured at the defaults:
+    # dp-gan 0.58 (seed 0) / 0.59 (seed 1) vs TRTR 0.80; independent marginals near chance.
+    print(f"dp-gan TSTR AUROC {score:.3f}, independent {baseline:.3f}")
+    assert score > 0.55, score
+    assert score > baseline + 0.04, (score, baseline)

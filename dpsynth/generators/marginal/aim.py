@@ -29,7 +29,7 @@ from dpsynth.generators.marginal.fitting import Fit, fit_model
 from dpsynth.generators.marginal.junction import Clique, JunctionTree
 from dpsynth.generators.marginal.mbi_glue import greedy_tree
 from dpsynth.generators.marginal.measure import Measurer
-from dpsynth.generators.marginal.structure import augment
+from dpsynth.generators.marginal.structure import augment, augmented_cells
 
 ALPHA = 0.9  # share of each round's budget spent on measuring (the rest selects)
 BYTES_PER_CELL = 8
@@ -59,8 +59,8 @@ def run_aim(
     degree: int,
     max_model_size: float,
     max_rounds: int | None,
-    round_iters: int,
-    final_iters: int,
+    pgm_iters: int,
+    final_pgm_iters: int,
     estimator: str,
     progress: Callable[[dict], None] | None = None,
 ) -> Fit:
@@ -71,7 +71,7 @@ def run_aim(
     weights = candidate_weights(d, degree)
     candidates = list(weights)
     sensitivity = max(weights.values())
-    cells = {r: int(np.prod([sizes[a] for a in r])) for r in candidates}
+    cells = {r: math.prod(sizes[a] for a in r) for r in candidates}
     max_cells = max_model_size * 2**20 / BYTES_PER_CELL
 
     if measurer.non_private:  # exact measurements; a fixed number of greedy rounds
@@ -83,7 +83,7 @@ def run_aim(
     rho_used = d / (2 * sigma**2)
     measurements = measurer.measure(oneway, rho=rho_used, purpose="aim: all one-way marginals")
     tree = greedy_tree(sizes, oneway)
-    fit = fit_model(tree, measurements, iters=round_iters, estimator=estimator)
+    fit = fit_model(tree, measurements, iters=pgm_iters, estimator=estimator)
     answers = {r: measurer.answer(r) for r in candidates}  # PRIVATE: only inside the selection scores
 
     for t in range(1, rounds + 1):
@@ -98,7 +98,10 @@ def run_aim(
             rho_used += 1 / (2 * sigma**2) + epsilon**2 / 8
             share = rho_used / rho
         limit = share * max_cells
-        allowed = [r for r in candidates if tree.node_holding(r) is not None or augment(tree, r).cells() <= limit]
+        # a clique q adds at most cells(q) x (current cells + 1): skip the exact size when that fits
+        current = tree.cells()
+        allowed = [r for r in candidates if tree.node_holding(r) is not None or cells[r] * (current + 1) <= limit
+                   or augmented_cells(tree, r) <= limit]
         bias = math.sqrt(2 / math.pi) * sigma
         scores = np.array([
             weights[r] * (np.abs(answers[r] - fit.total * fit.model.marginal(r).ravel()).sum() - bias * cells[r])
@@ -111,7 +114,7 @@ def run_aim(
             [chosen], rho=1 / (2 * sigma**2), purpose=f"aim round {t}: measure {measurer.label(chosen)}"
         )
         tree = _smaller(greedy_tree(sizes, [m.clique for m in measurements]), augment(tree, chosen))
-        fit = fit_model(tree, measurements, iters=round_iters, estimator=estimator, warm=fit)
+        fit = fit_model(tree, measurements, iters=pgm_iters, estimator=estimator, warm=fit)
         after = fit.total * fit.model.marginal(chosen).ravel()
         if progress is not None:
             progress({"round": t, "selected": measurer.label(chosen), "sigma": sigma, "cells": tree.cells()})
@@ -119,4 +122,4 @@ def run_aim(
             break
         if not measurer.non_private and np.abs(after - before).sum() <= bias * cells[chosen]:
             sigma, epsilon = sigma / 2, epsilon * 2
-    return fit_model(tree, measurements, iters=final_iters, estimator=estimator, warm=fit)
+    return fit_model(tree, measurements, iters=final_pgm_iters, estimator=estimator, warm=fit)

@@ -14,11 +14,13 @@ Everything here is post-processing of DP measurements.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
-from dpsynth.generators.marginal.junction import CalibratedTree, Clique, JunctionTree, calibrate, expand, project
+from dpsynth.generators.marginal.junction import CalibratedTree, Clique, JunctionTree, calibrate, expand
 
 
 @dataclass(frozen=True)
@@ -44,82 +46,115 @@ def estimate_total(measurements: list[Measurement]) -> float:
     return max(1.0, float((weights * sums).sum() / weights.sum()))
 
 
+def projection_matrix(sizes: tuple[int, ...], big: Clique, small: Clique) -> sparse.csr_matrix:
+    """0/1 matrix summing a flattened table over ``big`` down to its sub-clique ``small``."""
+    shape = tuple(sizes[a] for a in big)
+    grid = np.indices(shape).reshape(len(big), -1)
+    target = np.ravel_multi_index(tuple(grid[big.index(a)] for a in small), tuple(sizes[a] for a in small)) \
+        if small else np.zeros(grid.shape[1], dtype=np.int64)
+    cells = grid.shape[1]
+    return sparse.csr_matrix((np.ones(cells), (target, np.arange(cells))), shape=(math.prod(sizes[a] for a in small), cells))
+
+
 class MirrorDescent:
-    """Potentials on the maximal measured cliques, fitted on a junction tree that holds them."""
+    """Potentials on the maximal measured cliques, fitted on a junction tree that holds them.
+
+    Potentials, clique marginals and measurements live in flat vectors; three sparse 0/1 maps
+    link them: ``to_nodes`` (clique potentials -> node log-potentials, by broadcasting),
+    its transpose (node marginals -> clique marginals, by summing) and ``queries`` (clique
+    marginals -> measured marginals). Only the tree calibration loops over nodes.
+    """
 
     def __init__(self, tree: JunctionTree, measurements: list[Measurement], total: float) -> None:
         self.tree = tree
         self.measurements = measurements
         self.total = total
         self.cliques = maximal([m.clique for m in measurements])
-        self.home = [self._containing(m.clique, self.cliques) for m in measurements]  # measured clique -> potential
-        self.node_of = [tree.node_holding(c) for c in self.cliques]
-        if any(n is None for n in self.node_of):
+        node_of = [tree.node_holding(c) for c in self.cliques]
+        if any(n is None for n in node_of):
             raise ValueError("the junction tree does not hold every measured clique")
+        home = [self._containing(m.clique, self.cliques) for m in measurements]
+        sizes = tree.sizes
+        self._clique_cells = [math.prod(tree.shape(c)) for c in self.cliques]
+        self._clique_start = np.cumsum([0] + self._clique_cells)
+        node_cells = [math.prod(tree.shape(n)) for n in tree.nodes]
+        self._node_start = np.cumsum([0] + node_cells)
+        # clique potentials -> node log-potentials (each clique broadcast into its node)
+        blocks = [[None] * len(self.cliques) for _ in tree.nodes]
+        for j, (c, n) in enumerate(zip(self.cliques, node_of)):
+            blocks[n][j] = projection_matrix(sizes, tree.nodes[n], c).T
+        for n, row in enumerate(blocks):
+            if all(b is None for b in row):
+                row[0] = sparse.csr_matrix((node_cells[n], self._clique_cells[0]))
+        for j in range(len(self.cliques)):
+            if all(blocks[n][j] is None for n in range(len(tree.nodes))):
+                blocks[0][j] = sparse.csr_matrix((node_cells[0], self._clique_cells[j]))
+        self._to_nodes = sparse.bmat(blocks, format="csr")
+        self._to_cliques = self._to_nodes.T.tocsr()
+        # clique marginals -> measured marginals
+        rows = [[None] * len(self.cliques) for _ in measurements]
+        for i, (m, h) in enumerate(zip(measurements, home)):
+            rows[i][h] = projection_matrix(sizes, self.cliques[h], m.clique)
+        for j in range(len(self.cliques)):
+            if all(rows[i][j] is None for i in range(len(measurements))):
+                rows[0][j] = sparse.csr_matrix((math.prod(tree.shape(measurements[0].clique)), self._clique_cells[j]))
+        self._queries = sparse.bmat(rows, format="csr")
+        self._y = np.concatenate([m.values for m in measurements])
+        self._inv_sigma = np.concatenate([np.full(m.values.size, 1.0 / m.sigma) for m in measurements])
         # Lipschitz constant of the loss gradient (exact for marginal queries), as mbi computes it
-        blocks = np.zeros(len(self.cliques))
-        for m, h in zip(measurements, self.home):
-            blocks[h] += self._cells(self.cliques[h]) / self._cells(m.clique) / m.sigma**2
-        self.lipschitz = float(blocks.max())
-
-    def _cells(self, clique: Clique) -> int:
-        return int(np.prod(self.tree.shape(clique), dtype=np.int64))
+        lipschitz = np.zeros(len(self.cliques))
+        for m, h in zip(measurements, home):
+            lipschitz[h] += self._clique_cells[h] / math.prod(tree.shape(m.clique)) / m.sigma**2
+        self.lipschitz = float(lipschitz.max())
 
     @staticmethod
     def _containing(clique: Clique, cliques: list[Clique]) -> int:
         return next(i for i, c in enumerate(cliques) if set(clique) <= set(c))
 
-    # ---- the oracle and the loss ----------------------------------------------------------
-    def zeros(self) -> list[np.ndarray]:
-        return [np.zeros(self.tree.shape(c)) for c in self.cliques]
-
-    def expand_potentials(self, theta: dict[Clique, np.ndarray]) -> list[np.ndarray]:
+    # ---- potentials as tables <-> one flat vector -----------------------------------------
+    def expand_potentials(self, theta: dict[Clique, np.ndarray]) -> np.ndarray:
         """Warm start: earlier potentials added into the (larger or equal) current cliques."""
-        out = self.zeros()
+        flat = np.zeros(self._clique_start[-1])
         for clique, table in theta.items():
-            i = self._containing(clique, self.cliques)
-            out[i] = out[i] + expand(table, clique, self.cliques[i])
-        return out
+            j = self._containing(clique, self.cliques)
+            c = self.cliques[j]
+            block = np.broadcast_to(expand(table, clique, c), self.tree.shape(c)).ravel()
+            flat[self._clique_start[j]:self._clique_start[j + 1]] += block
+        return flat
 
-    def marginals(self, theta: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """(node marginals summing to 1, clique marginals summing to total)."""
-        logpot = [np.zeros(self.tree.shape(n)) for n in self.tree.nodes]
-        for c, node, table in zip(self.cliques, self.node_of, theta):
-            logpot[node] = logpot[node] + expand(table, c, self.tree.nodes[node])
-        nodes = calibrate(self.tree, logpot)
-        mu = [self.total * project(nodes[n], self.tree.nodes[n], c) for c, n in zip(self.cliques, self.node_of)]
+    def tables(self, flat: np.ndarray) -> dict[Clique, np.ndarray]:
+        return {c: flat[self._clique_start[j]:self._clique_start[j + 1]].reshape(self.tree.shape(c)).copy()
+                for j, c in enumerate(self.cliques)}
+
+    # ---- the oracle and the loss ----------------------------------------------------------
+    def marginals(self, theta: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """(node marginals summing to 1, flat clique marginals summing to total each)."""
+        logpot = self._to_nodes @ theta
+        nodes = calibrate(self.tree, [logpot[a:b].reshape(self.tree.shape(n)) for a, b, n in
+                                      zip(self._node_start[:-1], self._node_start[1:], self.tree.nodes)])
+        mu = self.total * (self._to_cliques @ np.concatenate([t.ravel() for t in nodes]))
         return nodes, mu
 
-    def loss_and_grad(self, mu: list[np.ndarray]) -> tuple[float, list[np.ndarray]]:
-        loss = 0.0
-        grad = [np.zeros_like(t) for t in mu]
-        for m, h in zip(self.measurements, self.home):
-            c = self.cliques[h]
-            diff = (project(mu[h], c, m.clique).ravel() - m.values) / m.sigma
-            loss += 0.5 * float(diff @ diff)
-            grad[h] = grad[h] + expand((diff / m.sigma).reshape(self.tree.shape(m.clique)), m.clique, c)
-        return loss, grad
+    def loss(self, mu: np.ndarray) -> float:
+        diff = (self._queries @ mu - self._y) * self._inv_sigma
+        return 0.5 * float(diff @ diff)
 
-    def loss(self, mu: list[np.ndarray]) -> float:
-        total = 0.0
-        for m, h in zip(self.measurements, self.home):
-            diff = (project(mu[h], self.cliques[h], m.clique).ravel() - m.values) / m.sigma
-            total += 0.5 * float(diff @ diff)
-        return total
+    def loss_and_grad(self, mu: np.ndarray) -> tuple[float, np.ndarray]:
+        diff = (self._queries @ mu - self._y) * self._inv_sigma
+        return 0.5 * float(diff @ diff), self._queries.T @ (diff * self._inv_sigma)
 
     # ---- the loop -------------------------------------------------------------------------
-    def run(self, iters: int, theta: list[np.ndarray] | None = None) -> tuple[dict[Clique, np.ndarray], CalibratedTree]:
-        theta = self.zeros() if theta is None else theta
+    def run(self, iters: int, theta: np.ndarray | None = None) -> tuple[dict[Clique, np.ndarray], CalibratedTree]:
+        theta = np.zeros(self._clique_start[-1]) if theta is None else theta
         alpha = 2.0 / (self.lipschitz * self.total)
         nodes, mu = self.marginals(theta)
         for _ in range(iters):
             loss, grad = self.loss_and_grad(mu)
-            theta2 = [t - alpha * g for t, g in zip(theta, grad)]
+            theta2 = theta - alpha * grad
             nodes2, mu2 = self.marginals(theta2)
             loss2 = self.loss(mu2)
-            decrease = sum(float((g * (a - b)).sum()) for g, a, b in zip(grad, mu, mu2))
-            if loss - loss2 >= 0.5 * alpha * decrease:
+            if loss - loss2 >= 0.5 * alpha * float(grad @ (mu - mu2)):
                 theta, nodes, mu, alpha = theta2, nodes2, mu2, 1.01 * alpha
             else:
                 alpha = 0.5 * alpha
-        return dict(zip(self.cliques, theta)), CalibratedTree(self.tree, nodes)
+        return self.tables(theta), CalibratedTree(self.tree, nodes)

@@ -17,6 +17,8 @@ prod(node marginals) / prod(separator marginals). From it:
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -28,17 +30,27 @@ Clique = tuple[int, ...]
 
 
 # ---- small table helpers (tables have one axis per column of a sorted clique) --------------
+@functools.lru_cache(maxsize=None)
+def _drop(axes: Clique, onto: Clique) -> tuple[int, ...]:
+    return tuple(i for i, a in enumerate(axes) if a not in onto)
+
+
+@functools.lru_cache(maxsize=None)
+def _positions(axes: Clique, onto: Clique) -> tuple[int, ...]:
+    return tuple(onto.index(a) for a in axes)
+
+
 def project(table: np.ndarray, axes: Clique, onto: Clique) -> np.ndarray:
-    """Sum ``table`` (over ``axes``) down to the columns ``onto`` (a subset, any order kept sorted)."""
-    drop = tuple(i for i, a in enumerate(axes) if a not in onto)
-    return table.sum(axis=drop) if drop else table
+    """Sum ``table`` (over ``axes``) down to the columns ``onto`` (a subset; sorted order kept)."""
+    drop = _drop(axes, onto)
+    return np.add.reduce(table, axis=drop) if drop else table
 
 
 def expand(table: np.ndarray, axes: Clique, onto: Clique) -> np.ndarray:
     """Reshape a table over ``axes`` so it broadcasts against a table over ``onto`` (a superset)."""
     shape = [1] * len(onto)
-    for a, size in zip(axes, table.shape):
-        shape[onto.index(a)] = size
+    for position, size in zip(_positions(axes, onto), table.shape):
+        shape[position] = size
     return table.reshape(shape)
 
 
@@ -66,6 +78,7 @@ class JunctionTree:
         ]
         if any(p >= i for i, p in enumerate(self.parent)):
             raise DpsynthError("junction tree nodes must be in top-down order (parent before child)")
+        self._holding: dict[Clique, int | None] = {}
         self._children: list[list[int]] = [[] for _ in self.nodes]
         for i, p in enumerate(self.parent):
             if p >= 0:
@@ -75,18 +88,16 @@ class JunctionTree:
         return tuple(self.sizes[a] for a in clique)
 
     def cells(self) -> int:
-        return int(sum(np.prod(self.shape(n), dtype=np.int64) for n in self.nodes))
+        return sum(math.prod(self.shape(n)) for n in self.nodes)
 
     def node_holding(self, clique: Sequence[int]) -> int | None:
-        """Index of the smallest node that contains ``clique``, or None."""
-        best, best_cells = None, None
-        want = set(clique)
-        for i, node in enumerate(self.nodes):
-            if want <= set(node):
-                cells = int(np.prod(self.shape(node), dtype=np.int64))
-                if best is None or cells < best_cells:
-                    best, best_cells = i, cells
-        return best
+        """Index of the smallest node that contains ``clique``, or None (cached per tree)."""
+        key = tuple(clique)
+        if key not in self._holding:
+            want = set(key)
+            holders = [i for i, node in enumerate(self.nodes) if want <= set(node)]
+            self._holding[key] = min(holders, key=lambda i: math.prod(self.shape(self.nodes[i]))) if holders else None
+        return self._holding[key]
 
     def path_up(self, i: int) -> list[int]:
         out = [i]
@@ -115,8 +126,7 @@ def calibrate(tree: JunctionTree, log_potentials: list[np.ndarray]) -> list[np.n
     message: list[np.ndarray | None] = [None] * len(tree.nodes)
     for i in range(len(tree.nodes) - 1, -1, -1):  # leaves first
         node, sep, p = tree.nodes[i], tree.separators[i], tree.parent[i]
-        drop = tuple(k for k, a in enumerate(node) if a not in sep)
-        message[i] = logsumexp(belief[i], drop)
+        message[i] = logsumexp(belief[i], _drop(node, sep))
         if p >= 0:
             belief[p] = belief[p] + expand(message[i], sep, tree.nodes[p])
     marginals: list[np.ndarray] = [None] * len(tree.nodes)  # type: ignore[list-item]
@@ -175,7 +185,7 @@ class CalibratedTree:
                 continue
             # rows of the table: separator configurations; columns: the new columns' configurations
             order = [node.index(a) for a in sep + new]
-            table = np.transpose(tables[i], order).reshape(-1, int(np.prod(tree.shape(new), dtype=np.int64)))
+            table = np.transpose(tables[i], order).reshape(-1, math.prod(tree.shape(new)))
             sep_index = codes[sep[0]].copy() if sep else np.zeros(n, dtype=np.int64)
             for a in sep[1:]:  # row-major index of the separator configuration
                 sep_index *= tree.sizes[a]

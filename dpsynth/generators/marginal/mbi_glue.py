@@ -67,10 +67,9 @@ def mbi_estimate(
         lms = [mbi.LinearMeasurement(np.asarray(m.values, float), m.clique, float(m.sigma)) for m in measurements]
         warm = None
         if theta:
-            tables = engine.expand_potentials(theta)
+            tables = engine.tables(engine.expand_potentials(theta))
             warm = mbi.CliqueVector(
-                domain, engine.cliques,
-                {c: mbi.Factor(domain.project(c), np.asarray(t)) for c, t in zip(engine.cliques, tables)},
+                domain, engine.cliques, {c: mbi.Factor(domain.project(c), t) for c, t in tables.items()}
             )
         model = mbi.estimation.MirrorDescent().estimate(domain, lms, known_total=total, iters=iters, warm_start=warm)
         fitted = {tuple(c): np.asarray(model.potentials[c].values, dtype=float) for c in model.potentials.cliques}

@@ -8,13 +8,14 @@ Two constructions, both functions of the selected cliques only (public after sel
   on the shortest tree path that links the nodes holding them (a new node links separate
   trees). The result is a valid junction tree, so its size bounds what the clique costs.
 
-AIM's model-size rule uses ``augment(tree, q).cells()``: cheap (no triangulation per
+AIM's model-size rule uses ``augmented_cells(tree, q)`` (= ``augment(tree, q).cells()``): cheap (no triangulation per
 candidate), and the tree AIM keeps after selecting ``q`` is the smaller of the two
 constructions, so the kept model never exceeds the size the rule allowed.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Sequence
 
@@ -29,7 +30,7 @@ def from_undirected(sizes: Sequence[int], nodes: list[Clique], edges: set[tuple[
     for u, v in edges:
         adjacency[u].add(v)
         adjacency[v].add(u)
-    cells = [int(np.prod([sizes[a] for a in n], dtype=np.int64)) for n in nodes]
+    cells = [math.prod(sizes[a] for a in n) for n in nodes]
     seen: dict[int, int] = {}
     order: list[int] = []
     parent_of: dict[int, int] = {}
@@ -57,29 +58,43 @@ def from_undirected(sizes: Sequence[int], nodes: list[Clique], edges: set[tuple[
 
 def augment(tree: JunctionTree, q: Clique) -> JunctionTree:
     """``tree`` changed so that one node holds ``q`` (unchanged when a node already does)."""
-    q = tuple(sorted(q))
-    if tree.node_holding(q) is not None:
+    if tree.node_holding(tuple(sorted(q))) is not None:
         return tree
+    nodes, adjacency = _augmented(tree, q)
+    alive = _contract(nodes, adjacency)
+    keep = sorted(alive)
+    index = {u: k for k, u in enumerate(keep)}
+    edges = {(index[u], index[v]) for u in keep for v in adjacency[u] if u < v}
+    return from_undirected(tree.sizes, [tuple(sorted(nodes[u])) for u in keep], edges)
+
+
+def augmented_cells(tree: JunctionTree, q: Clique) -> int:
+    """``augment(tree, q).cells()``, without ordering the new tree."""
+    if tree.node_holding(tuple(sorted(q))) is not None:
+        return tree.cells()
+    nodes, adjacency = _augmented(tree, q)
+    return sum(math.prod(tree.sizes[a] for a in nodes[u]) for u in _contract(nodes, adjacency))
+
+
+def _augmented(tree: JunctionTree, q: Clique) -> tuple[list[set[int]], list[set[int]]]:
+    """Nodes and adjacency of ``tree`` after adding ``q`` (before contracting contained nodes)."""
+    q = tuple(sorted(q))
     nodes = [set(n) for n in tree.nodes]
-    edges = {(i, p) for i, p in enumerate(tree.parent) if p >= 0}
     adjacency: list[set[int]] = [set() for _ in nodes]
-    for u, v in edges:
-        adjacency[u].add(v)
-        adjacency[v].add(u)
-    root_of = [tree.path_up(i)[-1] for i in range(len(nodes))]
+    for i, p in enumerate(tree.parent):
+        if p >= 0:
+            adjacency[i].add(p)
+            adjacency[p].add(i)
     groups: dict[int, list[int]] = {}
     for a in q:
-        groups.setdefault(root_of[_holder(nodes, a)], []).append(a)
-    anchors = []
-    for columns in groups.values():
-        anchors.append(_link(nodes, adjacency, columns))
+        groups.setdefault(tree.path_up(_holder(nodes, a))[-1], []).append(a)
+    anchors = [_link(nodes, adjacency, columns) for columns in groups.values()]
     if len(anchors) > 1:  # q spans several trees: a new node q joins them
         nodes.append(set(q))
-        adjacency.append(set())
+        adjacency.append(set(anchors))
         for anchor in anchors:
-            adjacency[-1].add(anchor)
             adjacency[anchor].add(len(nodes) - 1)
-    return _merge_contained(tree.sizes, nodes, adjacency)
+    return nodes, adjacency
 
 
 def _holder(nodes: list[set[int]], a: int) -> int:
@@ -124,8 +139,9 @@ def _shortest_path(adjacency: list[set[int]], sources: set[int], targets: set[in
     raise ValueError("no path between the nodes (they are in different trees)")
 
 
-def _merge_contained(sizes: Sequence[int], nodes: list[set[int]], adjacency: list[set[int]]) -> JunctionTree:
-    """Contract every node contained in a neighbour into that neighbour, then order the tree."""
+def _contract(nodes: list[set[int]], adjacency: list[set[int]]) -> set[int]:
+    """Contract every node contained in a neighbour into that neighbour (edits ``adjacency``);
+    return the surviving nodes."""
     alive = set(range(len(nodes)))
     changed = True
     while changed:
@@ -142,7 +158,4 @@ def _merge_contained(sizes: Sequence[int], nodes: list[set[int]], adjacency: lis
             adjacency[u] = set()
             alive.discard(u)
             changed = True
-    keep = sorted(alive)
-    index = {u: k for k, u in enumerate(keep)}
-    edges = {(index[u], index[v]) for u in keep for v in adjacency[u] if u < v}
-    return from_undirected(sizes, [tuple(sorted(nodes[u])) for u in keep], edges)
+    return alive

@@ -64,9 +64,9 @@ def per_example_loss(model: nn.Module, x0: torch.Tensor, cond: torch.Tensor | No
 
 @torch.no_grad()
 def sample_rows(model: nn.Module, schedules: Schedules, *, n: int, dim: int, gen: torch.Generator,
-                cond: torch.Tensor | None = None, null_cond: torch.Tensor | None = None, guidance_scale: float = 1.0,
-                known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Draw ``n`` encoded rows ``[n, dim]`` by DDIM from pure noise.
+                eta: float = 0.0, cond: torch.Tensor | None = None, null_cond: torch.Tensor | None = None,
+                guidance_scale: float = 1.0, known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Draw ``n`` encoded rows ``[n, dim]`` by DDIM from pure noise (``eta``: 0 deterministic, 1 DDPM-like).
 
     ``cond``/``null_cond``: condition vectors (``[n, c]`` or ``[1, c]``); with ``guidance_scale`` != 1
     the output is ``uncond + w (cond - uncond)`` (classifier-free guidance).
@@ -83,7 +83,7 @@ def sample_rows(model: nn.Module, schedules: Schedules, *, n: int, dim: int, gen
         if guidance_scale != 1.0 and cond is not None:
             uncond = model(x, tt, null_cond)
             out = uncond + guidance_scale * (out - uncond)
-        x = scheduler.step(out, t, x, generator=gen).prev_sample
+        x = scheduler.step(out, t, x, eta=eta, generator=gen).prev_sample
     if known is not None:
         x = torch.where(known_mask, known.expand(n, dim), x)
     return x

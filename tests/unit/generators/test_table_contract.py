@@ -90,3 +90,14 @@ def test_scan_detects_a_leaky_artifact(small, tmp_path):
     (tmp_path / "run").mkdir()
     save_file({"rows": leaked}, str(tmp_path / "run" / "weights.safetensors"))
     assert scan_run_for_rows(tmp_path / "run", frame, schema)
+
+
+@pytest.mark.parametrize("name", TABLE_GENERATORS)
+def test_fit_is_reproducible_from_its_seed(name, small):
+    import torch
+
+    schema, frame = small
+    a = _fit(name, schema, frame, seed=11).state_dict()
+    b = _fit(name, schema, frame, seed=11).state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)

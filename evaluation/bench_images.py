@@ -1,0 +1,176 @@
+"""Image benchmark: the DP image generators on MedMNIST with the CPU profiles.
+
+    python evaluation/bench_images.py                 # full: ~30 min per diffusion run on 2 cores
+    python evaluation/bench_images.py --quick         # a minute or two: proves the pipeline only
+    python evaluation/bench_images.py --generators dp-gan-image --runs breastmnist@1
+
+Runs (default): PneumoniaMNIST at epsilon 10 and 1, BreastMNIST at epsilon 10, each with every
+chosen generator's CPU config (configs/<generator>_cpu.yaml). For each run it prints the
+accuracy of a CNN trained on synthetic images / the same CNN trained on real ones (both tested
+on the real test split), the domain FID, PRDC, the membership-attack AUROCs, wall times, and for
+dp-diffusion-image the UNet's DP step time / non-DP step time measured in the same process on
+the same physical batch. Results go to ``--out`` as JSON plus one image grid per run.
+Real data is read from ``../shared/data/medmnist`` beside the repo (never committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dpsynth.config import build_generator, load_config  # noqa: E402
+from dpsynth.data.images import load_image_splits  # noqa: E402
+from dpsynth.generators.dp_diffusion_image import build_unet, denoising_loss  # noqa: E402
+from dpsynth.metrics.image import evaluate_images, save_image_grid  # noqa: E402
+from dpsynth.privacy.functional_grads import per_example_grads, set_grad_samples  # noqa: E402
+
+DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "medmnist"
+QUICK = {  # tiny overrides: prove every stage runs, say nothing about quality
+    "dp-diffusion-image": {"epochs": 1, "batch_size": 64, "sample_steps": 5, "max_physical_batch_size": 16},
+    "dp-gan-image": {"epochs": 1, "batch_size": 64},
+}
+
+
+def step_times(params: dict, train, *, repeats: int, rng: np.random.Generator) -> dict:
+    """Median seconds of one UNet physical step: DP (per-example grads with noise multiplicity,
+    clip, noise) vs non-DP (plain backward on the same B x K noisy copies)."""
+    from opacus.optimizers import DPOptimizer
+
+    b, k = int(params["max_physical_batch_size"]), int(params["noise_multiplicity"])
+    unet = build_unet(train.schema, block_out_channels=tuple(params["block_out_channels"]),
+                      layers_per_block=params["layers_per_block"], norm_num_groups=params["norm_num_groups"])
+    idx = rng.choice(len(train), b, replace=False)
+    x0 = torch.from_numpy(train.images[idx])
+    gen = torch.Generator().manual_seed(0)
+    t = torch.randint(1000, (b, k), generator=gen)
+    eps = torch.randn((b, k, *x0.shape[1:]), generator=gen)
+    x_t = 0.7 * x0.unsqueeze(1) + 0.7 * eps
+    y = torch.from_numpy(train.labels[idx]).view(b, 1).expand(b, k).contiguous()
+    opt = DPOptimizer(torch.optim.Adam(unet.parameters(), lr=1e-4), noise_multiplier=1.0, max_grad_norm=1.0,
+                      expected_batch_size=b, generator=gen)
+    plain = torch.optim.Adam(unet.parameters(), lr=1e-4)
+
+    def dp_step():
+        opt.zero_grad(set_to_none=True)
+        grads, _ = per_example_grads(unet, denoising_loss, x_t, t, y, eps)
+        set_grad_samples(unet, grads)
+        opt.step()
+
+    def plain_step():
+        plain.zero_grad(set_to_none=True)
+        pred = unet(x_t.flatten(0, 1), t.flatten(), class_labels=y.flatten(), return_dict=False)[0]
+        ((pred - eps.flatten(0, 1)) ** 2).mean().backward()
+        plain.step()
+
+    timings = {"dp": [], "non_dp": []}
+    for i in range(repeats + 1):  # interleaved, first round is warm-up
+        for name, fn in (("dp", dp_step), ("non_dp", plain_step)):
+            start = time.perf_counter()
+            fn()
+            if i:
+                timings[name].append(time.perf_counter() - start)
+    dp, non_dp = statistics.median(timings["dp"]), statistics.median(timings["non_dp"])
+    return {"physical_batch": b, "noise_multiplicity": k, "dp_step_s": dp, "non_dp_step_s": non_dp,
+            "dp_over_non_dp": dp / non_dp}
+
+
+def run_one(dataset: str, epsilon: float, generator: str, args) -> dict:
+    splits = load_image_splits(Path(args.data_dir) / f"{dataset}.npz")
+    train, holdout, test = splits["train"], splits["val"], splits["test"]
+    rng = np.random.default_rng(args.seed)
+    if args.quick:
+        train = train.subset(rng.choice(len(train), min(len(train), 256), replace=False))
+    cfg = load_config(ROOT / "configs" / f"{generator.replace('-', '_')}_cpu.yaml")
+    params = {**cfg.params, **(QUICK.get(generator, {}) if args.quick else {})}
+    budget = replace(cfg.privacy, epsilon=epsilon).budget()
+    out: dict = {"dataset": dataset, "generator": generator, "epsilon_target": epsilon, "n_train": len(train),
+                 "quick": args.quick, "params": params}
+    if generator == "dp-diffusion-image":
+        out["step_time"] = step_times(params, train, repeats=2 if args.quick else 5, rng=rng)
+    model = build_generator(generator, params)
+    start = time.perf_counter()
+    model.fit(train, budget=budget, rng=rng)
+    out["fit_s"] = time.perf_counter() - start
+    out["epsilon"] = model.ledger_.epsilon()
+    out["ledger"] = model.ledger_.to_dict()
+    n_syn = args.n_synthetic or (64 if args.quick else min(len(train), 2000))
+    start = time.perf_counter()
+    syn = model.sample(n_syn, rng=rng)
+    out["sample_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    results = evaluate_images(train, holdout, test, syn.to_image_data(), classes=train.schema.classes, rng=rng,
+                              cnn_epochs=1 if args.quick else 10, inception_weights=args.inception)
+    out["eval_s"] = time.perf_counter() - start
+    out["metrics"] = {k: v.to_dict() for k, v in results.items()}
+    out["wall_s"] = out["fit_s"] + out["sample_s"] + out["eval_s"]
+    grid = Path(args.out) / f"{dataset}_eps{epsilon:g}_{generator}{'_quick' if args.quick else ''}.png"
+    save_image_grid(syn.to_image_data().images, grid, labels=syn.labels, nrow=10)
+    out["grid"] = str(grid)
+    return out
+
+
+def summary_line(r: dict) -> str:
+    m = r["metrics"]
+    util = m["image_downstream_accuracy"]["breakdown"]
+    prdc = m["image_prdc_coverage"]["breakdown"]
+    line = (f"{r['dataset']:<15} {r['generator']:<19} eps={r['epsilon']:.3g}/{r['epsilon_target']:g}"
+            f"  acc syn/real={util['synthetic_accuracy']:.3f}/{util['real_accuracy']:.3f}"
+            f"  auroc syn/real={_f(util['synthetic_auroc'])}/{_f(util['real_auroc'])}"
+            f"  dFID={m['image_domain_fid']['value']:.3g}"
+            f"  P/R/D/C={prdc['precision']:.2f}/{prdc['recall']:.2f}/{prdc['density']:.2f}/{prdc['coverage']:.2f}"
+            f"  MIA dcr/domias={_f(m['image_dcr_attack_auroc']['value'])}/{_f(m['image_domias_attack_auroc']['value'])}"
+            f"  wall={r['wall_s']:.0f}s (fit {r['fit_s']:.0f}s)")
+    if "step_time" in r:
+        st = r["step_time"]
+        line += f"  step DP/nonDP={st['dp_step_s']:.2f}s/{st['non_dp_step_s']:.2f}s={st['dp_over_non_dp']:.2f}x"
+    return line
+
+
+def _f(value) -> str:
+    return "nan" if value is None else f"{float(value):.3f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny subsets and steps; proves the pipeline only")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    parser.add_argument("--out", default=str(ROOT / "evaluation" / "results" / "images"))
+    parser.add_argument("--generators", default="dp-diffusion-image,dp-gan-image")
+    parser.add_argument("--runs", default="pneumoniamnist@10,pneumoniamnist@1,breastmnist@10",
+                        help="comma-separated dataset@epsilon")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-synthetic", type=int, default=None)
+    parser.add_argument("--inception", default=None, help="local TorchScript Inception file for the Inception FID")
+    args = parser.parse_args(argv)
+    if not Path(args.data_dir).is_dir():
+        print(f"no data at {args.data_dir} (expected shared/data/medmnist beside the repo)", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    results = []
+    for run in args.runs.split(","):
+        dataset, eps = run.split("@")
+        for generator in args.generators.split(","):
+            r = run_one(dataset, float(eps), generator, args)
+            print(summary_line(r), flush=True)
+            results.append(r)
+    name = "bench_images_quick.json" if args.quick else "bench_images.json"
+    (Path(args.out) / name).write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {Path(args.out) / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
