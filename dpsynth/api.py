@@ -267,6 +267,125 @@ def evaluate_files(
     return results
 
 
+@dataclass
+class EvaluationResult:
+    results: dict
+    report_files: dict | None
+    seconds: float
+
+
+def evaluate_full(
+    *,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    test: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: Schema,
+    loaded: LoadedRun | None = None,
+    shadow_models: int = 0,
+    config_path: str | Path | None = None,
+    report_dir: str | Path | None = None,
+    seed: int = 0,
+    title: str | None = None,
+    target: str | None = None,
+) -> EvaluationResult:
+    """The full evaluation suite (utility, fidelity, privacy attacks, subgroups) and its report.
+
+    ``shadow_models > 0`` runs the shadow-model attack, retraining the run's generator (same
+    config and budget) that many times on shadow datasets drawn from train + holdout."""
+    from dpsynth.metrics.suite import evaluate_table, load_evaluation_config
+    from dpsynth.reports.report import write_report
+
+    config = load_evaluation_config(config_path) if config_path else {}
+    if target is not None:
+        if target not in schema:
+            raise DataError(f"target '{target}' is not a column of schema '{schema.name}'")
+        config.setdefault("utility", {})["target"] = target
+    fit_sample = None
+    claimed_eps = claimed_delta = None
+    if loaded is not None:
+        claimed_eps, claimed_delta = loaded.ledger.epsilon(), loaded.ledger.delta
+        if shadow_models > 0:
+            config.setdefault("privacy", {})["n_shadow"] = shadow_models
+            fit_sample = _shadow_fit_sample(loaded)
+    start = time.perf_counter()
+    results = evaluate_table(train=train, holdout=holdout, test=test, synthetic=synthetic, schema=schema,
+                             rng=np.random.default_rng(seed), config=config or None, fit_sample=fit_sample,
+                             claimed_epsilon=None if claimed_eps is None or math.isinf(claimed_eps) else claimed_eps,
+                             claimed_delta=claimed_delta)
+    seconds = time.perf_counter() - start
+    results.setdefault("meta", {})["evaluate_seconds"] = round(seconds, 2)
+    files = None
+    if report_dir is not None:
+        from dpsynth.reports.privacy_card import privacy_card
+
+        card = None
+        if loaded is not None:
+            card = privacy_card(loaded.ledger, generator=loaded.generator.name, n_train=loaded.run.get("n_train", 0),
+                                privacy_unit=schema.privacy_unit,
+                                secure_mode=bool(loaded.config.get("privacy", {}).get("secure_mode", False)))
+        files = write_report(report_dir, results, ledger_dict=None if loaded is None else loaded.ledger.to_dict(),
+                             privacy_card=card, title=title)
+    return EvaluationResult(results=results, report_files=files, seconds=seconds)
+
+
+def _shadow_fit_sample(loaded: LoadedRun):
+    """Retrain the run's generator with its own config and budget: the shadow attack's model."""
+    from dpsynth.config import config_from_dict
+
+    config = config_from_dict(loaded.config, source=f"{loaded.path}/config.yaml")
+
+    def fit_sample(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        gen = build_generator(config.generator, config.params)
+        with torch_threads(config.threads):
+            gen.fit(TableData(frame.reset_index(drop=True), loaded.schema), budget=config.privacy.budget(), rng=rng)
+            return gen.sample(len(frame), rng=rng).frame
+
+    return fit_sample
+
+
+def evaluate_run(*, run: str | Path, synthetic: str | Path | None = None, n: int | None = None, seed: int = 0,
+                 shadow_models: int = 0, config_path=None, report_dir: str | Path | None = None) -> EvaluationResult:
+    """Evaluate a trained run: its recorded splits, and ``synthetic`` (or n fresh rows sampled from it)."""
+    loaded = load_run(run)
+    split = SplitSpec(**{k: loaded.run["split"][k] for k in ("seed", "holdout", "test")})
+    data = loaded.run.get("data")
+    if data is None:
+        raise DpsynthError(f"{run}: run.json does not record its data source")
+    splits, _ = resolve_splits(data, schema_path=Path(loaded.path) / "schema.yaml", split=split)
+    if synthetic is not None:
+        syn = load_synthetic(synthetic, loaded.schema)
+    else:
+        with torch_threads(1):
+            syn = loaded.generator.sample(n or len(splits.train), rng=np.random.default_rng(seed + 1)).frame
+    report_dir = Path(loaded.path) / "report" if report_dir is None else report_dir
+    return evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=syn,
+                         schema=loaded.schema, loaded=loaded, shadow_models=shadow_models, config_path=config_path,
+                         report_dir=report_dir, seed=seed, title=f"{loaded.generator.name} on {data}")
+
+
+def evaluate_explicit(*, real: str | None, train, holdout, test, synthetic, schema_path, split: SplitSpec,
+                      target: str | None = None, config_path=None, report_dir=None, seed: int = 0) -> EvaluationResult:
+    """Evaluate from files: either ``real`` (split with ``split``) or explicit train/holdout/test files."""
+    explicit = [train, holdout, test]
+    if real is not None and any(explicit):
+        raise DpsynthError("give either --real or --train/--holdout/--test, not both")
+    if real is not None:
+        splits, schema = resolve_splits(real, schema_path=schema_path, split=split)
+        parts = (splits.train, splits.holdout, splits.test)
+    else:
+        if not all(explicit):
+            raise DpsynthError("evaluate needs --real, or all of --train, --holdout and --test")
+        if schema_path is None:
+            raise DpsynthError("evaluating explicit split files needs --schema")
+        schema = Schema.load(schema_path)
+        parts = tuple(schema.prepare(read_table(p), source=str(p)) for p in explicit)
+    syn = load_synthetic(synthetic, schema)
+    return evaluate_full(train=parts[0], holdout=parts[1], test=parts[2], synthetic=syn, schema=schema,
+                         config_path=config_path, report_dir=report_dir, seed=seed, target=target,
+                         title=f"{Path(synthetic).name} vs {real or Path(train).name}")
+
+
 def _json_default(obj):
     if isinstance(obj, float) and math.isinf(obj):
         return "inf"

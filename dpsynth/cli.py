@@ -233,34 +233,73 @@ def _print_quick(ev: dict) -> None:
 
 # ---- evaluate -----------------------------------------------------------------------------
 @main.command()
-@click.option("--real", default=None, help="The full real table (embedded name or file); split as in the run.")
-@click.option("--synthetic", required=True, type=click.Path(dir_okay=False), help="Synthetic .csv/.parquet.")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None, help="The run that produced it (for splits, schema, ledger).")
-@click.option("--target", default=None, help="Target column for TSTR (default: the schema's target).")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
+              help="A run from `dpsynth train`: its splits, schema and ledger are used.")
+@click.option("--real", default=None, help="The full real table (embedded name or file), split with --split-seed.")
+@click.option("--train", "train_path", type=click.Path(dir_okay=False), default=None, help="Real training split file.")
+@click.option("--holdout", "holdout_path", type=click.Path(dir_okay=False), default=None, help="Real holdout split file.")
+@click.option("--test", "test_path", type=click.Path(dir_okay=False), default=None, help="Real test split file.")
+@click.option("--synthetic", type=click.Path(dir_okay=False), default=None,
+              help="Synthetic .csv/.parquet (with --run: default samples as many rows as the training split).")
 @click.option("--schema", "schema_path", type=click.Path(dir_okay=False), default=None)
-@click.option("--split-seed", type=int, default=0, help="Split seed when no --run is given.")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None, help="Write report.json here.")
+@click.option("--target", default=None, help="Target column for TSTR (default: the schema's target).")
+@click.option("--split-seed", type=int, default=0, help="Split seed for --real without --run.")
+@click.option("--quick", is_flag=True, help="Only TSTR vs TRTR AUROC and per-column distances (seconds, no report).")
+@click.option("--shadow-models", type=int, default=0, show_default=True,
+              help="Shadow-model attack: retrain the run's generator this many times (needs --run).")
+@click.option("--thresholds", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Evaluation config / traffic-light thresholds YAML (see configs/evaluation_thresholds.yaml).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Write report.json, report.md and report.html here (default with --run: RUN_DIR/report).")
+@click.option("--seed", type=int, default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print every number as JSON.")
 @_friendly
-def evaluate(real, synthetic, run_dir, target, schema_path, split_seed, report_dir, as_json):
-    """Evaluate synthetic data against real data: TSTR vs TRTR AUROC and marginal distances.
+def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, schema_path, target, split_seed, quick,
+             shadow_models, config_path, report_dir, seed, as_json):
+    """Evaluate synthetic data: utility, fidelity, membership-inference risk and subgroups.
 
     \b
-    Example:
-      dpsynth evaluate --real actg175 --synthetic synth.csv --target cens
+    Examples:
+      dpsynth evaluate --run runs/actg175                       # full report in runs/actg175/report/
+      dpsynth evaluate --real actg175 --synthetic synth.csv --target cens --quick
+      dpsynth evaluate --train tr.csv --holdout ho.csv --test te.csv --synthetic syn.csv --schema s.yaml
     """
     from dpsynth.data.splits import SplitSpec
 
-    ev = api.evaluate_files(real=real, synthetic=synthetic, run=run_dir, target=target, schema_path=schema_path,
-                            split=SplitSpec(seed=split_seed), report_dir=report_dir)
-    if as_json:
-        click.echo(json.dumps(ev, indent=2, default=str))
+    if quick:
+        if synthetic is None:
+            raise DpsynthError("--quick needs --synthetic")
+        ev = api.evaluate_files(real=real, synthetic=synthetic, run=run_dir, target=target, schema_path=schema_path,
+                                split=SplitSpec(seed=split_seed), report_dir=report_dir)
+        if as_json:
+            click.echo(json.dumps(ev, indent=2, default=str))
+            return
+        click.echo(f"synthetic rows: {ev['n_synthetic']}")
+        _print_quick(ev)
+        worst = ev["fidelity"]["breakdown"].get("worst_columns", [])
+        if worst:
+            click.echo(f"most different columns: {', '.join(worst)}")
         return
-    click.echo(f"synthetic rows: {ev['n_synthetic']}")
-    _print_quick(ev)
-    worst = ev["fidelity"]["breakdown"].get("worst_columns", [])
-    if worst:
-        click.echo(f"most different columns: {', '.join(worst)}")
+    if run_dir is not None:
+        result = api.evaluate_run(run=run_dir, synthetic=synthetic, seed=seed, shadow_models=shadow_models,
+                                  config_path=config_path, report_dir=report_dir)
+    else:
+        if synthetic is None:
+            raise DpsynthError("evaluate needs --synthetic (or --run)")
+        if shadow_models:
+            raise DpsynthError("--shadow-models needs --run (the attack retrains the run's generator)")
+        result = api.evaluate_explicit(real=real, train=train_path, holdout=holdout_path, test=test_path,
+                                       synthetic=synthetic, schema_path=schema_path, split=SplitSpec(seed=split_seed),
+                                       target=target, config_path=config_path, report_dir=report_dir, seed=seed)
+    if as_json:
+        click.echo(json.dumps(result.results, indent=2, default=str))
+        return
+    from dpsynth.reports.terminal import format_terminal_summary
+
+    click.echo(format_terminal_summary(result.results, color=sys.stdout.isatty()))
+    if result.report_files:
+        click.echo("report: " + ", ".join(str(p) for p in result.report_files.values()))
+    click.echo(f"evaluated in {result.seconds:.1f}s")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     parser.add_argument("--generators", default="dp-diffusion-image,dp-gan-image")
     parser.add_argument("--runs", default="pneumoniamnist@10,pneumoniamnist@1,breastmnist@10",
                         help="comma-separated dataset@epsilon")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core box)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-synthetic", type=int, default=None)
     parser.add_argument("--inception", default=None, help="local TorchScript Inception file for the Inception FID")

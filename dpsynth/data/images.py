@@ -20,7 +20,7 @@ from dpsynth.errors import DataError, SchemaError
 SPLITS = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ImageData:
     """Real images ready for training: float32 (N, C, H, W) in [-1, 1], integer class indices,
     optional per-image metadata (the schema's sensitive attributes), in schema order."""
@@ -49,7 +49,7 @@ class ImageData:
         return ImageData(self.images[index], self.labels[index], self.schema, meta, self.source)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SyntheticImages:
     """Images sampled from a fitted generator: stored pixel values (N, C, H, W) in the schema's
     range (``schema.storage_dtype``), integer class indices."""

@@ -55,7 +55,7 @@ from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
 from dpsynth.privacy.ledger import Ledger
 
 _PARAMS = (
-    "width", "depth", "time_dim", "num_train_timesteps", "beta_schedule", "prediction_type", "sampling_steps",
+    "width", "depth", "time_dim", "num_train_timesteps", "beta_schedule", "sampling_steps", "sampling_eta", "sigma_data",
     "noise_multiplicity", "cond_rate", "guidance_scale", "batch_size", "epochs", "lr", "max_grad_norm", "ema_decay",
     "max_physical_batch_size", "sample_chunk",
 )
@@ -75,8 +75,9 @@ class DPDiffusion(Generator):
         time_dim: int = 64,
         num_train_timesteps: int = 1000,
         beta_schedule: str = "squaredcos_cap_v2",
-        prediction_type: str = "epsilon",
         sampling_steps: int = 50,
+        sampling_eta: float = 0.0,
+        sigma_data: float = 0.5,
         noise_multiplicity: int = 8,
         cond_rate: float = 0.3,
         guidance_scale: float = 1.0,
@@ -93,8 +94,9 @@ class DPDiffusion(Generator):
         self.time_dim = time_dim
         self.num_train_timesteps = num_train_timesteps
         self.beta_schedule = beta_schedule
-        self.prediction_type = prediction_type
         self.sampling_steps = sampling_steps
+        self.sampling_eta = sampling_eta
+        self.sigma_data = sigma_data
         self.noise_multiplicity = noise_multiplicity
         self.cond_rate = cond_rate
         self.guidance_scale = guidance_scale
@@ -111,12 +113,13 @@ class DPDiffusion(Generator):
 
     # ---- building blocks ----------------------------------------------------------------
     def _build(self, schema: Schema) -> None:
-        from dpsynth.generators.tabular_diffusion.process import make_schedules  # imports diffusers
+        from dpsynth.generators.tabular_diffusion.process import Layout, make_schedules  # imports diffusers
 
         self.transformer_ = TableTransformer(schema)
         self.cond_ = ConditionSpace(self.transformer_)
         self.schedules_ = make_schedules(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
-                                         prediction_type=self.prediction_type, sampling_steps=self.sampling_steps)
+                                         sampling_steps=self.sampling_steps)
+        self.layout_ = Layout(self.transformer_.spans, sigma_data=self.sigma_data)
         self.denoiser_ = self._new_denoiser()
         self.schema_ = schema
 
@@ -180,7 +183,7 @@ class DPDiffusion(Generator):
 
         k = self.noise_multiplicity
         cond = self.cond_.reveal((x0 + 1.0) / 2.0, copies=k, rate=self.cond_rate, gen=gen) if self.cond_rate > 0 else None
-        per_example = per_example_loss(model, x0, cond, self.schedules_, copies=k, gen=gen)
+        per_example = per_example_loss(model, x0, cond, self.schedules_, self.layout_, copies=k, gen=gen)
         return per_example.sum() / max(1, x0.shape[0])  # mean over the batch (opacus loss_reduction="mean")
 
     def _update_ema(self, model, ema: list[torch.Tensor]) -> None:
@@ -232,7 +235,7 @@ class DPDiffusion(Generator):
         frames = []
         for start in range(0, n, self.sample_chunk):
             m = min(self.sample_chunk, n - start)
-            x = sample_rows(self.denoiser_, self.schedules_, n=m, dim=dim, gen=gen, cond=cond if cond is not None else null,
+            x = sample_rows(self.denoiser_, self.schedules_, self.layout_, n=m, dim=dim, gen=gen, eta=self.sampling_eta, cond=cond if cond is not None else null,
                             null_cond=null, guidance_scale=self.guidance_scale, known=known, known_mask=mask)
             frames.append(self.transformer_.decode(x.numpy()))
         frame = pd.concat(frames, ignore_index=True)

@@ -83,7 +83,7 @@ class IndependentMarginals(Generator):
         else:
             sigma = calibrate_noise(
                 base=ledger.gaussian_history(), base_rho=ledger.rho(), sample_rate=1.0, steps=1,
-                target_epsilon=ledger.target_epsilon, delta=ledger.delta, accountant=ledger.accountant,
+                target_epsilon=ledger.target_epsilon, delta=ledger.accountant_delta(), accountant=ledger.accountant,
             )
             counts = noisy_counts(
                 [c for c, _ in coded], [s for _, s in coded], ledger=ledger, noise_multiplier=sigma, rng=rng,

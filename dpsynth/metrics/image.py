@@ -12,8 +12,9 @@ reference), ``test`` (real images for downstream accuracy and FID).
   trained on the *real training split* (penultimate layer). It is not the Inception FID of the
   literature: it measures distance in a feature space that knows this domain, and its values
   are comparable only within one dataset and one extractor recipe. The Inception FID is computed
-  when a local TorchScript Inception file is given (e.g. NVIDIA's ``inception-2015-12-05.pt``,
-  called as ``model(uint8 NCHW RGB, return_features=True)``), else skipped.
+  when a local Inception file is given: TorchScript (e.g. NVIDIA's ``inception-2015-12-05.pt``) or a
+  ``torch.export`` ``.pt2`` program, called as ``model(uint8 NCHW RGB, return_features=True)`` and
+  returning (N, 2048) features; else skipped. (No torchvision here, so no Inception definition.)
 - **PRDC** (Naeem et al. 2020) on the same domain features (the ``prdc`` package).
 - **Membership attacks** on the same features: DCR (closer to a synthetic image = member) and
   DOMIAS (density ratio synthetic / reference, Gaussian KDE after PCA); AUROC, TPR at low FPR.
@@ -89,7 +90,12 @@ def inception_fid(real_images: np.ndarray, synthetic_images: np.ndarray, *, weig
     path = Path(weights)
     if not path.is_file():
         raise DataError(f"Inception weights not found: {path}")
-    model = torch.jit.load(str(path), map_location="cpu").eval()
+    if path.suffix == ".pt2":  # a torch.export program
+        model = torch.export.load(str(path)).module()
+    else:  # TorchScript, e.g. NVIDIA's inception-2015-12-05.pt (torch.jit is deprecated, still loads)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.load(str(path), map_location="cpu").eval()
 
     def feats(images: np.ndarray) -> np.ndarray:
         x = np.rint((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)

@@ -71,7 +71,7 @@ def plan_dp_sgd(
         sample_rate=sample_rate,
         steps=steps,
         target_epsilon=ledger.target_epsilon,
-        delta=ledger.delta,
+        delta=ledger.accountant_delta(),
         accountant=ledger.accountant,
     )
     return DPSGDPlan(sample_rate=sample_rate, steps=steps, max_grad_norm=max_grad_norm, noise_multiplier=sigma)

@@ -74,8 +74,15 @@ class Ledger:
         self.entries: list[LedgerEntry] = []
 
     # ---- recording ----------------------------------------------------------------------
-    def record_gaussian(self, *, purpose: str, noise_multiplier: float, params: dict | None = None) -> LedgerEntry:
-        entry = LedgerEntry("gaussian", purpose, noise_multiplier=float(noise_multiplier), params=params or {})
+    def record_gaussian(self, *, purpose: str, noise_multiplier: float, params: dict | None = None,
+                        delta_spent: float = 0.0) -> LedgerEntry:
+        """A Gaussian release. ``delta_spent`` is an additive delta the release costs on top of its
+        RDP curve (e.g. thresholded release of data-dependent keys); it is taken out of the delta
+        the accountant converts at."""
+        params = dict(params or {})
+        if delta_spent:
+            params["delta_spent"] = float(delta_spent)
+        entry = LedgerEntry("gaussian", purpose, noise_multiplier=float(noise_multiplier), params=params)
         return self._append(entry)
 
     def record_zcdp(self, *, purpose: str, rho: float, params: dict | None = None) -> LedgerEntry:
@@ -118,19 +125,29 @@ class Ledger:
     def rho(self) -> float:
         return sum(e.rho for e in self.entries if e.mechanism == "zcdp")
 
+    def delta_spent(self) -> float:
+        return sum(e.params.get("delta_spent", 0.0) for e in self.entries)
+
+    def accountant_delta(self) -> float:
+        """The delta left for converting the composed RDP/PRV curve: delta minus additive spends."""
+        left = self.delta - self.delta_spent()
+        if left <= 0:
+            raise PrivacyError(f"additive delta spends ({self.delta_spent():g}) exhaust delta={self.delta:g}")
+        return left
+
     def epsilon(self, *, extra: tuple[float, float, int] | None = None) -> float:
         """The composed epsilon of every entry (plus an optional hypothetical extra triple)."""
         if self.non_private:
             return math.inf
         history = self.gaussian_history() + ([extra] if extra else [])
-        return compose(history, zcdp_rho=self.rho(), delta=self.delta, accountant=self.accountant)
+        return compose(history, zcdp_rho=self.rho(), delta=self.accountant_delta(), accountant=self.accountant)
 
     def preprocessing_epsilon(self) -> float:
         """Epsilon of everything that is not a DP-SGD run (bounds, counts, selections)."""
         if self.non_private:
             return math.inf
         history = [e.gaussian_triple() for e in self.entries if e.mechanism == "gaussian"]
-        return compose(history, zcdp_rho=self.rho(), delta=self.delta, accountant=self.accountant)
+        return compose(history, zcdp_rho=self.rho(), delta=self.accountant_delta(), accountant=self.accountant)
 
     # ---- (de)serialisation --------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -76,10 +76,10 @@ def test_generate_and_evaluate(trained):
     csv = trained / "cond.csv"
     run("generate", "--model", trained / "run", "-n", 50, "-o", csv, "--condition", "gender=0")
     assert (pd.read_csv(csv)["gender"] == 0).all()
-    ev = run("evaluate", "--run", trained / "run", "--synthetic", out, "--target", "cens", "--json").output
+    ev = run("evaluate", "--run", trained / "run", "--synthetic", out, "--target", "cens", "--quick", "--json").output
     numbers = json.loads(ev)
     assert 0 <= numbers["utility"]["breakdown"]["tstr"]["selected"]["auroc"] <= 1
-    assert "TSTR AUROC" in run("evaluate", "--real", "actg175", "--synthetic", out, "--target", "cens").output
+    assert "TSTR AUROC" in run("evaluate", "--real", "actg175", "--synthetic", out, "--target", "cens", "--quick").output
 
 
 def test_one_shot_generate(tmp_path):
@@ -179,3 +179,14 @@ def test_unknown_config_key(tmp_path):
 def test_defaults_yaml_matches_code_defaults():
     assert load_config(REPO / "configs" / "defaults.yaml").to_dict() == {
         **RunConfig().to_dict(), "description": load_config(REPO / "configs" / "defaults.yaml").description}
+
+
+def test_full_evaluation_writes_a_report(trained):
+    result = run("evaluate", "--run", trained / "run", "--thresholds", REPO / "configs" / "evaluation_thresholds.yaml")
+    assert "UTILITY" in result.output and "PRIVACY" in result.output and "SUBGROUPS" in result.output
+    report = trained / "run" / "report"
+    for name in ("report.json", "report.md", "report.html"):
+        assert (report / name).is_file()
+    numbers = json.loads((report / "report.json").read_text())
+    assert numbers["verdicts"] and "privacy" in numbers
+    assert "epsilon" in (report / "report.md").read_text()

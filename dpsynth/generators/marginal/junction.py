@@ -178,7 +178,7 @@ class CalibratedTree:
         The result is a transposed view of a column-major array (each column contiguous)."""
         tree = self.tree
         tables = self._evidence_tables(evidence or {})
-        codes = np.zeros((len(tree.sizes), n), dtype=np.int64)
+        codes = np.zeros((len(tree.sizes), n), dtype=np.int32)
         for i, (node, sep) in enumerate(zip(tree.nodes, tree.separators)):
             new = tuple(a for a in node if a not in sep)
             if not new:
@@ -186,7 +186,7 @@ class CalibratedTree:
             # rows of the table: separator configurations; columns: the new columns' configurations
             order = [node.index(a) for a in sep + new]
             table = np.transpose(tables[i], order).reshape(-1, math.prod(tree.shape(new)))
-            sep_index = codes[sep[0]].copy() if sep else np.zeros(n, dtype=np.int64)
+            sep_index = codes[sep[0]].astype(np.int64) if sep else np.zeros(n, dtype=np.int64)
             for a in sep[1:]:  # row-major index of the separator configuration
                 sep_index *= tree.sizes[a]
                 sep_index += codes[a]

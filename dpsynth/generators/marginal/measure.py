@@ -12,6 +12,9 @@ charged to the ledger before anything is released.
   stays below its target epsilon under the ledger's own accountant. AIM and MST plan their
   spending in rho (it adds up), so the run stops at the target and never crosses it.
 
+Secure mode (``Budget.secure_mode``) draws the Gaussian noise with opacus' secure generator;
+the exponential mechanism's Gumbel draws always come from the run's numpy Generator.
+
 The non-private reference (``Budget.non_private_reference()``) measures exactly, selects the
 best-scoring candidate, and records one ``non-private`` ledger entry (epsilon = inf).
 """
@@ -45,7 +48,7 @@ def available_rho(ledger: Ledger, target_epsilon: float) -> float:
     goal = target_epsilon * (1 - PLAN_MARGIN)
 
     def eps(extra: float) -> float:
-        return compose(history, zcdp_rho=base + extra, delta=ledger.delta, accountant="rdp")
+        return compose(history, zcdp_rho=base + extra, delta=ledger.accountant_delta(), accountant="rdp")
 
     if eps(0.0) >= goal:
         raise PrivacyError(f"the ledger already spent epsilon={eps(0.0):.4g} of the target {target_epsilon:g}")

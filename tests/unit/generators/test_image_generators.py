@@ -90,7 +90,7 @@ def test_ledger_within_target_and_equal_to_opacus_rdp(fitted):
     assert ledger.epsilon() == pytest.approx(acc.get_epsilon(delta=ledger.delta, alphas=list(RDP_ORDERS)), rel=1e-9)
 
 
-@pytest.mark.parametrize("name", ["dp-gan-image"])
+@pytest.mark.parametrize("name", IMAGE_GENERATORS)
 def test_non_private_reference_is_labelled(name, data):
     gen = REGISTRY[name](**TINY[name]).fit(data, budget=Budget.non_private_reference(), rng=np.random.default_rng(1))
     assert gen.ledger_.non_private and gen.sample(4, rng=np.random.default_rng(0)).images.shape == (4, 1, 8, 8)

@@ -1,0 +1,70 @@
+"""Image metrics on tiny generated 8x8 images whose properties are known."""
+
+import numpy as np
+import pytest
+import torch
+
+from dpsynth.data.image_schema import ImageSchema
+from dpsynth.data.images import ImageData
+from dpsynth.metrics.image import evaluate_images, frechet_distance, inception_fid, save_image_grid
+
+torch.set_num_threads(1)
+SCHEMA = ImageSchema(height=8, width=8, channels=1, low=0, high=1, classes=("a", "b"))
+
+
+def _images(n, seed, shift=0.0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    x = rng.normal(-0.5 + labels[:, None, None, None] + shift, 0.3, (n, 1, 8, 8)).clip(-1, 1).astype(np.float32)
+    return ImageData(x, labels.astype(np.int64), SCHEMA)
+
+
+def test_evaluate_images_separates_good_from_bad_synthetic():
+    train, holdout, test = _images(120, 0), _images(60, 1), _images(60, 2)
+    good, bad = _images(120, 3), _images(120, 4, shift=0.8)
+    flipped = ImageData(good.images, 1 - good.labels, SCHEMA)
+    res_good = evaluate_images(train, holdout, test, good, classes=SCHEMA.classes, rng=np.random.default_rng(0),
+                               cnn_epochs=3)
+    res_bad = evaluate_images(train, holdout, test, bad, classes=SCHEMA.classes, rng=np.random.default_rng(0),
+                              cnn_epochs=3)
+    res_flip = evaluate_images(train, holdout, test, flipped, classes=SCHEMA.classes, rng=np.random.default_rng(0),
+                               cnn_epochs=3)
+    assert res_good["image_domain_fid"].value < res_bad["image_domain_fid"].value
+    assert res_good["image_prdc_coverage"].value > res_bad["image_prdc_coverage"].value
+    assert res_good["image_downstream_accuracy"].value > 0.8 > res_flip["image_downstream_accuracy"].value
+    assert res_good["image_downstream_accuracy"].breakdown["real_accuracy"] > 0.8
+    counts = res_good["image_class_counts"].breakdown
+    assert counts["a"] + counts["b"] == 120
+    for name in ("image_dcr_attack_auroc", "image_domias_attack_auroc"):
+        assert 0.0 <= res_good[name].value <= 1.0 and res_good[name].target == 0.5
+    assert "image_inception_fid" not in res_good  # skipped without a weights file
+
+
+def test_frechet_distance_zero_for_identical_sets():
+    feats = np.random.default_rng(0).normal(size=(50, 4))
+    assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(feats, feats + 1.0) == pytest.approx(4.0, rel=1e-3)
+
+
+class _FakeInception(torch.nn.Module):
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return x.float().mean(dim=(2, 3))
+
+
+def test_inception_fid_uses_a_local_torchscript_file(tmp_path):
+    path = tmp_path / "inception.pt"
+    with pytest.warns(DeprecationWarning):
+        torch.jit.script(_FakeInception()).save(str(path))
+    real, syn = _images(40, 0).images, _images(40, 1).images
+    result = inception_fid(real, syn, weights=path)
+    assert result.name == "image_inception_fid" and result.value >= 0
+    assert inception_fid(real, syn, weights=None) is None
+
+
+def test_image_grid_png(tmp_path):
+    from PIL import Image
+
+    data = _images(30, 0)
+    path = save_image_grid(data.images, tmp_path / "grid.png", nrow=5, labels=data.labels)
+    with Image.open(path) as im:
+        assert im.size == (5 * 10 + 2, 2 * 10 + 2) and im.mode == "L"
