@@ -120,12 +120,17 @@ class _Progress:
     def __call__(self, info: dict) -> None:
         from tqdm import tqdm
 
+        step = info.get("step", info.get("round"))
         if self.bar is None:
-            self.bar = tqdm(total=info.get("steps"), desc="training", unit="step", file=sys.stderr)
-        self.bar.n = info["step"]
+            self.bar = tqdm(total=info.get("steps", info.get("rounds")), desc="training",
+                            unit="step" if "step" in info else "round", file=sys.stderr)
+        if step is not None:
+            self.bar.n = step
         eps = info.get("epsilon")
-        post = {k: f"{v:.3f}" for k, v in info.items() if k not in ("step", "steps", "epsilon") and isinstance(v, float)}
-        post["eps"] = "inf" if eps is None or math.isinf(eps) else f"{eps:.3f}"
+        skip = ("step", "steps", "round", "rounds", "epsilon")
+        post = {k: (f"{v:.3f}" if isinstance(v, float) else str(v)[:24]) for k, v in info.items() if k not in skip}
+        if eps is not None:
+            post["eps"] = "inf" if math.isinf(eps) else f"{eps:.3f}"
         self.bar.set_postfix(post, refresh=False)
         self.bar.refresh()
 

@@ -100,9 +100,12 @@ def read_dicom(path: Path, schema: ImageSchema) -> tuple[np.ndarray, dict]:
     """One single-frame DICOM as (C, H, W) values after the modality LUT, plus header metadata."""
     try:
         import pydicom
-        from pydicom.pixels import apply_modality_lut
     except ImportError:
         raise MissingExtraError("reading DICOM needs pydicom: pip install 'dpsynth[image]'") from None
+    try:
+        from pydicom.pixels import apply_modality_lut
+    except ImportError:  # pydicom 2.x
+        from pydicom.pixel_data_handlers.util import apply_modality_lut
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:

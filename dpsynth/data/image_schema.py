@@ -111,6 +111,8 @@ class ImageSchema:
         lookup = {_key(c): i for i, c in enumerate(self.classes)}
         if _key(value) in lookup:
             return lookup[_key(value)]
+        if isinstance(value, str) and value.strip().isdigit():  # "1" from a command line
+            value = int(value.strip())
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= int(value) < len(self.classes):
             return int(value)
         raise SchemaError(f"{source}: {value!r} is not a declared class {list(self.classes)}")

@@ -98,14 +98,23 @@ class TableTransformer:
                 if span.role == "missing":
                     missing_mask[col.name] = codes == 1
                 else:
-                    cats = self.categories_of(col)
-                    data[col.name] = [cats[c] for c in codes]
+                    data[col.name] = _category_values(self.categories_of(col), codes)
         frame = pd.DataFrame(data)
         for name, mask in missing_mask.items():
             values = frame[name].astype(float).to_numpy()
             values[mask] = np.nan
             frame[name] = values
         return restore_types(frame, self.schema)
+
+
+def _category_values(cats: list, codes: np.ndarray) -> np.ndarray:
+    """Vectorised code -> category lookup; integer categories stay a numeric array (NaN = missing)."""
+    if all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in cats[:-1] if c is not None) and (
+        cats[-1] is None or isinstance(cats[-1], (int, np.integer))
+    ):
+        table = np.array([np.nan if c is None else float(c) for c in cats])
+        return table[codes]
+    return np.asarray(cats, dtype=object)[codes]
 
 
 def _choose(block: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:

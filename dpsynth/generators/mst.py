@@ -20,16 +20,19 @@ from dpsynth.generators.registry import register
 
 @register("mst")
 class MST(GraphicalModelGenerator):
-    _param_names = ("bins", "pgm_iters", "estimator")
+    _param_names = ("bins", "pgm_iters", "compress", "estimator")
 
-    def __init__(self, *, bins: int = 16, pgm_iters: int = 1000, estimator: str = "numpy") -> None:
+    def __init__(self, *, bins: int = 16, pgm_iters: int = 1000, compress: bool = True, estimator: str = "numpy") -> None:
         """bins: codes per numeric column; pgm_iters: mirror-descent iterations of the final fit;
+        compress: merge the one-way cells whose noisy count is below 3 sigma (as MST does);
         estimator: 'numpy' (fast) or 'mbi' (mbi's MirrorDescent)."""
         self.bins = bins
         self.pgm_iters = pgm_iters
+        self.compress = compress
         self.estimator = estimator
 
     def _run(self, measurer: Measurer, rho: float, progress: Callable[[dict], None] | None) -> Fit:
         if self.estimator not in ESTIMATORS:
             raise DpsynthError(f"generator 'mst': estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
-        return run_mst(measurer, rho=rho, iters=self.pgm_iters, estimator=self.estimator, progress=progress)
+        return run_mst(measurer, rho=rho, iters=self.pgm_iters, estimator=self.estimator, compress_domain=self.compress,
+                       progress=progress)

@@ -22,8 +22,6 @@ reference), ``test`` (real images for downstream accuracy and FID).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import warnings
 from dataclasses import dataclass
@@ -34,9 +32,10 @@ from scipy import linalg
 from sklearn.decomposition import PCA
 from sklearn.neighbors import KernelDensity, NearestNeighbors
 
-from dpsynth.errors import DataError, MissingExtraError
+from dpsynth.errors import DataError
 from dpsynth.metrics.attack_scores import summarize_attack
 from dpsynth.metrics.base import MetricResult
+from dpsynth.metrics.manifold import prdc_scores
 from dpsynth.metrics.image_cnn import (SmallCNN, classification_scores, extract_features, predict_proba,
                                        train_cnn)
 
@@ -111,16 +110,10 @@ def inception_fid(real_images: np.ndarray, synthetic_images: np.ndarray, *, weig
     return MetricResult("image_inception_fid", value, "minimize", (0.0, math.inf), {"weights": path.name})
 
 
-def prdc_scores(real_features: np.ndarray, synthetic_features: np.ndarray, *, nearest_k: int = 5) -> MetricResult:
+def image_prdc(real_features: np.ndarray, synthetic_features: np.ndarray, *, nearest_k: int = 5) -> MetricResult:
     """Precision, recall, density, coverage; the value is coverage (the most robust of the four)."""
-    try:
-        from prdc import compute_prdc
-    except ImportError:
-        raise MissingExtraError("PRDC needs the prdc package: pip install prdc") from None
     k = max(1, min(nearest_k, len(real_features) - 1, len(synthetic_features) - 1))
-    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the sample counts
-        raw = compute_prdc(real_features, synthetic_features, k)
-    scores = {key: float(v) for key, v in raw.items()}
+    scores = prdc_scores(real_features, synthetic_features, k=k)
     return MetricResult("image_prdc_coverage", scores["coverage"], "maximize", (0.0, 1.0), {**scores, "nearest_k": k})
 
 
@@ -191,7 +184,7 @@ def evaluate_images(train, holdout, test, synthetic, *, classes, rng: np.random.
     results[utility.name] = utility
     f_train, f_hold, f_test, f_syn = (extract_features(extractor, d.images) for d in (train, holdout, test, synthetic))
     results["image_domain_fid"] = domain_fid(f_test, f_syn)
-    results["image_prdc_coverage"] = prdc_scores(f_test, f_syn, nearest_k=nearest_k)
+    results["image_prdc_coverage"] = image_prdc(f_test, f_syn, nearest_k=nearest_k)
     fid = inception_fid(test.images, synthetic.images, weights=inception_weights)
     if fid is not None:
         results[fid.name] = fid

@@ -26,11 +26,12 @@ from dpsynth.generators.marginal.junction import CalibratedTree, Clique, Junctio
 
 @dataclass(frozen=True)
 class Measurement:
-    """A noisy marginal: ``values`` is the flattened count table over the sorted ``clique``."""
+    """A noisy marginal: ``values`` is the flattened count table over the sorted ``clique``;
+    ``sigma`` the noise std of every cell (or one per cell)."""
 
     clique: Clique
     values: np.ndarray
-    sigma: float
+    sigma: float | np.ndarray
 
 
 def maximal(cliques: list[Clique]) -> list[Clique]:
@@ -42,7 +43,7 @@ def maximal(cliques: list[Clique]) -> list[Clique]:
 def estimate_total(measurements: list[Measurement]) -> float:
     """Inverse-variance weighted mean of the measurements' sums (at least 1)."""
     sums = np.array([m.values.sum() for m in measurements])
-    variances = np.array([m.sigma**2 * m.values.size for m in measurements])
+    variances = np.array([np.broadcast_to(np.square(m.sigma), m.values.shape).sum() for m in measurements])
     weights = 1.0 / variances
     return max(1.0, float((weights * sums).sum() / weights.sum()))
 
@@ -101,11 +102,12 @@ class MirrorDescent:
                 rows[0][j] = sparse.csr_matrix((math.prod(tree.shape(measurements[0].clique)), self._clique_cells[j]))
         self._queries = sparse.bmat(rows, format="csr")
         self._y = np.concatenate([m.values for m in measurements])
-        self._inv_sigma = np.concatenate([np.full(m.values.size, 1.0 / m.sigma) for m in measurements])
+        self._inv_sigma = np.concatenate([np.broadcast_to(1.0 / np.asarray(m.sigma, float), m.values.shape)
+                                          for m in measurements])
         # Lipschitz constant of the loss gradient (exact for marginal queries), as mbi computes it
         lipschitz = np.zeros(len(self.cliques))
         for m, h in zip(measurements, home):
-            lipschitz[h] += self._clique_cells[h] / math.prod(tree.shape(m.clique)) / m.sigma**2
+            lipschitz[h] += self._clique_cells[h] / math.prod(tree.shape(m.clique)) / float(np.min(m.sigma)) ** 2
         self.lipschitz = float(lipschitz.max())
 
     @staticmethod

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpsynth.errors import DpsynthError
+from dpsynth.generators.marginal.compress import DomainMap
 from dpsynth.generators.marginal.estimate import Measurement, MirrorDescent, estimate_total
 from dpsynth.generators.marginal.junction import CalibratedTree, Clique, JunctionTree
 
@@ -18,6 +19,7 @@ class Fit:
     theta: dict[Clique, np.ndarray]
     model: CalibratedTree
     total: float
+    domain_map: DomainMap | None = None  # set when the model works on compressed codes (MST)
 
 
 def fit_model(

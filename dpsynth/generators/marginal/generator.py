@@ -1,10 +1,11 @@
 """The Generator plumbing shared by ``aim`` and ``mst``: fit skeleton, sampling with exact
 conditioning, and the tensor-only state dict.
 
-State dict (safetensors): ``domain.sizes`` (int64, codes per column), ``tree.parent`` (int64,
--1 for roots), and per junction-tree node i ``clique.{i}.columns`` (int64 column indices) and
-``clique.{i}.values`` (float64 probability table). These are DP post-processing of noisy
-marginals; no training row is stored.
+State dict (safetensors): ``domain.sizes`` (int64, codes per column), ``domain.map.{j}``
+(int64, column j's code -> model code; the identity unless MST compressed the column),
+``tree.parent`` (int64, -1 for roots), and per junction-tree node i ``clique.{i}.columns``
+(int64 column indices) and ``clique.{i}.values`` (float64 probability table over model codes).
+These are DP post-processing of noisy marginals; no training row is stored.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dpsynth.data.table import SyntheticData, TableData
 from dpsynth.data.transform import restore_types
 from dpsynth.errors import DpsynthError
 from dpsynth.generators.base import Generator, ProgressFn
+from dpsynth.generators.marginal.compress import DomainMap
 from dpsynth.generators.marginal.discretize import Discretizer
 from dpsynth.generators.marginal.fitting import Fit
 from dpsynth.generators.marginal.junction import CalibratedTree, JunctionTree
@@ -41,6 +43,7 @@ class GraphicalModelGenerator(Generator):
 
     model_: CalibratedTree | None = None
     discretizer_: Discretizer | None = None
+    domain_map_: DomainMap | None = None
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._param_names}
@@ -75,6 +78,7 @@ class GraphicalModelGenerator(Generator):
             rho = available_rho(ledger, target)
         fit = self._run(measurer, rho, progress)
         self.model_, self.discretizer_ = fit.model, discretizer
+        self.domain_map_ = fit.domain_map or DomainMap.identity(discretizer.sizes)
         self.schema_, self.ledger_ = schema, ledger
         return self
 
@@ -90,7 +94,10 @@ class GraphicalModelGenerator(Generator):
             evidence[j] = disc.columns[j].code_of(value)
             if disc.columns[j].column.is_numeric and evidence[j] != disc.columns[j].missing_code:
                 fixed[name] = float(value)
-        codes = self.model_.sample(int(n), rng, evidence)
+        model_evidence = {j: int(self.domain_map_.maps[j][code]) for j, code in evidence.items()}
+        codes = self.domain_map_.from_model(self.model_.sample(int(n), rng, model_evidence), rng)
+        for j, code in evidence.items():  # a merged model code stands for several codes: keep the asked one
+            codes[:, j] = code
         frame = disc.decode(codes, rng)
         for name, value in fixed.items():
             frame[name] = value
@@ -102,9 +109,11 @@ class GraphicalModelGenerator(Generator):
         self._check_fitted()
         tree = self.model_.tree
         state = {
-            "domain.sizes": torch.tensor(tree.sizes, dtype=torch.int64),
+            "domain.sizes": torch.tensor(self.discretizer_.sizes, dtype=torch.int64),
             "tree.parent": torch.tensor(tree.parent, dtype=torch.int64),
         }
+        for j, mapping in enumerate(self.domain_map_.maps):
+            state[f"domain.map.{j}"] = torch.from_numpy(np.ascontiguousarray(mapping, dtype=np.int64))
         for i, (node, table) in enumerate(zip(tree.nodes, self.model_.marginals)):
             state[f"clique.{i}.columns"] = torch.tensor(node, dtype=torch.int64)
             state[f"clique.{i}.values"] = torch.from_numpy(np.ascontiguousarray(table, dtype=np.float64))
@@ -114,6 +123,7 @@ class GraphicalModelGenerator(Generator):
         discretizer = Discretizer(schema, bins=self.bins)
         try:
             sizes = tuple(int(s) for s in state["domain.sizes"].tolist())
+            maps = [state[f"domain.map.{j}"].numpy().astype(np.int64) for j in range(len(sizes))]
             parent = [int(p) for p in state["tree.parent"].tolist()]
             nodes = [tuple(int(a) for a in state[f"clique.{i}.columns"].tolist()) for i in range(len(parent))]
             tables = [state[f"clique.{i}.values"].numpy().astype(np.float64) for i in range(len(parent))]
@@ -124,9 +134,13 @@ class GraphicalModelGenerator(Generator):
                 f"generator '{self.name}': saved domain sizes {list(sizes)} do not match schema '{schema.name}'"
                 f" with bins={self.bins} ({discretizer.sizes})"
             )
-        tree = JunctionTree(sizes=sizes, nodes=nodes, parent=parent)
+        domain_map = DomainMap(maps)
+        if any(len(m) != s for m, s in zip(maps, sizes)):
+            raise DpsynthError(f"generator '{self.name}': a domain.map tensor does not match domain.sizes")
+        tree = JunctionTree(sizes=domain_map.model_sizes, nodes=nodes, parent=parent)
         for node, table in zip(tree.nodes, tables):
             if table.shape != tree.shape(node):
                 raise DpsynthError(f"generator '{self.name}': table of clique {node} has shape {table.shape}")
         self.model_, self.discretizer_, self.schema_ = CalibratedTree(tree, tables), discretizer, schema
+        self.domain_map_ = domain_map
         return self

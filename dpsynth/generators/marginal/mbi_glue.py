@@ -64,7 +64,13 @@ def mbi_estimate(
     engine = MirrorDescent(tree, measurements, total)
     with jax.enable_x64(True):
         domain = mbi.Domain(list(range(len(sizes))), list(sizes))
-        lms = [mbi.LinearMeasurement(np.asarray(m.values, float), m.clique, float(m.sigma)) for m in measurements]
+        lms = []
+        for m in measurements:
+            if np.ndim(m.sigma) == 0:
+                lms.append(mbi.LinearMeasurement(np.asarray(m.values, float), m.clique, float(m.sigma)))
+            else:  # per-cell noise: weight each cell by 1 / sigma, unit noise
+                weights = 1.0 / np.asarray(m.sigma, float)
+                lms.append(mbi.LinearMeasurement(m.values * weights, m.clique, 1.0, query=mbi.WeightedQuery(weights)))
         warm = None
         if theta:
             tables = engine.tables(engine.expand_potentials(theta))

@@ -86,6 +86,14 @@ class Measurer:
         self.names = list(names) if names is not None else [str(i) for i in range(len(sizes))]
         self._recorded_non_private = False
 
+    def recoded(self, maps: Sequence[np.ndarray]) -> "Measurer":
+        """The same private table and ledger, on model codes (``maps[j]``: code -> model code)."""
+        codes = np.stack([m[self._codes[:, j]] for j, m in enumerate(maps)], axis=1)
+        other = Measurer(codes, [int(m.max()) + 1 for m in maps], ledger=self.ledger, rng=self.rng, secure=self.secure,
+                         non_private=self.non_private, names=self.names)
+        other._recorded_non_private = self._recorded_non_private
+        return other
+
     def label(self, clique: Clique) -> str:
         return "x".join(self.names[a] for a in clique)
 

@@ -1,14 +1,14 @@
 """MST (McKenna, Miklau & Sheldon 2021, "Winning the NIST contest"), select-measure-generate.
 
 With a zCDP budget rho split in thirds:
-1. measure every one-way marginal (one Gaussian release, rho / 3);
+1. measure every one-way marginal (one Gaussian release, rho / 3); then compress the domain:
+   per column, the cells whose noisy count is below 3 sigma merge into one (``compress``);
 2. select a spanning tree of column pairs: fit the independent model to the noisy one-ways,
    score each pair by the L1 distance between its true 2-way marginal and the model's, and
    grow the tree Kruskal-style, each edge chosen among the pairs that join two components by
    the exponential mechanism (d - 1 selections sharing rho / 3, sensitivity 1);
 3. measure the selected 2-way marginals (one Gaussian release, rho / 3);
-4. fit the tree-structured graphical model to all measurements.
-(MST's domain compression of rare one-way cells is not done here.)
+4. fit the tree-structured graphical model to all measurements (on the compressed codes).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from dpsynth.generators.marginal.compress import compress
 from dpsynth.generators.marginal.fitting import Fit, fit_model
 from dpsynth.generators.marginal.mbi_glue import greedy_tree
 from dpsynth.generators.marginal.measure import Measurer
@@ -46,6 +47,7 @@ def run_mst(
     rho: float,
     iters: int,
     estimator: str,
+    compress_domain: bool = True,
     progress: Callable[[dict], None] | None = None,
 ) -> Fit:
     sizes = measurer.sizes
@@ -53,8 +55,15 @@ def run_mst(
     oneway = [(a,) for a in range(d)]
     pairs_budget = rho / 3 if d > 1 else 0.0
     measurements = measurer.measure(oneway, rho=rho - 2 * pairs_budget, purpose="mst: all one-way marginals")
+    domain_map = None
+    if compress_domain and not measurer.non_private:
+        domain_map, measurements = compress(measurements, sizes)
+        measurer = measurer.recoded(domain_map.maps)
+        sizes = measurer.sizes
     if d == 1:
-        return fit_model(greedy_tree(sizes, oneway), measurements, iters=iters, estimator=estimator)
+        fit = fit_model(greedy_tree(sizes, oneway), measurements, iters=iters, estimator=estimator)
+        fit.domain_map = domain_map
+        return fit
 
     independent = fit_model(greedy_tree(sizes, oneway), measurements, iters=iters // 4 or 1, estimator=estimator)
     candidates = list(itertools.combinations(range(d), 2))
@@ -80,4 +89,6 @@ def run_mst(
 
     measurements += measurer.measure(selected, rho=pairs_budget, purpose=f"mst: {len(selected)} two-way marginals")
     tree = greedy_tree(sizes, oneway + selected)
-    return fit_model(tree, measurements, iters=iters, estimator=estimator, warm=None)
+    fit = fit_model(tree, measurements, iters=iters, estimator=estimator, warm=independent)
+    fit.domain_map = domain_map
+    return fit

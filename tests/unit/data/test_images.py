@@ -31,7 +31,7 @@ def test_schema_yaml_round_trip_and_dispatch(tmp_path):
     again = load_any_schema(tmp_path / "s.yaml")
     assert isinstance(again, ImageSchema) and again == schema
     assert again.sensitive == ["sex", "age"] and again.storage_dtype == np.float32
-    assert again.class_index("nodule") == 1 and again.class_index(0) == 0
+    assert again.class_index("nodule") == 1 and again.class_index(0) == 0 and again.class_index("1") == 1
 
 
 def test_schema_rejects_unknown_keys_and_bad_values():
