@@ -98,6 +98,13 @@ def train(
     budget = config.privacy.budget()
     generator = build_generator(config.generator, config.params)
     rng = np.random.default_rng(config.seed)
+    image_data = is_image_source(data, schema_path)
+    if (generator.modality == "image") != image_data:
+        kind = "an image source" if image_data else "a table"
+        raise DpsynthError(f"generator '{config.generator}' is for {generator.modality}s but {data} is {kind}")
+    if image_data:
+        return _train_images(data=data, out=out, config=config, generator=generator, budget=budget, rng=rng,
+                             schema_path=schema_path, overwrite=overwrite, progress=progress)
     if infer_schema:
         from dpsynth.data.infer import infer_schema_dp
 
@@ -134,6 +141,113 @@ def train(
                        fit_seconds=fit_seconds)
 
 
+# ---- images -----------------------------------------------------------------------------
+def is_image_source(data: str, schema_path: str | Path | None = None) -> bool:
+    """A .npz file, a folder, or any source with an image schema (``modality: image``)."""
+    if schema_path is not None:
+        from dpsynth.data.image_schema import ImageSchema, load_any_schema
+
+        return isinstance(load_any_schema(schema_path), ImageSchema)
+    path = Path(data)
+    return path.suffix.lower() == ".npz" or path.is_dir()
+
+
+@dataclass
+class ImageSplits:
+    train: Any
+    holdout: Any
+    test: Any
+
+    def to_dict(self) -> dict:
+        return {"n_train": len(self.train), "n_holdout": len(self.holdout), "n_test": len(self.test)}
+
+
+def resolve_image_splits(data: str, *, schema_path=None, split: SplitSpec) -> ImageSplits:
+    """The source's own train/val/test splits (val is the holdout); a source with only a train
+    split is cut three ways with ``split`` (seeded, deterministic)."""
+    from dpsynth.data.image_schema import load_any_schema
+    from dpsynth.data.images import load_image_splits
+
+    schema = load_any_schema(schema_path) if schema_path is not None else None
+    parts = load_image_splits(data, schema=schema)
+    if "val" in parts and "test" in parts:
+        return ImageSplits(parts["train"], parts["val"], parts["test"])
+    full = parts["train"]
+    order = np.random.default_rng(split.seed).permutation(len(full))
+    n_test, n_hold = int(round(split.test * len(full))), int(round(split.holdout * len(full)))
+    pick = lambda idx: full.subset(np.sort(idx))  # noqa: E731
+    return ImageSplits(pick(order[n_test + n_hold:]), pick(order[n_test:n_test + n_hold]), pick(order[:n_test]))
+
+
+def _train_images(*, data, out, config, generator, budget, rng, schema_path, overwrite, progress) -> TrainResult:
+    splits = resolve_image_splits(data, schema_path=schema_path, split=config.split)
+    budget.resolve_delta(len(splits.train))
+    start = time.perf_counter()
+    with torch_threads(config.threads):
+        generator.fit(splits.train, budget=budget, rng=rng, progress=progress)
+    fit_seconds = time.perf_counter() - start
+    run = {"data": str(Path(data).resolve()), "modality": "image",
+           "split": {**config.split.to_dict(), **splits.to_dict(), "source_splits": "val/test from the source when present"},
+           "n_train": len(splits.train), "fit_seconds": round(fit_seconds, 3), "dp_plan": getattr(generator, "dp_plan_", None)}
+    save_run(out, generator=generator, schema=splits.train.schema, ledger=generator.ledger_, config=config.to_dict(),
+             run=run, secure_mode=budget.secure_mode, overwrite=overwrite)
+    return TrainResult(run_dir=out, generator=generator, ledger=generator.ledger_, schema=splits.train.schema,
+                       splits=splits, fit_seconds=fit_seconds)
+
+
+def generate_images(*, loaded: LoadedRun, n: int, out: Path, seed: int, conditions, threads: int) -> GenerateResult:
+    """Sample images and write a MedMNIST-style .npz or a PNG folder with labels.csv (atomically)."""
+    import shutil
+
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    with torch_threads(threads):
+        syn = loaded.generator.sample(n, conditions=conditions, rng=rng)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}{out.suffix}"
+    try:
+        syn.save(tmp)
+        if out.exists() and out.is_dir():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        raise
+    return GenerateResult(out=out, rows=n, seconds=time.perf_counter() - start, ledger=loaded.ledger)
+
+
+def evaluate_image_run(*, run: str | Path, synthetic: str | Path | None = None, n: int | None = None, seed: int = 0,
+                       report_dir: str | Path | None = None, cnn_epochs: int = 10) -> EvaluationResult:
+    """Image metrics for a trained image run: CNN TSTR vs TRTR, domain FID, PRDC, attacks, grids."""
+    from dpsynth.data.images import load_image_source
+    from dpsynth.metrics.image import evaluate_images, save_image_grid
+    from dpsynth.reports.image_report import write_image_report
+
+    loaded = load_run(run)
+    split = SplitSpec(**{k: loaded.run["split"][k] for k in ("seed", "holdout", "test")})
+    schema_file = Path(loaded.path) / "schema.yaml"
+    splits = resolve_image_splits(loaded.run["data"], schema_path=schema_file, split=split)
+    rng = np.random.default_rng(seed)
+    if synthetic is not None:
+        syn = load_image_source(synthetic, schema=loaded.schema)
+    else:
+        with torch_threads(1):
+            syn = loaded.generator.sample(n or min(len(splits.train), 2000), rng=rng).to_image_data()
+    start = time.perf_counter()
+    with torch_threads(1):
+        metrics = evaluate_images(splits.train, splits.holdout, splits.test, syn, classes=loaded.schema.classes,
+                                  rng=rng, cnn_epochs=cnn_epochs)
+    seconds = time.perf_counter() - start
+    results = {"meta": {"modality": "image", "evaluate_seconds": round(seconds, 2), "n_synthetic": len(syn)},
+               "metrics": {k: v.to_dict() for k, v in metrics.items()}, "ledger": loaded.ledger.to_dict()}
+    report_dir = Path(loaded.path) / "report" if report_dir is None else Path(report_dir)
+    grid = save_image_grid(syn.images, report_dir / "synthetic_grid.png", labels=syn.labels)
+    real_grid = save_image_grid(splits.test.images, report_dir / "real_grid.png", labels=splits.test.labels)
+    files = write_image_report(report_dir, results, grids={"synthetic": grid, "real (test split)": real_grid},
+                               title=f"{loaded.generator.name} on {Path(loaded.run['data']).name}")
+    return EvaluationResult(results=results, report_files=files, seconds=seconds)
+
+
 # ---- generate ---------------------------------------------------------------------------
 @dataclass
 class GenerateResult:
@@ -168,9 +282,11 @@ def generate(
     if n <= 0:
         raise DpsynthError(f"number of rows must be > 0, got {n}")
     out = Path(out)
+    loaded = model if isinstance(model, LoadedRun) else load_run(model)
+    if loaded.generator.modality == "image":
+        return generate_images(loaded=loaded, n=n, out=out, seed=seed, conditions=conditions, threads=threads)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise DpsynthError(f"{out}: output must end in .csv or .parquet")
-    loaded = model if isinstance(model, LoadedRun) else load_run(model)
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     with torch_threads(threads):
@@ -348,6 +464,8 @@ def evaluate_run(*, run: str | Path, synthetic: str | Path | None = None, n: int
                  shadow_models: int = 0, config_path=None, report_dir: str | Path | None = None) -> EvaluationResult:
     """Evaluate a trained run: its recorded splits, and ``synthetic`` (or n fresh rows sampled from it)."""
     loaded = load_run(run)
+    if loaded.generator.modality == "image":
+        return evaluate_image_run(run=run, synthetic=synthetic, n=n, seed=seed, report_dir=report_dir)
     split = SplitSpec(**{k: loaded.run["split"][k] for k in ("seed", "holdout", "test")})
     data = loaded.run.get("data")
     if data is None:

@@ -79,7 +79,9 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         state = load_file(str(run_dir / WEIGHTS))
     except (ValueError, KeyError, OSError) as exc:
         raise DataError(f"{run_dir}: corrupt model files ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    schema = Schema.load(run_dir / "schema.yaml")
+    from dpsynth.data.image_schema import load_any_schema
+
+    schema = load_any_schema(run_dir / "schema.yaml")
     generator = build_generator(meta["name"], meta["params"])
     generator.load_state_dict(state, schema=schema)
     generator.ledger_ = ledger

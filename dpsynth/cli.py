@@ -86,7 +86,7 @@ def generators() -> None:
 def _training_options(fn):
     options = [
         click.option("--data", required=True, help="Embedded dataset name (see `dpsynth datasets`) or a .csv/.parquet file."),
-        click.option("--schema", "schema_path", type=click.Path(dir_okay=False), default=None,
+        click.option("--schema", "--public-schema", "schema_path", type=click.Path(dir_okay=False), default=None,
                      help="Public schema YAML/JSON (kinds, bounds, categories). Required for files unless --infer-schema."),
         click.option("--infer-schema", is_flag=True, default=False,
                      help="Estimate bounds and categories of a file with DP mechanisms, charged to the budget."),
@@ -192,9 +192,11 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
 @click.option("--condition", "conditions", multiple=True, help="column=value; repeatable. E.g. --condition race=1")
 @click.option("--threads", type=int, default=None)
 @click.option("--no-evaluate", is_flag=True, help="One-shot form: skip the TSTR summary.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "npz", "png"]), default="auto", show_default=True,
+              help="Images: .npz (MedMNIST keys) or a folder of PNGs with labels.csv; auto follows OUTPUT's suffix.")
 @_friendly
 def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path,
-             run_dir, n, output, seed, conditions, threads, no_evaluate):
+             run_dir, n, output, seed, conditions, threads, no_evaluate, fmt):
     """Sample synthetic rows from a trained model (or train first with --data).
 
     \b
@@ -206,7 +208,12 @@ def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, 
         raise DpsynthError(f"-n must be > 0, got {n}")
     if (model is None) == (data is None):
         raise DpsynthError("give exactly one of --model RUN_DIR or --data (one-shot: train, then sample)")
-    if Path(output).suffix.lower() not in api.OUTPUT_SUFFIXES:
+    image = api.is_image_source(data, schema_path) if data is not None else None
+    if fmt == "png" and Path(output).suffix:
+        raise DpsynthError(f"{output}: --format png writes a folder; give a path without a suffix")
+    if fmt == "npz" and Path(output).suffix.lower() != ".npz":
+        raise DpsynthError(f"{output}: --format npz needs an output ending in .npz")
+    if image is False and Path(output).suffix.lower() not in api.OUTPUT_SUFFIXES:
         raise DpsynthError(f"{output}: output must end in .csv or .parquet")
     trained = None
     if data is not None:
@@ -218,7 +225,7 @@ def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, 
                           conditions=api.parse_conditions(conditions), threads=threads or 1)
     click.echo(f"wrote {result.rows} synthetic rows to {result.out} in {result.seconds:.2f}s")
     click.echo("privacy: " + result.ledger.summary().splitlines()[0])
-    if trained is not None and not no_evaluate and trained.schema.target is not None:
+    if trained is not None and not no_evaluate and not image and trained.schema.target is not None:
         syn = api.load_synthetic(output, trained.schema)
         ev = api.quick_evaluate(train=trained.splits.train, holdout=trained.splits.holdout, test=trained.splits.test,
                                 synthetic=syn, schema=trained.schema)
@@ -299,9 +306,15 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
     if as_json:
         click.echo(json.dumps(result.results, indent=2, default=str))
         return
-    from dpsynth.reports.terminal import format_terminal_summary
+    if result.results.get("meta", {}).get("modality") == "image":
+        for name, m in result.results["metrics"].items():
+            value = m["value"]
+            click.echo(f"{name:32s} {value:.4f}" if isinstance(value, float) else f"{name:32s} {value}")
+        click.echo(f"epsilon {result.results['ledger']['epsilon']} (delta {result.results['ledger']['delta']})")
+    else:
+        from dpsynth.reports.terminal import format_terminal_summary
 
-    click.echo(format_terminal_summary(result.results, color=sys.stdout.isatty()))
+        click.echo(format_terminal_summary(result.results, color=sys.stdout.isatty()))
     if result.report_files:
         click.echo("report: " + ", ".join(str(p) for p in result.report_files.values()))
     click.echo(f"evaluated in {result.seconds:.1f}s")

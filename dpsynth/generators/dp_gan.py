@@ -16,6 +16,22 @@ Privacy argument
   category frequency is used without being paid for.
 - Numeric columns are encoded on their public schema bounds (no data-fitted GMM).
 
+Fairness-aware training (all off by default; see :mod:`dpsynth.privacy.clipping` and
+:mod:`dpsynth.privacy.groups`):
+
+- ``clipping="adaptive"``: the clip norm follows a privately estimated quantile of the
+  per-example gradient norms (Andrew et al. 2021); the noisy unclipped count is part of each
+  step's Gaussian release and the ledger's noise multiplier is the composed one.
+- ``clipping="group"``: each example is clipped to its group's bound (larger for smaller
+  groups, from DP group counts), noise calibrated to the largest bound (DPSGD-F spirit).
+- ``balanced_sampling=True``: smaller groups get larger Poisson rates (from DP group counts);
+  the ledger charges the largest rate (conservative). Fake rows' conditional vectors for the
+  group columns follow the balanced shares during training; sampling uses the DP frequencies.
+
+The group sizes are one extra Gaussian histogram, charged to the ledger (the preprocessing
+share is then split between it and the category frequencies). The non-private reference
+ignores the clipping options (it does not clip) but honours balanced sampling.
+
 Conditioning is not exact: ``sample(conditions=...)`` sets the conditional vector and keeps
 only rows that satisfy the condition (rejection sampling, at most ``max_tries`` rounds); it
 raises a clear error when the request cannot be met.
@@ -40,7 +56,18 @@ from dpsynth.errors import DpsynthError
 from dpsynth.generators.base import Generator, ProgressFn, seeded_torch, torch_generator
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
+from dpsynth.privacy.clipping import AdaptiveClipDPOptimizer, GroupClipDPOptimizer, swap_optimizer
 from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
+from dpsynth.privacy.groups import (
+    GroupPoissonSampler,
+    balanced_category_probs,
+    dp_group_counts,
+    group_clip_bounds,
+    group_codes,
+    group_columns_for,
+    group_labels,
+    group_sample_rates,
+)
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.mechanisms import noisy_counts, preprocessing_noise_multiplier
 
@@ -140,6 +167,9 @@ class DPGAN(Generator):
     """Conditional tabular GAN; discriminator trained with opacus DP-SGD."""
 
     exact_conditioning = False
+    #: white-box audits may attach a canary hook (dpsynth.privacy.canaries); never saved
+    supports_canary_gradients = True
+    _audit_hook = None
 
     def __init__(
         self,
@@ -157,7 +187,18 @@ class DPGAN(Generator):
         tau: float = 0.2,
         max_physical_batch_size: int = 1024,
         max_tries: int = 50,
+        clipping: str = "flat",
+        group_columns: tuple[str, ...] = (),
+        balanced_sampling: bool = False,
+        clip_quantile: float = 0.5,
+        clip_learning_rate: float = 0.2,
+        count_noise_std: float | None = None,
+        group_clip_power: float = 0.5,
+        group_clip_max_ratio: float = 4.0,
+        balance_power: float = 0.5,
     ) -> None:
+        if clipping not in ("flat", "adaptive", "group"):
+            raise ValueError(f"clipping must be 'flat', 'adaptive' or 'group', got {clipping!r}")
         self.noise_dim = noise_dim
         self.generator_hidden = tuple(generator_hidden)
         self.discriminator_hidden = tuple(discriminator_hidden)
@@ -171,11 +212,27 @@ class DPGAN(Generator):
         self.tau = tau
         self.max_physical_batch_size = max_physical_batch_size
         self.max_tries = max_tries
+        self.clipping = clipping
+        self.group_columns = tuple(group_columns or ())
+        self.balanced_sampling = bool(balanced_sampling)
+        self.clip_quantile = clip_quantile
+        self.clip_learning_rate = clip_learning_rate
+        self.count_noise_std = count_noise_std
+        self.group_clip_power = group_clip_power
+        self.group_clip_max_ratio = group_clip_max_ratio
+        self.balance_power = balance_power
+
+    @property
+    def _uses_groups(self) -> bool:
+        return self.clipping == "group" or self.balanced_sampling
 
     def get_params(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in (
             "noise_dim", "generator_hidden", "discriminator_hidden", "dropout", "batch_size", "epochs", "generator_lr",
-            "discriminator_lr", "max_grad_norm", "generator_steps", "tau", "max_physical_batch_size", "max_tries")}
+            "discriminator_lr", "max_grad_norm", "generator_steps", "tau", "max_physical_batch_size", "max_tries",
+            "clipping", "group_columns", "balanced_sampling", "clip_quantile", "clip_learning_rate", "count_noise_std",
+            "group_clip_power", "group_clip_max_ratio", "balance_power")}
+        out["group_columns"] = list(out["group_columns"])
         out["generator_hidden"] = list(out["generator_hidden"])
         out["discriminator_hidden"] = list(out["discriminator_hidden"])
         return out
@@ -213,41 +270,130 @@ class DPGAN(Generator):
         # DP category frequencies for the conditional vector (one Gaussian release)
         codes = [self.transformer_.category_codes(frame, schema[s.column]) for s in self.cond_.spans]
         sizes = [s.dim for s in self.cond_.spans]
+        releases = 2 if self._uses_groups else 1
         if budget.non_private:
             ledger.record_non_private(purpose="non-private reference: exact category frequencies and plain SGD")
             counts = [np.bincount(c, minlength=k).astype(float) for c, k in zip(codes, sizes)]
         elif codes:
-            sigma = preprocessing_noise_multiplier(budget, delta=ledger.delta, releases=1)
+            sigma = preprocessing_noise_multiplier(budget, delta=ledger.delta, releases=releases)
             counts = noisy_counts(codes, sizes, ledger=ledger, noise_multiplier=sigma, rng=rng,
                                   purpose="category frequencies for the conditional vector", secure=budget.secure_mode)
         else:
             counts = []
         self.cond_probs_ = [c / c.sum() if c.sum() > 0 else np.full(len(c), 1.0 / len(c)) for c in counts]
+        self.train_cond_probs_ = self.cond_probs_
+        self.balance_rates_ = None
+        groups = self._groups(frame, schema, budget=budget, ledger=ledger, rng=rng) if self._uses_groups else None
 
         disc = Discriminator(in_dim=self.transformer_.dim + self.cond_.dim, hidden=self.discriminator_hidden,
                              dropout=self.dropout)
+        if self._audit_hook is not None:
+            disc = self._audit_hook.wrap(disc)
         opt_d = torch.optim.Adam(disc.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.9))
         opt_g = torch.optim.Adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.9))
         steps = self.plan_steps(n)
         real_cond = self.cond_.for_rows(encoded, gen=gen)  # part of each row's own example
-        dataset = TensorDataset(encoded, real_cond)
+        tensors = (encoded, real_cond) if groups is None else (encoded, real_cond, torch.from_numpy(groups["codes"]))
+        dataset = TensorDataset(*tensors)
 
         if budget.non_private:
-            self._train_non_private(disc, opt_d, opt_g, dataset, steps=steps, gen=gen, progress=progress)
+            weights = None
+            if groups is not None and self.balanced_sampling:
+                rates = group_sample_rates(groups["counts"], max_rate=1.0, power=self.balance_power)
+                weights = torch.as_tensor(rates[groups["codes"]], dtype=torch.float64)
+                self._balance_cond_probs(groups, rates, schema)
+                self.balance_rates_ = rates / rates.max()
+            self._train_non_private(disc, opt_d, opt_g, dataset, steps=steps, gen=gen, progress=progress,
+                                    weights=weights)
         else:
             plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps,
                                max_grad_norm=self.max_grad_norm)
             engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="discriminator DP-SGD", secure_mode=budget.secure_mode)
             disc, opt_d, loader = engine.make_private(module=disc, optimizer=opt_d, dataset=dataset, torch_rng=gen)
-            self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, progress=progress)
+            fake_count = None
+            if self.clipping != "flat" or self.balanced_sampling:
+                opt_d, loader, fake_count = self._fair_dp_setup(engine, opt_d, loader, dataset, groups, schema)
+            self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, progress=progress, fake_count=fake_count)
             self.dp_plan_ = plan.to_dict()
+            if self.clipping != "flat" or self.balanced_sampling:
+                self.dp_plan_["fairness"] = {k: v for k, v in engine.entry.params.items()
+                                             if k not in ("planned_steps", "poisson_sampling", "secure_mode")}
         self.generator_.eval()
         self.ledger_ = ledger
         return self
 
+    # ---- fairness-aware training ---------------------------------------------------------
+    def _groups(self, frame: pd.DataFrame, schema: Schema, *, budget: Budget, ledger: Ledger,
+                rng: np.random.Generator) -> dict:
+        """Group id of each row and the group sizes: exact for the non-private reference, else
+        one Gaussian histogram charged to the ledger."""
+        columns = group_columns_for(schema, self.group_columns)
+        codes, size = group_codes(frame, schema, columns)
+        if budget.non_private:
+            counts = np.bincount(codes, minlength=size).astype(float)
+        else:
+            sigma = preprocessing_noise_multiplier(budget, delta=ledger.delta, releases=2)
+            counts = dp_group_counts(codes, size, ledger=ledger, noise_multiplier=sigma, rng=rng,
+                                     secure=budget.secure_mode)
+        self.group_columns_ = columns
+        return {"codes": codes, "counts": counts, "columns": columns, "labels": group_labels(schema, columns)}
+
+    def _balance_cond_probs(self, groups: dict, rates: np.ndarray, schema: Schema) -> None:
+        """During balanced training, fake rows' conditional categories of the group columns follow
+        the shares the balanced Poisson batches have (post-processing of the DP counts)."""
+        probs = list(self.cond_probs_)
+        for j, span in enumerate(self.cond_.spans):
+            if span.column in groups["columns"]:
+                probs[j] = balanced_category_probs(groups["counts"], rates, schema, groups["columns"], span.column)
+        self.train_cond_probs_ = probs
+
+    def _fair_dp_setup(self, engine: DPSGDEngine, opt_d, loader, dataset, groups, schema):
+        """Swap in the adaptive / group clipping optimizer and the per-group Poisson loader, and
+        record what they do in the DP-SGD ledger entry."""
+        params = engine.entry.params
+        sigma = engine.entry.noise_multiplier
+        if self.clipping == "adaptive":
+            opt_d = swap_optimizer(opt_d, AdaptiveClipDPOptimizer, target_quantile=self.clip_quantile,
+                                   learning_rate=self.clip_learning_rate, count_std=self.count_noise_std)
+            params.update({"clipping": "adaptive", "noise_multiplier_composed": sigma,
+                           "grad_noise_multiplier": opt_d.grad_sigma, "count_noise_std": opt_d.count_std,
+                           "count_sensitivity": 0.5, "initial_clip_norm": self.max_grad_norm,
+                           "target_unclipped_quantile": self.clip_quantile,
+                           "clip_learning_rate": self.clip_learning_rate,
+                           "accounting": "gradient sum and centred unclipped count released together: one Gaussian "
+                                         "mechanism with sigma = (grad_sigma^-2 + (2 count_std)^-2)^-1/2"})
+        elif self.clipping == "group":
+            bounds = group_clip_bounds(groups["counts"], base=self.max_grad_norm, power=self.group_clip_power,
+                                       max_ratio=self.group_clip_max_ratio)
+            opt_d = swap_optimizer(opt_d, GroupClipDPOptimizer, group_bounds=bounds.tolist())
+            params.update({"clipping": "group", "max_grad_norm": float(bounds.max()),
+                           "group_clip_bounds": dict(zip(groups["labels"], bounds.round(6).tolist())),
+                           "noise_std": sigma * float(bounds.max()),
+                           "accounting": "per-group clip bounds from DP group counts; noise calibrated to the "
+                                         "largest bound (the sensitivity)"})
+        fake_count = None
+        if self.balanced_sampling:
+            q = loader.sample_rate
+            rates = group_sample_rates(groups["counts"], max_rate=q, power=self.balance_power)
+            sampler = GroupPoissonSampler(groups=dataset.tensors[2], rates=rates,
+                                          generator=loader.batch_sampler.generator, steps=len(loader))
+            loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=loader.collate_fn,
+                                                 generator=loader.generator)
+            expected = float(np.sum(rates * groups["counts"]))  # from DP counts: post-processing
+            fake_count = max(1, int(round(expected)))
+            opt_d.expected_batch_size = fake_count
+            self._balance_cond_probs(groups, rates, schema)
+            self.balance_rates_ = rates / rates.max()
+            params.update({"balanced_sampling": True, "sample_rate_accounted": q,
+                           "group_sample_rates": dict(zip(groups["labels"], rates.round(8).tolist())),
+                           "sampling_note": "Poisson rates differ per group; accounted with the largest rate "
+                                            "(conservative)"})
+        return opt_d, loader, fake_count
+
     def _fake_batch(self, m: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         z = torch.randn(m, self.noise_dim, generator=gen)
-        cond, block, category = self.cond_.draw(m, probs=self.cond_probs_, gen=gen)
+        probs = getattr(self, "train_cond_probs_", None) or self.cond_probs_
+        cond, block, category = self.cond_.draw(m, probs=probs, gen=gen)
         fake = activate(self.generator_(z, cond), self.transformer_.spans, tau=self.tau, gen=gen)
         return fake, cond, block, category
 
@@ -274,14 +420,18 @@ class DPGAN(Generator):
                 loss = loss + F.nll_loss(torch.log(probs), category[rows], reduction="sum")
         return loss / fake.shape[0]
 
-    def _train_dp(self, engine: DPSGDEngine, disc, opt_d, opt_g, loader, *, gen, progress) -> None:
-        m = max(1, int(round(engine.plan.sample_rate * len(loader.dataset))))  # fixed fake count
+    def _train_dp(self, engine: DPSGDEngine, disc, opt_d, opt_g, loader, *, gen, progress,
+                  fake_count: int | None = None) -> None:
+        m = fake_count or max(1, int(round(engine.plan.sample_rate * len(loader.dataset))))  # fixed fake count
         d_params = [p for p in disc.parameters()]
         while engine.can_step():
             with engine.batches(loader, opt_d, max_physical_batch_size=self.max_physical_batch_size) as batches:
-                for x_real, c_real in batches:
+                for batch in batches:
                     if not engine.can_step():
                         break
+                    x_real, c_real = batch[0], batch[1]
+                    if isinstance(opt_d, GroupClipDPOptimizer):
+                        opt_d.set_batch_groups(batch[2])
                     disc.train()
                     opt_d.zero_grad(set_to_none=True)
                     # (1) per-example clipped + noised gradient of the loss on real rows
@@ -297,6 +447,8 @@ class DPGAN(Generator):
                     loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
                     fake_grads = torch.autograd.grad(loss_fake, d_params)
                     disc.enable_hooks()
+                    if self._audit_hook is not None:
+                        self._audit_hook.before_dp_step(opt_d, sample_rate=engine.entry.sample_rate)
                     took = engine.step(opt_d, extra_grads=fake_grads)
                     if not took:
                         continue
@@ -311,11 +463,15 @@ class DPGAN(Generator):
                                   "d_loss": (loss_real + loss_fake).item(), "g_loss": g_loss,
                                   "epsilon": engine.ledger.epsilon()})
 
-    def _train_non_private(self, disc, opt_d, opt_g, dataset, *, steps: int, gen, progress) -> None:
+    def _train_non_private(self, disc, opt_d, opt_g, dataset, *, steps: int, gen, progress,
+                           weights: torch.Tensor | None = None) -> None:
         n = len(dataset)
-        x_all, c_all = dataset.tensors
+        x_all, c_all = dataset.tensors[:2]
         for step in range(steps):
-            idx = torch.randint(n, (self.batch_size,), generator=gen)
+            if weights is None:
+                idx = torch.randint(n, (self.batch_size,), generator=gen)
+            else:
+                idx = torch.multinomial(weights, self.batch_size, replacement=True, generator=gen)
             disc.train()
             fake, cond, _, _ = self._fake_batch(self.batch_size, gen)
             lr = disc(torch.cat([x_all[idx], c_all[idx]], dim=1))
@@ -324,6 +480,8 @@ class DPGAN(Generator):
                 F.binary_cross_entropy_with_logits(lf, torch.zeros_like(lf))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
+            if self._audit_hook is not None:
+                self._audit_hook.before_plain_step(batch_size=self.batch_size, n=n)
             opt_d.step()
             disc.eval()
             for _ in range(self.generator_steps):
@@ -355,10 +513,11 @@ class DPGAN(Generator):
             raise DpsynthError(f"number of rows must be > 0, got {n}")
         gen = torch_generator(rng)
         self.generator_.eval()
-        if not conditions:
+        balance = getattr(self, "balance_rates_", None)
+        if not conditions and balance is None:
             frames = [self._sample_raw(min(n - i, 100_000), gen=gen, rng=rng) for i in range(0, n, 100_000)]
             return SyntheticData(frame=pd.concat(frames, ignore_index=True), schema=self.schema_, generator=self.name)
-        fixed, checks = self._resolve_conditions(conditions)
+        fixed, checks = self._resolve_conditions(conditions or {})
         kept: list[pd.DataFrame] = []
         have = 0
         for _ in range(self.max_tries):
@@ -366,16 +525,28 @@ class DPGAN(Generator):
             mask = np.ones(len(batch), dtype=bool)
             for name, value in checks.items():
                 mask &= batch[name].map(_key).to_numpy() == _key(value)
+            if balance is not None:
+                mask &= self._balance_accept(batch, rng)
             kept.append(batch[mask])
             have += int(mask.sum())
             if have >= n:
                 frame = pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
+                info = {"method": "rejection"} if conditions else {"method": "reweighted (balanced training)"}
                 return SyntheticData(frame=frame, schema=self.schema_, generator=self.name,
-                                     info={"conditions": dict(conditions), "method": "rejection"})
+                                     info={"conditions": dict(conditions or {}), **info})
         raise DpsynthError(
-            f"dp-gan could only produce {have} of {n} rows with {dict(conditions)} in {self.max_tries} tries;"
+            f"dp-gan could only produce {have} of {n} rows with {dict(conditions or {})} in {self.max_tries} tries;"
             " the condition is too rare for this model"
         )
+
+    def _balance_accept(self, batch: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+        """Undo balanced training: a model trained on batches where group g is sampled at rate
+        q_g learns p(x) q_g(x) (up to a constant); keeping a row with probability q_min / q_g
+        restores p(x). The rates are post-processing of DP counts."""
+        columns = group_columns_for(self.schema_, self.group_columns)
+        codes, _ = group_codes(batch, self.schema_, columns)
+        rates = self.balance_rates_
+        return rng.random(len(batch)) < rates.min() / rates[codes]
 
     def _resolve_conditions(self, conditions: Mapping[str, Any]) -> tuple[dict[int, int], dict[str, Any]]:
         fixed, checks = {}, {}
@@ -399,6 +570,8 @@ class DPGAN(Generator):
         state = {f"generator.{k}": v.detach().clone() for k, v in self.generator_.state_dict().items()}
         for j, p in enumerate(self.cond_probs_):
             state[f"cond_probs.{j}"] = torch.tensor(p, dtype=torch.float64)
+        if getattr(self, "balance_rates_", None) is not None:
+            state["balance_rates"] = torch.tensor(self.balance_rates_, dtype=torch.float64)
         return state
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor], *, schema: Schema) -> "DPGAN":
@@ -407,4 +580,5 @@ class DPGAN(Generator):
         self.generator_.load_state_dict(g_state)
         self.generator_.eval()
         self.cond_probs_ = [state[f"cond_probs.{j}"].numpy() for j in range(len(self.cond_.spans))]
+        self.balance_rates_ = state["balance_rates"].numpy() if "balance_rates" in state else None
         return self

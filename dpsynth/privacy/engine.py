@@ -108,7 +108,12 @@ class DPSGDEngine:
         with warnings.catch_warnings():
             # opacus warns when secure RNG is off; the privacy card records secure_mode instead
             warnings.filterwarnings("ignore", message="Secure RNG turned off")
-            self.privacy_engine = PrivacyEngine(accountant="rdp", secure_mode=secure_mode)
+            try:
+                self.privacy_engine = PrivacyEngine(accountant="rdp", secure_mode=secure_mode)
+            except ImportError:
+                raise PrivacyError(
+                    "secure RNG (--secure-rng) needs opacus' optional 'torchcsprng' package, which is not installed"
+                ) from None
         self.entry: LedgerEntry | None = None
 
     def make_private(

@@ -14,6 +14,7 @@ pytest.importorskip("mbi", reason="aim/mst need the optional extra dpsynth[margi
 from dpsynth.data.table import TableData  # noqa: E402
 from dpsynth.errors import DpsynthError, MissingExtraError, PrivacyError  # noqa: E402
 from dpsynth.generators import REGISTRY  # noqa: E402
+from dpsynth.generators.marginal.compress import compress  # noqa: E402
 from dpsynth.generators.marginal.discretize import Discretizer  # noqa: E402
 from dpsynth.generators.marginal.estimate import Measurement, MirrorDescent, estimate_total  # noqa: E402
 from dpsynth.generators.marginal.junction import CalibratedTree, JunctionTree, calibrate  # noqa: E402
@@ -226,7 +227,8 @@ def test_numpy_mirror_descent_matches_mbi():
     measurements = []
     for c in cliques:
         exact = truth.sum(axis=tuple(a for a in range(4) if a not in c)).ravel()
-        measurements.append(Measurement(c, exact + rng.normal(0, 5.0, exact.shape), 5.0))
+        sigma = 5.0 if c != (3,) else np.linspace(2.0, 8.0, exact.size)  # one per-cell sigma, as after compression
+        measurements.append(Measurement(c, exact + rng.normal(0, 5.0, exact.shape), sigma))
     tree = greedy_tree(sizes, cliques)
     total = estimate_total(measurements)
     _, ours = MirrorDescent(tree, measurements, total).run(2000)
@@ -246,3 +248,30 @@ def test_discretizer_uses_the_public_domain_only(train_test):
     assert (codes == again).all()  # decoded values stay inside their bins
     with pytest.raises(DpsynthError, match="bins"):
         Discretizer(schema, bins=1)
+
+
+def test_mst_domain_compression(fitted, train_test):
+    schema, train, _ = train_test
+    gen = fitted["mst"]
+    maps = gen.domain_map_.maps
+    merged = [j for j, m in enumerate(maps) if len(m) != m.max() + 1]
+    assert merged, "at epsilon 1 some sparse bins (e.g. high CD8 counts) should have been merged"
+    cd80 = schema.names.index("cd80")
+    assert cd80 in merged
+    # a merged cell is sampled back onto every one of its original bins; conditions stay exact
+    codes = Discretizer(schema, bins=gen.bins).encode(gen.sample(20000, rng=np.random.default_rng(6)).frame)
+    rare = np.flatnonzero(maps[cd80] == maps[cd80].max())
+    assert len(set(codes[:, cd80]) & set(rare)) > 1
+    syn = gen.sample(300, conditions={"cd80": 6900, "karnof": 70}, rng=np.random.default_rng(6)).frame
+    assert (syn["cd80"] == 6900).all() and (syn["karnof"] == 70).all()
+
+
+def test_compress_merges_small_noisy_cells():
+    m = Measurement((0,), np.array([100.0, 2.0, -3.0, 50.0, 1.0]), 4.0)
+    domain_map, (out,) = compress([m], (5,))
+    assert list(domain_map.maps[0]) == [0, 2, 2, 1, 2] and domain_map.model_sizes == (3,)
+    assert np.allclose(out.values, [100.0, 50.0, 0.0]) and np.allclose(out.sigma, [4.0, 4.0, 4.0 * np.sqrt(3)])
+    back = domain_map.from_model(np.full((30000, 1), 2), np.random.default_rng(0))[:, 0]
+    assert set(back) == {1, 2, 4} and abs(np.mean(back == 4) - 1 / 3) < 0.02
+    kept = Measurement((0,), np.array([100.0, 50.0, 1.0]), 4.0)  # one small cell: nothing to merge
+    assert list(compress([kept], (3,))[0].maps[0]) == [0, 1, 2]
