@@ -6,6 +6,9 @@ Example::
     from dpsynth.config import RunConfig, PrivacyConfig
     result = api.train(data="actg175", out="runs/actg", config=RunConfig(privacy=PrivacyConfig(epsilon=1.0)))
     api.generate(model="runs/actg", n=10_000, out="synth.csv", seed=1)
+    api.generate(model="runs/actg", n=10_000, out="balanced.csv", balance=["race", "gender"])
+    api.audit(run="runs/actg")                      # empirical epsilon lower bound
+    api.sweep(config="configs/sweep_actg175.yaml", out="sweeps/actg175")
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,6 +35,7 @@ from dpsynth.data.schema import Schema
 from dpsynth.data.splits import SplitSpec, Splits, split_table
 from dpsynth.data.table import TableData
 from dpsynth.errors import DataError, DpsynthError, PrivacyError
+from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.ledger import Ledger
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
@@ -90,12 +94,16 @@ def train(
     infer_schema: bool = False,
     overwrite: bool = False,
     progress: Callable[[dict], None] | None = None,
+    budget: Budget | None = None,
 ) -> TrainResult:
-    """Train a DP generator on ``data`` and save it to ``out`` (atomically)."""
+    """Train a DP generator on ``data`` and save it to ``out`` (atomically).
+
+    ``budget`` overrides ``config.privacy`` (the sweep passes ``Budget.non_private_reference()``
+    for its explicitly named epsilon=inf reference cells)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DpsynthError(f"run directory {out} exists and is not empty (use --overwrite)")
-    budget = config.privacy.budget()
+    budget = config.privacy.budget() if budget is None else budget
     generator = build_generator(config.generator, config.params)
     rng = np.random.default_rng(config.seed)
     image_data = is_image_source(data, schema_path)
@@ -144,6 +152,8 @@ def train(
 # ---- images -----------------------------------------------------------------------------
 def is_image_source(data: str, schema_path: str | Path | None = None) -> bool:
     """A .npz file, a folder, or any source with an image schema (``modality: image``)."""
+    if not is_embedded(data) and not Path(data).exists():
+        raise DataError(f"data file not found: {data}")
     if schema_path is not None:
         from dpsynth.data.image_schema import ImageSchema, load_any_schema
 
@@ -276,22 +286,68 @@ def generate(
     conditions: Mapping[str, Any] | None = None,
     chunk_rows: int = 200_000,
     threads: int = 1,
+    balance: str | Sequence[str] | None = None,
+    balance_target: str | Path | None = None,
 ) -> GenerateResult:
     """Sample ``n`` rows from a saved model and write them to CSV/Parquet (streamed in chunks,
-    written to a temporary file and renamed, so a failure leaves no partial output)."""
+    written to a temporary file and renamed, so a failure leaves no partial output).
+
+    ``balance`` (columns) asks for equal counts in every cell of their categories;
+    ``balance_target`` (a YAML file) for a target distribution over cells; see
+    :mod:`dpsynth.balance`. Both are post-processing of the model: no privacy cost."""
     if n <= 0:
         raise DpsynthError(f"number of rows must be > 0, got {n}")
     out = Path(out)
     loaded = model if isinstance(model, LoadedRun) else load_run(model)
+    if loaded.generator.modality == "image" and (balance or balance_target is not None):
+        raise DpsynthError("--balance / --balance-file apply to table models only")
     if loaded.generator.modality == "image":
         return generate_images(loaded=loaded, n=n, out=out, seed=seed, conditions=conditions, threads=threads)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise DpsynthError(f"{out}: output must end in .csv or .parquet")
+    rebalance = bool(balance) or balance_target is not None
+    if balance and balance_target is not None:
+        raise DpsynthError("give either --balance or --balance-file, not both")
+    if rebalance and conditions:
+        raise DpsynthError("--condition cannot be combined with --balance / --balance-file")
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     with torch_threads(threads):
-        write_rows(loaded.generator, n=n, out=out, rng=rng, conditions=conditions, chunk_rows=chunk_rows)
+        if rebalance:
+            frame = balanced_sample(loaded, n=n, rng=rng, balance=balance, balance_target=balance_target)
+            write_frame(frame, out)
+        else:
+            write_rows(loaded.generator, n=n, out=out, rng=rng, conditions=conditions, chunk_rows=chunk_rows)
     return GenerateResult(out=out, rows=n, seconds=time.perf_counter() - start, ledger=loaded.ledger)
+
+
+def balanced_sample(loaded: LoadedRun, *, n: int, rng: np.random.Generator, balance=None,
+                    balance_target=None) -> pd.DataFrame:
+    """n rows with equal counts per cell of ``balance`` columns, or the shares of ``balance_target``."""
+    from dpsynth.balance import balanced_frame, equal_cells, load_target, parse_balance_columns
+
+    if balance_target is not None:
+        cells = load_target(balance_target, loaded.schema)
+    else:
+        cells = equal_cells(loaded.schema, parse_balance_columns(balance))
+    return balanced_frame(loaded.generator, n, cells, rng=rng)
+
+
+def write_frame(frame: pd.DataFrame, out: Path) -> None:
+    """Write one frame to CSV/Parquet through a temporary file renamed into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if out.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_rows(generator, *, n: int, out: Path, rng: np.random.Generator, conditions=None, chunk_rows: int) -> None:
@@ -404,15 +460,18 @@ def evaluate_full(
     seed: int = 0,
     title: str | None = None,
     target: str | None = None,
+    config: dict | None = None,
 ) -> EvaluationResult:
     """The full evaluation suite (utility, fidelity, privacy attacks, subgroups) and its report.
 
     ``shadow_models > 0`` runs the shadow-model attack, retraining the run's generator (same
     config and budget) that many times on shadow datasets drawn from train + holdout."""
-    from dpsynth.metrics.suite import evaluate_table, load_evaluation_config
+    from dpsynth.metrics.suite import evaluate_table, load_evaluation_config, merge_config
     from dpsynth.reports.report import write_report
 
-    config = load_evaluation_config(config_path) if config_path else {}
+    if config is not None and config_path:
+        raise DpsynthError("give an evaluation config as a file or as a dict, not both")
+    config = load_evaluation_config(config_path) if config_path else (merge_config(config) if config else {})
     if target is not None:
         if target not in schema:
             raise DataError(f"target '{target}' is not a column of schema '{schema.name}'")
@@ -502,6 +561,62 @@ def evaluate_explicit(*, real: str | None, train, holdout, test, synthetic, sche
     return evaluate_full(train=parts[0], holdout=parts[1], test=parts[2], synthetic=syn, schema=schema,
                          config_path=config_path, report_dir=report_dir, seed=seed, target=target,
                          title=f"{Path(synthetic).name} vs {real or Path(train).name}")
+
+
+# ---- audit ------------------------------------------------------------------------------
+def run_budget(loaded: LoadedRun) -> Budget:
+    """The budget a saved run was trained with (the non-private reference when its ledger says so)."""
+    from dpsynth.config import config_from_dict
+
+    if loaded.ledger.non_private:
+        return Budget.non_private_reference()
+    return config_from_dict(loaded.config, source=f"{loaded.path}/config.yaml").privacy.budget()
+
+
+def audit(*, run: str | Path, canaries: int = 1000, method: str = "auto", seed: int = 0, confidence: float = 0.95,
+          out: str | Path | None = None) -> dict:
+    """Empirical epsilon lower bound for a saved run (Steinke, Nasr and Jagielski 2023): retrain
+    its generator with its config and budget once, with canaries, on its own training split.
+
+    The audit run is separate: the saved run and its ledger are untouched. The result is written
+    to ``out`` (default RUN_DIR/audit.json) and returned."""
+    from dpsynth.config import config_from_dict
+    from dpsynth.privacy.audit import audit_generator
+
+    loaded = load_run(run)
+    data = loaded.run.get("data")
+    if data is None:
+        raise DpsynthError(f"{run}: run.json does not record its data source")
+    if loaded.generator.modality != "table":
+        raise DpsynthError(f"{run}: the audit supports table generators only (this run is {loaded.generator.modality})")
+    if loaded.run.get("schema_inferred_with_dp"):
+        raise DpsynthError(f"{run}: the audit needs a declared schema; this run inferred its schema with DP")
+    config = config_from_dict(loaded.config, source=f"{loaded.path}/config.yaml")
+    split = SplitSpec(**{k: loaded.run["split"][k] for k in ("seed", "holdout", "test")})
+    splits, schema = resolve_splits(data, schema_path=Path(loaded.path) / "schema.yaml", split=split)
+    generator = build_generator(config.generator, config.params)
+    start = time.perf_counter()
+    with torch_threads(config.threads):
+        result = audit_generator(generator, TableData(splits.train, schema), budget=run_budget(loaded),
+                                 rng=np.random.default_rng(seed), canaries=canaries, method=method,
+                                 confidence=confidence)
+    result["run"] = str(Path(run))
+    result["run_epsilon"] = None if loaded.ledger.non_private else loaded.ledger.epsilon()
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    out = Path(out) if out is not None else Path(loaded.path) / "audit.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=_json_default))
+    result["out"] = str(out)
+    return result
+
+
+# ---- sweep ------------------------------------------------------------------------------
+def sweep(*, config: str | Path, out: str | Path | None = None, progress: Callable[[dict], None] | None = None,
+          retry_failed: bool = False):
+    """Train and evaluate generators over a grid of epsilons and seeds (resumable); see :mod:`dpsynth.sweep`."""
+    from dpsynth.sweep import load_sweep_config, run_sweep
+
+    return run_sweep(load_sweep_config(config), out=out, progress=progress, retry_failed=retry_failed)
 
 
 def _json_default(obj):

@@ -194,16 +194,23 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
 @click.option("--no-evaluate", is_flag=True, help="One-shot form: skip the TSTR summary.")
 @click.option("--format", "fmt", type=click.Choice(["auto", "npz", "png"]), default="auto", show_default=True,
               help="Images: .npz (MedMNIST keys) or a folder of PNGs with labels.csv; auto follows OUTPUT's suffix.")
+@click.option("--balance", default=None, metavar="COLS",
+              help="Rebalanced release: equal counts per cell of these categorical columns, e.g. --balance race,gender.")
+@click.option("--balance-file", type=click.Path(dir_okay=False), default=None,
+              help="Rebalanced release: target shares per cell from a YAML file (cells: [{race: 0, gender: 1, share: 0.3}, ...]).")
 @_friendly
 def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path,
-             run_dir, n, output, seed, conditions, threads, no_evaluate, fmt):
+             run_dir, n, output, seed, conditions, threads, no_evaluate, fmt, balance, balance_file):
     """Sample synthetic rows from a trained model (or train first with --data).
 
     \b
     Examples:
       dpsynth generate --model runs/actg175 -n 10000 -o synth.csv --seed 1
       dpsynth generate --data actg175 --epsilon 1 -n 10000 -o synth.csv
+      dpsynth generate --model runs/actg175 -n 10000 -o balanced.csv --balance race,gender
     """
+    if balance and balance_file:
+        raise DpsynthError("give either --balance or --balance-file, not both")
     if n <= 0:
         raise DpsynthError(f"-n must be > 0, got {n}")
     if (model is None) == (data is None):
@@ -222,8 +229,12 @@ def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, 
                          config_path, seed, threads, run_dir, True)
         model = run_dir
     result = api.generate(model=model, n=n, out=output, seed=seed or 0,
-                          conditions=api.parse_conditions(conditions), threads=threads or 1)
+                          conditions=api.parse_conditions(conditions), threads=threads or 1,
+                          balance=balance, balance_target=balance_file)
     click.echo(f"wrote {result.rows} synthetic rows to {result.out} in {result.seconds:.2f}s")
+    if balance or balance_file:
+        click.echo(f"rebalanced release: {'equal counts per cell of ' + balance if balance else 'shares from ' + balance_file}"
+                   " (post-processing, no privacy cost)")
     click.echo("privacy: " + result.ledger.summary().splitlines()[0])
     if trained is not None and not no_evaluate and not image and trained.schema.target is not None:
         syn = api.load_synthetic(output, trained.schema)
@@ -318,6 +329,102 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
     if result.report_files:
         click.echo("report: " + ", ".join(str(p) for p in result.report_files.values()))
     click.echo(f"evaluated in {result.seconds:.1f}s")
+
+
+# ---- audit --------------------------------------------------------------------------------
+@main.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A run from `dpsynth train`.")
+@click.option("--canaries", type=int, default=1000, show_default=True, help="Canaries, each inserted with probability 1/2.")
+@click.option("--method", type=click.Choice(["auto", "white-box", "black-box"]), default="auto", show_default=True,
+              help="white-box: gradient canaries inside DP-SGD (dp-gan); black-box: outlier rows scored on synthetic data.")
+@click.option("--confidence", type=float, default=0.95, show_default=True)
+@click.option("--seed", type=int, default=0)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Result JSON (default RUN_DIR/audit.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_friendly
+def audit(run_dir, canaries, method, confidence, seed, out, as_json):
+    """Empirical epsilon lower bound of a run's training (one audit run, Steinke et al. 2023).
+
+    Retrains the run's generator once with its config and budget on its training split, with
+    canaries; the saved run and its ledger are untouched.
+
+    \b
+    Example:
+      dpsynth audit --run runs/actg175 --canaries 1000
+    """
+    result = api.audit(run=run_dir, canaries=canaries, method=method, seed=seed, confidence=confidence, out=out)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    claimed = result["claimed_epsilon"]
+    click.echo(f"audit ({result['method']}, {result['canaries']} canaries, {result['included']} inserted): "
+               f"{result['correct']}/{result['guesses']} guesses correct")
+    click.echo(f"empirical epsilon lower bound ({result['confidence']:.0%}): {result['epsilon_lower_bound']:.3f}  "
+               f"claimed: {'inf (non-private reference)' if claimed is None else f'{claimed:.3f}'}  -> {result['verdict']}")
+    click.echo(f"written to {result['out']} in {result['seconds']:.1f}s")
+
+
+# ---- sweep --------------------------------------------------------------------------------
+class _SweepProgress:
+    """A tqdm bar over cells, with the current cell and its training step in the postfix."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, info: dict) -> None:
+        from tqdm import tqdm
+
+        if info["event"] == "train":
+            if self.bar is not None and info.get("steps"):
+                self.bar.set_postfix_str(f"{info['label']} eps={info['epsilon']} seed={info['seed']} "
+                                         f"step {info['step']}/{info['steps']}", refresh=False)
+                self.bar.refresh()
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=info["cells"], desc="sweep", unit="cell", file=sys.stderr)
+        where = f"{info['label']} eps={info['epsilon']} seed={info['seed']}"
+        if info["status"] == "running":
+            self.bar.set_postfix_str(where)
+            return
+        self.bar.update(1)
+        if info["status"] in ("skipped", "failed"):
+            self.bar.write(f"{info['status']}: {where}: {info.get('message', '')}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Sweep config YAML (see configs/sweep_actg175.yaml).")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
+              help="Sweep directory (default: the config's 'out', else sweeps/CONFIG_STEM).")
+@click.option("--retry-failed", is_flag=True, help="Recompute cells that failed before (finished cells are never recomputed).")
+@_friendly
+def sweep(config_path, out, retry_failed):
+    """Train and evaluate generators over epsilons x seeds; resumable; writes sweep.json/.md/.html.
+
+    Each finished cell (a run, its reports and cell.json) is kept; rerunning the same command
+    skips finished cells, so nothing is retrained and no ledger is charged twice.
+
+    \b
+    Example:
+      dpsynth sweep --config configs/sweep_actg175.yaml --out sweeps/actg175
+    """
+    progress = _SweepProgress()
+    try:
+        result = api.sweep(config=config_path, out=out, progress=progress, retry_failed=retry_failed)
+    finally:
+        progress.close()
+    c = result.counts
+    click.echo(f"sweep: {len(result.records)} cells ({c['computed']} computed, {c['reused']} already finished, "
+               f"{c['skipped']} skipped, {c['failed']} failed) in {result.seconds:.1f}s -> {result.out}")
+    for record in result.records:
+        if record["status"] != "ok":
+            click.echo(f"  {record['status']}: {record['label']} eps={record['epsilon']} seed={record['seed']}: "
+                       f"{record.get('message', '')}")
+    click.echo("report: " + ", ".join(str(p) for p in result.report_files.values()))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,7 +38,8 @@ class AIM(GraphicalModelGenerator):
         """bins: codes per numeric column; degree: workload marginal size (2 or 3);
         max_model_size: junction-tree size cap in MB (float64 cells); max_iterations: the most
         select-measure rounds, T of the paper (None: 16 x columns); pgm_iters / final_pgm_iters:
-        mirror-descent iterations after each round / for the released model; estimator: 'numpy' (fast) or 'mbi' (mbi's MirrorDescent, recompiles per round)."""
+        mirror-descent iterations after each round / for the released model;
+        estimator: 'numpy' (fast) or 'mbi' (mbi's MirrorDescent, recompiles per round)."""
         self.bins = bins
         self.degree = degree
         self.max_model_size = max_model_size

@@ -35,6 +35,7 @@ by the exact value at the end). Numeric conditions are honoured by inpainting al
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -46,7 +47,7 @@ from dpsynth.data.schema import Schema, _key
 from dpsynth.data.table import SyntheticData, TableData
 from dpsynth.data.transform import TableTransformer
 from dpsynth.errors import DpsynthError
-from dpsynth.generators.base import Generator, ProgressFn, torch_generator
+from dpsynth.generators.base import Generator, ProgressFn, seeded_torch, torch_generator
 from dpsynth.generators.registry import register
 from dpsynth.generators.tabular_diffusion.conditioning import ConditionSpace
 from dpsynth.generators.tabular_diffusion.denoiser import MLPDenoiser
@@ -149,6 +150,11 @@ class DPDiffusion(Generator):
     # ---- training -----------------------------------------------------------------------
     def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
             progress: ProgressFn | None = None) -> "DPDiffusion":
+        with seeded_torch(rng):  # weight init draws from torch's RNG: fork it, seed it from rng, restore it
+            return self._fit(data, budget=budget, rng=rng, ledger=ledger, progress=progress)
+
+    def _fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None,
+             progress: ProgressFn | None) -> "DPDiffusion":
         schema, frame = data.schema, data.frame
         n = len(frame)
         ledger = self._make_ledger(budget, n, ledger)
@@ -186,13 +192,21 @@ class DPDiffusion(Generator):
         per_example = per_example_loss(model, x0, cond, self.schedules_, self.layout_, copies=k, gen=gen)
         return per_example.sum() / max(1, x0.shape[0])  # mean over the batch (opacus loss_reduction="mean")
 
-    def _update_ema(self, model, ema: list[torch.Tensor]) -> None:
+    def _update_ema(self, model, ema: list[torch.Tensor], step: int) -> None:
+        """Exponential moving average of the weights, with the usual warm-up of the decay."""
+        decay = min(self.ema_decay, (1.0 + step) / (10.0 + step))
         with torch.no_grad():
             for e, p in zip(ema, model.parameters()):
-                e.lerp_(p.detach(), 1.0 - self.ema_decay)
+                e.lerp_(p.detach(), 1.0 - decay)
 
     def _train_dp(self, engine: DPSGDEngine, model, optimizer, ema, loader, *, gen, progress) -> None:
         model.train()
+        with warnings.catch_warnings():
+            # opacus' hooks on the first layer warn because the (data) input needs no gradient
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            self._dp_loop(engine, model, optimizer, ema, loader, gen=gen, progress=progress)
+
+    def _dp_loop(self, engine: DPSGDEngine, model, optimizer, ema, loader, *, gen, progress) -> None:
         while engine.can_step():
             with engine.batches(loader, optimizer, max_physical_batch_size=self.max_physical_batch_size) as batches:
                 for (x0,) in batches:
@@ -203,7 +217,7 @@ class DPDiffusion(Generator):
                     loss.backward()
                     if not engine.step(optimizer):
                         continue
-                    self._update_ema(model, ema)
+                    self._update_ema(model, ema, engine.steps_taken)
                     if progress is not None:
                         progress({"step": engine.steps_taken, "steps": engine.plan.steps, "loss": loss.item(),
                                   "epsilon": engine.ledger.epsilon()})
@@ -217,7 +231,7 @@ class DPDiffusion(Generator):
             loss = self._loss(model, x_all[idx], gen)
             loss.backward()
             optimizer.step()
-            self._update_ema(model, ema)
+            self._update_ema(model, ema, step + 1)
             if progress is not None:
                 progress({"step": step + 1, "steps": steps, "loss": loss.item(), "epsilon": math.inf})
 
@@ -282,7 +296,8 @@ class DPDiffusion(Generator):
         return {f"denoiser.{k}": v.detach().clone().contiguous() for k, v in self.denoiser_.state_dict().items()}
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor], *, schema: Schema) -> "DPDiffusion":
-        self._build(schema)
+        with torch.random.fork_rng(devices=[]):  # the throw-away weight init leaves torch's RNG as it was
+            self._build(schema)
         self.denoiser_.load_state_dict({k[len("denoiser."):]: v for k, v in state.items() if k.startswith("denoiser.")})
         self.denoiser_.eval()
         return self

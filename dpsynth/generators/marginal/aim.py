@@ -117,7 +117,8 @@ def run_aim(
         fit = fit_model(tree, measurements, iters=pgm_iters, estimator=estimator, warm=fit)
         after = fit.total * fit.model.marginal(chosen).ravel()
         if progress is not None:
-            progress({"round": t, "selected": measurer.label(chosen), "sigma": sigma, "cells": tree.cells()})
+            progress({"step": t, "steps": rounds, "selected": measurer.label(chosen), "sigma": sigma,
+                      "cells": tree.cells(), "epsilon": measurer.ledger.epsilon()})
         if last:
             break
         if not measurer.non_private and np.abs(after - before).sum() <= bias * cells[chosen]:

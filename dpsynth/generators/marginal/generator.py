@@ -102,7 +102,8 @@ class GraphicalModelGenerator(Generator):
         for name, value in fixed.items():
             frame[name] = value
         frame = restore_types(frame, self.schema_)
-        return SyntheticData(frame=frame, schema=self.schema_, generator=self.name, info={"conditions": dict(conditions or {})})
+        info = {"conditions": dict(conditions or {})}
+        return SyntheticData(frame=frame, schema=self.schema_, generator=self.name, info=info)
 
     # ---- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -73,16 +73,12 @@ class JunctionTree:
 
     def __post_init__(self) -> None:
         self.nodes = [tuple(sorted(n)) for n in self.nodes]
+        if len(self.parent) != len(self.nodes) or any(not -1 <= p < i for i, p in enumerate(self.parent)):
+            raise DpsynthError("junction tree nodes must be in top-down order (each parent before its child)")
         self.separators = [
             () if p < 0 else tuple(a for a in node if a in self.nodes[p]) for node, p in zip(self.nodes, self.parent)
         ]
-        if any(p >= i for i, p in enumerate(self.parent)):
-            raise DpsynthError("junction tree nodes must be in top-down order (parent before child)")
         self._holding: dict[Clique, int | None] = {}
-        self._children: list[list[int]] = [[] for _ in self.nodes]
-        for i, p in enumerate(self.parent):
-            if p >= 0:
-                self._children[p].append(i)
 
     def shape(self, clique: Sequence[int]) -> tuple[int, ...]:
         return tuple(self.sizes[a] for a in clique)

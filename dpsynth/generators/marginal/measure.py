@@ -124,7 +124,8 @@ class Measurer:
         out = []
         for c in cliques:
             exact = self.answer(c)
-            out.append(Measurement(c, exact + gaussian_noise(exact.shape, std=sigma, rng=self.rng, secure=self.secure), sigma))
+            noise = gaussian_noise(exact.shape, std=sigma, rng=self.rng, secure=self.secure)
+            out.append(Measurement(c, exact + noise, sigma))
         return out
 
     def select(self, scores: np.ndarray, *, epsilon: float, sensitivity: float, purpose: str) -> int:

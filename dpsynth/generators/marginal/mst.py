@@ -85,7 +85,8 @@ def run_mst(
         components.union(*pair)
         selected.append(pair)
         if progress is not None:
-            progress({"step": step + 1, "selected": measurer.label(pair)})
+            progress({"step": step + 1, "steps": d - 1, "selected": measurer.label(pair),
+                      "epsilon": measurer.ledger.epsilon()})
 
     measurements += measurer.measure(selected, rho=pairs_budget, purpose=f"mst: {len(selected)} two-way marginals")
     tree = greedy_tree(sizes, oneway + selected)

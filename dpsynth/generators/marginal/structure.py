@@ -19,7 +19,6 @@ import math
 from collections import deque
 from typing import Sequence
 
-import numpy as np
 
 from dpsynth.generators.marginal.junction import Clique, JunctionTree
 

@@ -1,7 +1,6 @@
 """AIM and MST on real ACTG 175 rows: privacy accounting, artifacts, conditioning, utility; plus
 the numpy junction-tree engine checked against brute force and against mbi."""
 
-import itertools
 import math
 import sys
 
@@ -64,7 +63,8 @@ def test_ledger_within_target_and_independently_recomputed(name, fitted):
         assert len(gaussian) == len(selections) + 1
     # opacus' RDP analysis functions, composed by hand
     orders = np.array(RDP_ORDERS)
-    curve = sum(rdp_analysis.compute_rdp(q=1.0, noise_multiplier=e.noise_multiplier, steps=1, orders=orders) for e in gaussian)
+    curve = sum(rdp_analysis.compute_rdp(q=1.0, noise_multiplier=e.noise_multiplier, steps=1, orders=orders)
+                for e in gaussian)
     curve = curve + sum(e.rho for e in selections) * orders
     eps_opacus, _ = rdp_analysis.get_privacy_spent(orders=orders, rdp=curve, delta=ledger.delta)
     assert eps_opacus == pytest.approx(eps, rel=1e-9)

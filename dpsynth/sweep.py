@@ -1,0 +1,365 @@
+"""Sweeps: train and evaluate generators over a grid of epsilons and seeds, resumably.
+
+A sweep config (YAML; unknown keys are rejected) looks like::
+
+    description: dp-gan vs independent on ACTG 175
+    data: actg175                 # embedded name or a file (then give schema:)
+    epsilons: [0.5, 1, 2, 4, 8, inf]   # inf = Budget.non_private_reference(), the named reference
+    seeds: [0, 1, 2]              # training seeds; the split is the same for every cell
+    privacy: {delta: null, accountant: rdp, preprocessing_share: 0.05}
+    split: {seed: 0, holdout: 0.2, test: 0.2}
+    n_synthetic: null             # rows sampled per cell (default: the training split's size)
+    rebalance: [race, gender]     # also evaluate a --balance'd release of each model (optional)
+    audit: {canaries: 1000, method: auto}   # empirical epsilon lower bound per cell (optional)
+    evaluation: {...}             # evaluation config sections (as in configs/evaluation_thresholds.yaml)
+    generators:
+      - {name: dp-gan, params: {epochs: 100}}
+      - {name: dp-gan, label: dp-gan-fair, params: {clipping: group, balanced_sampling: true}}
+      - {name: independent}
+
+Each cell (generator x epsilon x seed) is a directory ``cells/LABEL/eps=E/seed=S/`` holding the
+run (weights, ledger, privacy card), its evaluation report(s) and ``cell.json``, written
+atomically last. A rerun skips every cell whose ``cell.json`` exists: nothing is retrained,
+no ledger is charged again (each run has its own ledger). A directory without ``cell.json``
+(a killed run) is removed and recomputed. A generator that has no non-private reference is
+skipped at epsilon=inf with a message saying so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from dpsynth.config import RunConfig, build_generator, config_from_dict
+from dpsynth.data.splits import SplitSpec
+from dpsynth.errors import ConfigError, DpsynthError
+from dpsynth.privacy.budget import Budget
+
+DEFAULT_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
+_TOP_KEYS = {"description", "data", "schema", "epsilons", "seeds", "privacy", "split", "threads", "n_synthetic",
+             "rebalance", "audit", "evaluation", "generators", "out"}
+_GEN_KEYS = {"name", "label", "params"}
+_AUDIT_KEYS = {"canaries", "method", "confidence"}
+_PRIVACY_KEYS = {"delta", "accountant", "preprocessing_share", "secure_mode"}
+
+
+@dataclass(frozen=True)
+class SweepGenerator:
+    label: str
+    name: str
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    data: str
+    generators: tuple[SweepGenerator, ...]
+    epsilons: tuple[float, ...] = DEFAULT_EPSILONS
+    seeds: tuple[int, ...] = (0,)
+    schema: str | None = None
+    privacy: dict = field(default_factory=dict)
+    split: SplitSpec = field(default_factory=SplitSpec)
+    threads: int = 1
+    n_synthetic: int | None = None
+    rebalance: tuple[str, ...] = ()
+    audit: dict | None = None
+    evaluation: dict = field(default_factory=dict)
+    description: str = ""
+    out: str | None = None
+    name: str = "sweep"
+
+    def run_config(self, gen: SweepGenerator, epsilon: float, seed: int) -> RunConfig:
+        privacy = {**self.privacy, "epsilon": epsilon}
+        return config_from_dict({"generator": gen.name, "seed": seed, "privacy": privacy, "split": self.split.to_dict(),
+                                 "params": gen.params, "threads": self.threads}, source="sweep cell")
+
+    def budget(self, epsilon: float) -> Budget:
+        if math.isinf(epsilon):
+            return Budget.non_private_reference()
+        return self.run_config(self.generators[0], epsilon, 0).privacy.budget()
+
+    def fingerprint(self, gen: SweepGenerator, epsilon: float, seed: int) -> str:
+        """What makes a cell the same cell: a rerun with other settings must not reuse it."""
+        payload = {"data": self.data, "schema": self.schema, "generator": gen.name, "params": gen.params,
+                   "epsilon": _eps_text(epsilon), "seed": seed, "privacy": self.privacy, "split": self.split.to_dict(),
+                   "n_synthetic": self.n_synthetic, "rebalance": list(self.rebalance), "audit": self.audit,
+                   "evaluation": self.evaluation}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {"description": self.description, "data": self.data, "schema": self.schema,
+                "epsilons": [_eps_text(e) for e in self.epsilons], "seeds": list(self.seeds), "privacy": self.privacy,
+                "split": self.split.to_dict(), "threads": self.threads, "n_synthetic": self.n_synthetic,
+                "rebalance": list(self.rebalance) or None, "audit": self.audit, "evaluation": self.evaluation,
+                "generators": [{"name": g.name, "label": g.label, "params": g.params} for g in self.generators]}
+
+
+def _eps_text(eps: float) -> str:
+    return "inf" if math.isinf(eps) else f"{eps:g}"
+
+
+def _parse_epsilon(value, source: str) -> float:
+    if isinstance(value, str) and value.strip().lower() in ("inf", "infinity", "non-private"):
+        return math.inf
+    try:
+        eps = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: epsilon {value!r} is not a number or 'inf'") from None
+    if not eps > 0:
+        raise ConfigError(f"{source}: epsilon must be > 0 (or 'inf' for the non-private reference), got {value}")
+    return eps
+
+
+def sweep_config_from_dict(raw: dict, *, source: str = "sweep config", name: str = "sweep") -> SweepConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
+    if not raw.get("data"):
+        raise ConfigError(f"{source}: 'data' (embedded name or file) is required")
+    gens_raw = raw.get("generators")
+    if not isinstance(gens_raw, list) or not gens_raw:
+        raise ConfigError(f"{source}: 'generators' must be a non-empty list")
+    gens = []
+    for i, g in enumerate(gens_raw):
+        g = {"name": g} if isinstance(g, str) else g
+        if not isinstance(g, dict) or "name" not in g:
+            raise ConfigError(f"{source}: generator #{i} needs a 'name'")
+        bad = set(g) - _GEN_KEYS
+        if bad:
+            raise ConfigError(f"{source}: generator #{i}: unknown key(s) {sorted(bad)}; allowed: {sorted(_GEN_KEYS)}")
+        params = g.get("params") or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{source}: generator #{i}: 'params' must be a mapping")
+        build_generator(str(g["name"]), params)  # unknown generator / parameter: fail before any work
+        label = str(g.get("label") or g["name"])
+        if "/" in label or label.startswith("."):
+            raise ConfigError(f"{source}: generator label '{label}' must not contain '/' or start with '.'")
+        gens.append(SweepGenerator(label=label, name=str(g["name"]), params=params))
+    labels = [g.label for g in gens]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{source}: generator labels must be unique (give 'label:' to repeated generators), "
+                          f"got {labels}")
+    eps_raw = raw.get("epsilons", [_eps_text(e) for e in DEFAULT_EPSILONS])
+    if not isinstance(eps_raw, list) or not eps_raw:
+        raise ConfigError(f"{source}: 'epsilons' must be a non-empty list")
+    epsilons = tuple(sorted({_parse_epsilon(e, source) for e in eps_raw}))
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"{source}: 'seeds' must be a non-empty list of integers")
+    privacy = raw.get("privacy") or {}
+    if not isinstance(privacy, dict) or set(privacy) - _PRIVACY_KEYS:
+        raise ConfigError(f"{source}: 'privacy' takes {sorted(_PRIVACY_KEYS)} (epsilon comes from 'epsilons')")
+    split = raw.get("split") or {}
+    audit = raw.get("audit")
+    if audit is not None and (not isinstance(audit, dict) or set(audit) - _AUDIT_KEYS):
+        raise ConfigError(f"{source}: 'audit' must be a mapping with keys from {sorted(_AUDIT_KEYS)}")
+    rebalance = raw.get("rebalance") or ()
+    if isinstance(rebalance, str):
+        rebalance = [c.strip() for c in rebalance.split(",") if c.strip()]
+    evaluation = raw.get("evaluation") or {}
+    if not isinstance(evaluation, dict):
+        raise ConfigError(f"{source}: 'evaluation' must be a mapping of evaluation config sections")
+    from dpsynth.metrics.suite import merge_config
+
+    merge_config(evaluation)  # unknown sections / keys: fail before any work
+    try:
+        config = SweepConfig(
+            data=str(raw["data"]), generators=tuple(gens), epsilons=epsilons, seeds=tuple(seeds),
+            schema=raw.get("schema"), privacy=dict(privacy), split=SplitSpec(**split),
+            threads=int(raw.get("threads", 1)), n_synthetic=raw.get("n_synthetic"), rebalance=tuple(rebalance),
+            audit=dict(audit) if audit is not None else None, evaluation=evaluation,
+            description=str(raw.get("description", "")), out=raw.get("out"), name=name)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    for eps in epsilons:  # refuse a bad delta / accountant before any work
+        if not math.isinf(eps):
+            config.budget(eps)
+    return config
+
+
+def load_sweep_config(path: str | Path) -> SweepConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return sweep_config_from_dict(raw or {}, source=str(path), name=path.stem)
+
+
+# ---- running ------------------------------------------------------------------------------------
+@dataclass
+class SweepResult:
+    out: Path
+    records: list[dict]
+    report_files: dict
+    counts: dict
+    seconds: float
+
+
+def cell_dir(out: Path, gen: SweepGenerator, epsilon: float, seed: int) -> Path:
+    return out / "cells" / gen.label / f"eps={_eps_text(epsilon)}" / f"seed={seed}"
+
+
+def run_sweep(config: SweepConfig, *, out: str | Path | None = None, progress: Callable[[dict], None] | None = None,
+              retry_failed: bool = False) -> SweepResult:
+    """Run every missing cell, then write sweep.json / sweep.md / sweep.html into ``out``."""
+    from dpsynth import api
+    from dpsynth.reports.sweep_report import write_sweep_report
+
+    out = Path(out or config.out or Path("sweeps") / config.name)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    splits, schema = api.resolve_splits(config.data, schema_path=config.schema, split=config.split)
+    cells = [(g, e, s) for g in config.generators for e in config.epsilons for s in config.seeds]
+    emit = progress or (lambda info: None)
+    counts = {"computed": 0, "reused": 0, "skipped": 0, "failed": 0}
+    records, start = [], time.perf_counter()
+    for index, (gen, eps, seed) in enumerate(cells):
+        where = {"event": "cell", "index": index, "cells": len(cells), "label": gen.label,
+                 "epsilon": _eps_text(eps), "seed": seed}
+        record = _finished(cell_dir(out, gen, eps, seed), config.fingerprint(gen, eps, seed), retry_failed)
+        if record is not None:
+            counts["reused"] += 1
+            emit({**where, "status": "reused", "message": record.get("message", "")})
+        else:
+            emit({**where, "status": "running"})
+            record = _run_cell(config, gen, eps, seed, out=out, splits=splits, schema=schema, progress=emit)
+            key = {"ok": "computed", "skipped": "skipped", "failed": "failed"}[record["status"]]
+            counts[key] += 1
+            emit({**where, "status": record["status"], "message": record.get("message", ""),
+                  "seconds": record.get("seconds")})
+        records.append(record)
+    files = write_sweep_report(out, config=config.to_dict(), records=records)
+    return SweepResult(out=out, records=records, report_files=files, counts=counts,
+                       seconds=time.perf_counter() - start)
+
+
+def _finished(cdir: Path, fingerprint: str, retry_failed: bool) -> dict | None:
+    marker = cdir / "cell.json"
+    if not marker.is_file():
+        return None
+    try:
+        record = json.loads(marker.read_text())
+    except ValueError:
+        return None  # unreadable marker: recompute the cell
+    if record.get("fingerprint") != fingerprint:
+        raise DpsynthError(f"{cdir} was computed with other settings than this sweep config; "
+                           "use another --out (or delete the cell)")
+    if record.get("status") == "failed" and retry_failed:
+        return None
+    return record
+
+
+def _write_atomic(path: Path, payload: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh, indent=2, default=_json_default)
+    os.replace(tmp, path)
+
+
+def _json_default(obj):
+    if isinstance(obj, float) and math.isinf(obj):
+        return "inf"
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(type(obj).__name__)
+
+
+def _run_cell(config: SweepConfig, gen: SweepGenerator, eps: float, seed: int, *, out: Path, splits, schema,
+              progress) -> dict:
+    from dpsynth.generators import get_generator_class
+
+    cdir = cell_dir(out, gen, eps, seed)
+    if cdir.exists():
+        shutil.rmtree(cdir)  # leftovers of a killed run: no cell.json, so nothing in it was finished
+    cdir.mkdir(parents=True)
+    record = {"label": gen.label, "generator": gen.name, "params": gen.params, "epsilon": _eps_text(eps),
+              "seed": seed, "fingerprint": config.fingerprint(gen, eps, seed), "non_private": math.isinf(eps)}
+    start = time.perf_counter()
+    cls = get_generator_class(gen.name)
+    if getattr(cls, "modality", "table") != "table":
+        record.update(status="skipped", message=f"generator '{gen.name}' is an image generator; sweeps are tabular")
+    elif math.isinf(eps) and not getattr(cls, "supports_non_private", True):
+        record.update(status="skipped", message=f"generator '{gen.name}' has no non-private reference")
+    else:
+        try:
+            record.update(_train_and_evaluate(config, gen, eps, seed, cdir=cdir, splits=splits, schema=schema,
+                                              progress=progress))
+            record["status"] = "ok"
+        except DpsynthError as exc:
+            message = str(exc).splitlines()[0]
+            if math.isinf(eps) and not (cdir / "run" / "ledger.json").is_file():
+                record.update(status="skipped", message=f"generator '{gen.name}' does not support the non-private "
+                                                        f"reference (epsilon=inf): {message}")
+            else:
+                record.update(status="failed", message=message)
+    record["seconds"] = round(time.perf_counter() - start, 2)
+    _write_atomic(cdir / "cell.json", record)  # last: marks the cell finished
+    return record
+
+
+def _train_and_evaluate(config: SweepConfig, gen: SweepGenerator, eps: float, seed: int, *, cdir: Path, splits,
+                        schema, progress) -> dict:
+    from dpsynth import api
+    from dpsynth.artifacts import load_run
+    from dpsynth.data.table import TableData
+    from dpsynth.privacy.audit import audit_generator
+    from dpsynth.reports.sweep_report import cell_privacy_card, headline_metrics
+
+    run_config = config.run_config(gen, eps, seed)  # epsilon=inf is recorded as such; the budget below decides
+
+    def train_progress(info: dict) -> None:
+        progress({**info, "event": "train", "label": gen.label, "epsilon": _eps_text(eps), "seed": seed,
+                  "spent_epsilon": info.get("epsilon")})
+
+    api.train(data=config.data, out=cdir / "run", config=run_config, schema_path=config.schema,
+              budget=config.budget(eps), progress=train_progress)
+    loaded = load_run(cdir / "run")
+    n_syn = int(config.n_synthetic or len(splits.train))
+    title = f"{gen.label} at epsilon={_eps_text(eps)}, seed {seed}"
+    with api.torch_threads(config.threads):
+        synthetic = loaded.generator.sample(n_syn, rng=np.random.default_rng([seed, 1])).frame
+    ev = api.evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=synthetic,
+                           schema=schema, loaded=loaded, report_dir=cdir / "report", seed=seed, title=title,
+                           config=config.evaluation)
+    out = {"metrics": headline_metrics(ev.results), "privacy_card": cell_privacy_card(loaded.ledger),
+           "n_synthetic": n_syn, "evaluate_seconds": round(ev.seconds, 2)}
+    if config.rebalance:
+        try:
+            with api.torch_threads(config.threads):
+                balanced = api.balanced_sample(loaded, n=n_syn, rng=np.random.default_rng([seed, 2]),
+                                               balance=config.rebalance)
+            bev = api.evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=balanced,
+                                    schema=schema, loaded=loaded, report_dir=cdir / "report_balanced", seed=seed,
+                                    title=f"{title}, balanced on {','.join(config.rebalance)}",
+                                    config=config.evaluation)
+            out["balanced_metrics"] = headline_metrics(bev.results)
+        except DpsynthError as exc:
+            out["balanced_error"] = str(exc).splitlines()[0]
+    if config.audit is not None:
+        audit_cfg = dict(config.audit)
+        generator = build_generator(gen.name, gen.params)
+        with api.torch_threads(config.threads):
+            result = audit_generator(generator, TableData(splits.train, schema), budget=config.budget(eps),
+                                     rng=np.random.default_rng([seed, 3]), canaries=int(audit_cfg.get("canaries", 1000)),
+                                     method=audit_cfg.get("method", "auto"),
+                                     confidence=float(audit_cfg.get("confidence", 0.95)))
+        _write_atomic(cdir / "audit.json", result)
+        out["audit"] = {k: result[k] for k in ("epsilon_lower_bound", "claimed_epsilon", "method", "canaries",
+                                               "guesses", "correct", "confidence", "verdict")}
+    return out
