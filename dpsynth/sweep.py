@@ -43,7 +43,7 @@ import yaml
 
 from dpsynth.config import RunConfig, build_generator, config_from_dict
 from dpsynth.data.splits import SplitSpec
-from dpsynth.errors import ConfigError, DpsynthError
+from dpsynth.errors import ConfigError, DpsynthError, PrivacyError
 from dpsynth.privacy.budget import Budget
 
 DEFAULT_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
@@ -303,7 +303,7 @@ def _run_cell(config: SweepConfig, gen: SweepGenerator, eps: float, seed: int, *
             record["status"] = "ok"
         except DpsynthError as exc:
             message = str(exc).splitlines()[0]
-            if math.isinf(eps) and not (cdir / "run" / "ledger.json").is_file():
+            if math.isinf(eps) and isinstance(exc, PrivacyError) and not (cdir / "run" / "ledger.json").is_file():
                 record.update(status="skipped", message=f"generator '{gen.name}' does not support the non-private "
                                                         f"reference (epsilon=inf): {message}")
             else:

@@ -26,7 +26,8 @@ Fairness-aware training (all off by default; see :mod:`dpsynth.privacy.clipping`
   groups, from DP group counts), noise calibrated to the largest bound (DPSGD-F spirit).
 - ``balanced_sampling=True``: smaller groups get larger Poisson rates (from DP group counts);
   the ledger charges the largest rate (conservative). Fake rows' conditional vectors for the
-  group columns follow the balanced shares during training; sampling uses the DP frequencies.
+  group columns follow the balanced shares during training; sampling undoes the balancing
+  (a row of group g is kept with probability q_min / q_g), so representation stays faithful.
 
 The group sizes are one extra Gaussian histogram, charged to the ledger (the preprocessing
 share is then split between it and the category frequencies). The non-private reference
@@ -67,6 +68,7 @@ from dpsynth.privacy.groups import (
     group_columns_for,
     group_labels,
     group_sample_rates,
+    group_values,
 )
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.mechanisms import noisy_counts, preprocessing_noise_multiplier
@@ -526,7 +528,7 @@ class DPGAN(Generator):
             for name, value in checks.items():
                 mask &= batch[name].map(_key).to_numpy() == _key(value)
             if balance is not None:
-                mask &= self._balance_accept(batch, rng)
+                mask &= self._balance_accept(batch, rng, checks)
             kept.append(batch[mask])
             have += int(mask.sum())
             if have >= n:
@@ -539,14 +541,20 @@ class DPGAN(Generator):
             " the condition is too rare for this model"
         )
 
-    def _balance_accept(self, batch: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    def _balance_accept(self, batch: pd.DataFrame, rng: np.random.Generator, checks: Mapping[str, Any]) -> np.ndarray:
         """Undo balanced training: a model trained on batches where group g is sampled at rate
-        q_g learns p(x) q_g(x) (up to a constant); keeping a row with probability q_min / q_g
-        restores p(x). The rates are post-processing of DP counts."""
+        q_g learns p(x) q_g(x) (up to a constant); keeping a row with probability q_ref / q_g
+        restores p(x), with q_ref the smallest rate among the groups the conditions allow (so
+        rows of a requested group are not thrown away needlessly). The rates are post-processing
+        of DP counts."""
         columns = group_columns_for(self.schema_, self.group_columns)
         codes, _ = group_codes(batch, self.schema_, columns)
         rates = self.balance_rates_
-        return rng.random(len(batch)) < rates.min() / rates[codes]
+        allowed = np.ones(len(rates), dtype=bool)
+        for code, combo in enumerate(group_values(self.schema_, columns)):
+            values = dict(zip(columns, combo))
+            allowed[code] = all(_key(values[c]) == _key(v) for c, v in checks.items() if c in values)
+        return rng.random(len(batch)) < rates[allowed].min() / rates[codes]
 
     def _resolve_conditions(self, conditions: Mapping[str, Any]) -> tuple[dict[int, int], dict[str, Any]]:
         fixed, checks = {}, {}

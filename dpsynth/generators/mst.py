@@ -31,7 +31,8 @@ class MST(GraphicalModelGenerator):
         self.compress = compress
         self.estimator = estimator
 
-    def _run(self, measurer: Measurer, rho: float, progress: Callable[[dict], None] | None) -> Fit:
+    def _run(self, measurer: Measurer, rho: float, progress: Callable[[dict], None] | None, *,
+             target: int | None = None) -> Fit:
         if self.estimator not in ESTIMATORS:
             raise DpsynthError(f"generator 'mst': estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
         return run_mst(measurer, rho=rho, iters=self.pgm_iters, estimator=self.estimator, compress_domain=self.compress,

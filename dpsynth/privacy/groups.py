@@ -36,10 +36,14 @@ def group_columns_for(schema: Schema, columns) -> tuple[str, ...]:
     return names
 
 
+def group_values(schema: Schema, columns: tuple[str, ...]) -> list[tuple]:
+    """The column values of every group id, in id order."""
+    return list(product(*[_categories(schema, c) for c in columns]))
+
+
 def group_labels(schema: Schema, columns: tuple[str, ...]) -> list[str]:
     """One label per group id, e.g. 'race=1 & gender=0'."""
-    cats = [_categories(schema, c) for c in columns]
-    return [" & ".join(f"{c}={v}" for c, v in zip(columns, combo)) for combo in product(*cats)]
+    return [" & ".join(f"{c}={v}" for c, v in zip(columns, combo)) for combo in group_values(schema, columns)]
 
 
 def _categories(schema: Schema, name: str) -> list:
@@ -70,18 +74,28 @@ def dp_group_counts(codes: np.ndarray, size: int, *, ledger: Ledger, noise_multi
                         purpose="group sizes for fairness-aware training", secure=secure)[0]
 
 
-def group_clip_bounds(counts: np.ndarray, *, base: float, power: float = 0.5, max_ratio: float = 4.0) -> np.ndarray:
+def _effective_sizes(counts: np.ndarray, min_share: float) -> np.ndarray:
+    """DP group sizes, with sizes below ``min_share`` of the total raised to that share (an
+    (almost) empty cell must not dictate the bounds or rates of every other group)."""
+    n = np.maximum(np.asarray(counts, dtype=float), 0.0)
+    return np.maximum(n, max(1.0, min_share * n.sum()))
+
+
+def group_clip_bounds(counts: np.ndarray, *, base: float, power: float = 0.5, max_ratio: float = 4.0,
+                      min_share: float = 0.02) -> np.ndarray:
     """C_g = base * min(max_ratio, (n_max / n_g)^power): the largest group keeps ``base``,
     smaller groups get a larger bound (less clipping bias against them)."""
-    n = np.maximum(np.asarray(counts, dtype=float), 1.0)
+    n = _effective_sizes(counts, min_share)
     return base * np.minimum(max_ratio, (n.max() / n) ** power)
 
 
-def group_sample_rates(counts: np.ndarray, *, max_rate: float, power: float = 0.5) -> np.ndarray:
-    """Poisson rate per group, q_g = max_rate * (n_min / n_g)^power over groups with a DP count
-    of at least 1 (smaller groups are sampled more often; no rate exceeds ``max_rate``, which
-    is the rate the ledger charges)."""
-    n = np.maximum(np.asarray(counts, dtype=float), 1.0)
+def group_sample_rates(counts: np.ndarray, *, max_rate: float, power: float = 0.5,
+                       min_share: float = 0.02) -> np.ndarray:
+    """Poisson rate per group, q_g = max_rate * (n_min / n_g)^power: smaller groups are sampled
+    more often, and no rate exceeds ``max_rate`` (the rate the ledger charges). Group sizes
+    below ``min_share`` of the total count as that share, so an (almost) empty cell does not
+    starve every other group."""
+    n = _effective_sizes(counts, min_share)
     return max_rate * (n.min() / n) ** power
 
 

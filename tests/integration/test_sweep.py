@@ -153,3 +153,15 @@ def test_audit_command(swept, tmp_path):
     assert "empirical epsilon lower bound" in result.output and "consistent with the claim" in result.output
     saved = json.loads(out.read_text())
     assert saved["method"] == "white-box" and saved["epsilon_lower_bound"] < saved["claimed_epsilon"]
+
+
+def test_sweep_audit_option(tmp_path):
+    cfg = {"data": "actg175", "epsilons": [1], "seeds": [0], "generators": [{"name": "independent"}],
+           "audit": {"canaries": 100}, "evaluation": {"areas": ["utility"], "utility": {"folds": 2}}}
+    path = tmp_path / "audit.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    result = api.sweep(config=path, out=tmp_path / "out")
+    audit = result.records[0]["audit"]
+    assert audit["method"] == "black-box" and audit["epsilon_lower_bound"] <= audit["claimed_epsilon"]
+    assert (tmp_path / "out" / "cells" / "independent" / "eps=1" / "seed=0" / "audit.json").is_file()
+    assert "Privacy audit" in (tmp_path / "out" / "sweep.html").read_text()

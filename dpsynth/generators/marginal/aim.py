@@ -35,16 +35,29 @@ ALPHA = 0.9  # share of each round's budget spent on measuring (the rest selects
 BYTES_PER_CELL = 8
 
 
-def candidate_weights(d: int, degree: int) -> dict[Clique, float]:
-    """Downward closure of the all-``degree``-way workload, weighted by overlap with it."""
-    workload = list(itertools.combinations(range(d), min(degree, d)))
+def workload(d: int, degree: int, *, target: int | None = None, target_weight: float = 1.0,
+             target_degree: int | None = None) -> dict[Clique, float]:
+    """All ``degree``-way marginals (weight 1), those containing the target weighted
+    ``target_weight``, plus every ``target_degree``-way marginal that contains the target."""
+    out = {s: (target_weight if target is not None and target in s else 1.0)
+           for s in itertools.combinations(range(d), min(degree, d))}
+    if target is not None and target_degree is not None and target_degree > degree:
+        for s in itertools.combinations(range(d), min(target_degree, d)):
+            if target in s:
+                out[s] = target_weight
+    return out
+
+
+def candidate_weights(d: int, degree: int, **workload_options) -> dict[Clique, float]:
+    """Downward closure of the workload, each candidate weighted by its (weighted) overlap with it."""
+    work = workload(d, degree, **workload_options)
     weights: dict[Clique, float] = {}
-    for s in workload:
+    for s in work:
         for k in range(1, len(s) + 1):
             for r in itertools.combinations(s, k):
                 weights[r] = 0.0
     for r in weights:
-        weights[r] = float(sum(len(set(r) & set(s)) for s in workload))
+        weights[r] = float(sum(c * len(set(r) & set(s)) for s, c in work.items()))
     return weights
 
 
@@ -63,12 +76,15 @@ def run_aim(
     final_pgm_iters: int,
     estimator: str,
     progress: Callable[[dict], None] | None = None,
+    target: int | None = None,
+    target_weight: float = 1.0,
+    target_degree: int | None = None,
 ) -> Fit:
     sizes = measurer.sizes
     d = len(sizes)
     rounds = max_rounds if max_rounds is not None else 16 * d
     plan = max(rounds, d)  # T of the paper; the one-way marginals take d / T of the measuring share
-    weights = candidate_weights(d, degree)
+    weights = candidate_weights(d, degree, target=target, target_weight=target_weight, target_degree=target_degree)
     candidates = list(weights)
     sensitivity = max(weights.values())
     cells = {r: math.prod(sizes[a] for a in r) for r in candidates}

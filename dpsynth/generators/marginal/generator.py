@@ -49,7 +49,8 @@ class GraphicalModelGenerator(Generator):
         return {k: getattr(self, k) for k in self._param_names}
 
     # ---- fit ------------------------------------------------------------------------------
-    def _run(self, measurer: Measurer, rho: float, progress: Callable[[dict], None] | None) -> Fit:
+    def _run(self, measurer: Measurer, rho: float, progress: Callable[[dict], None] | None, *,
+             target: int | None = None) -> Fit:
         raise NotImplementedError
 
     def fit(
@@ -76,7 +77,8 @@ class GraphicalModelGenerator(Generator):
         else:
             target = ledger.target_epsilon if ledger.target_epsilon is not None else budget.epsilon
             rho = available_rho(ledger, target)
-        fit = self._run(measurer, rho, progress)
+        target = schema.names.index(schema.target) if schema.target is not None else None
+        fit = self._run(measurer, rho, progress, target=target)
         self.model_, self.discretizer_ = fit.model, discretizer
         self.domain_map_ = fit.domain_map or DomainMap.identity(discretizer.sizes)
         self.schema_, self.ledger_ = schema, ledger

@@ -158,7 +158,9 @@ def test_group_bounds_and_rates_from_counts():
     bounds = group_clip_bounds(counts, base=1.0, power=0.5, max_ratio=4.0)
     assert bounds.tolist() == pytest.approx([1.0, 2.0, 4.0, 4.0])
     rates = group_sample_rates(counts, max_rate=0.1, power=1.0)
-    assert rates.max() == pytest.approx(0.1) and rates[0] == pytest.approx(0.1 / 400)
+    # sizes below 2% of the total (525) count as 10.5: an empty cell does not starve the others
+    assert rates.max() == pytest.approx(0.1) and rates[0] == pytest.approx(0.1 * 10.5 / 400)
+    assert rates[3] == pytest.approx(0.1)
 
 
 # ---- balanced sampling ---------------------------------------------------------------------------
