@@ -66,7 +66,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
     eye = np.eye(len(s1)) * 1e-6  # dead ReLU channels make the covariances singular
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        warnings.filterwarnings("ignore", category=linalg.LinAlgWarning)
         covmean = np.real(linalg.sqrtm((s1 + eye) @ (s2 + eye)))
     value = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
     return max(0.0, value)
@@ -93,7 +93,7 @@ def inception_fid(real_images: np.ndarray, synthetic_images: np.ndarray, *, weig
         model = torch.export.load(str(path)).module()
     else:  # TorchScript, e.g. NVIDIA's inception-2015-12-05.pt (torch.jit is deprecated, still loads)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
             model = torch.jit.load(str(path), map_location="cpu").eval()
 
     def feats(images: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from dpsynth.generators.marginal.structure import from_undirected
 def require_mbi(generator: str):
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # mbi warns at import when JAX runs in float32
+            warnings.filterwarnings("ignore", category=UserWarning)  # mbi warns at import when JAX runs in float32
             import mbi
     except ImportError:
         raise MissingExtraError(
