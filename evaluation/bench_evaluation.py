@@ -3,6 +3,7 @@
     python evaluation/bench_evaluation.py                       # baselines only (copy, independent)
     python evaluation/bench_evaluation.py --synthetic ctgan=out/ctgan.csv --claimed-epsilon ctgan=1.0
     python evaluation/bench_evaluation.py --fast --out evaluation/results/bench   # + JSON and reports
+    python evaluation/bench_evaluation.py --generators aim dp-gan --epsilons 1 8 inf --no-baselines --fast
 
 From Python, :func:`bench` takes ``{name: DataFrame or fit_sample callable}``; a callable
 ``fit_sample(train_frame, rng) -> synthetic_frame`` is fitted on the real train split and is
@@ -76,6 +77,24 @@ def baseline_synthetics(train: pd.DataFrame, rng: np.random.Generator) -> dict[s
     return {"copy": copy_training(train, rng), "independent": independent_marginals(train, rng)}
 
 
+def generator_fit_sample(name: str, eps: str) -> Callable:
+    """A dpsynth generator with its default hyper-parameters at epsilon ``eps`` ('inf' = non-private)."""
+    from dpsynth.data.table import TableData
+    from dpsynth.generators import REGISTRY
+    from dpsynth.privacy.budget import Budget
+
+    def fit_sample(train: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        import torch
+
+        torch.set_num_threads(1)
+        budget = Budget.non_private_reference() if eps == "inf" else Budget(epsilon=float(eps))
+        schema, _ = load_splits("actg175")
+        gen = REGISTRY[name]().fit(TableData(train.reset_index(drop=True), schema), budget=budget, rng=rng)
+        return gen.sample(len(train), rng=rng).frame
+
+    return fit_sample
+
+
 def _cell(value) -> str:
     if value is None:
         return "-"
@@ -133,6 +152,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fast", action="store_true", help="one hyper-parameter per model, 2 shadow runs")
     ap.add_argument("--config", type=Path, help="evaluation YAML (e.g. configs/evaluation_thresholds.yaml)")
     ap.add_argument("--out", type=Path, help="write results JSON and a report per synthetic table here")
+    ap.add_argument("--generators", nargs="*", default=[], help="dpsynth generators to train and evaluate")
+    ap.add_argument("--epsilons", nargs="*", default=["1", "8", "inf"], help="'inf' = the non-private reference")
     args = ap.parse_args(argv)
 
     synthetics: dict[str, pd.DataFrame | Callable] = {}
@@ -145,6 +166,12 @@ def main(argv=None) -> int:
             ap.error(f"--synthetic expects NAME=CSV, got {item!r}")
         synthetics[name] = pd.read_csv(path)
     claimed = {}
+    for name in args.generators:
+        for eps in args.epsilons:
+            key = f"{name}@eps={eps}"
+            synthetics[key] = generator_fit_sample(name, eps)
+            if eps != "inf":
+                claimed[key] = float(eps)
     for item in args.claimed_epsilon:
         name, _, eps = item.partition("=")
         claimed[name] = float(eps)
