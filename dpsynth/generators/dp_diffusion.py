@@ -4,13 +4,16 @@ Model
 -----
 - Rows are encoded by :class:`TableTransformer` on the schema's public bounds: numeric columns
   to [-1, 1]; categorical columns (and the missing-indicator of nullable numerics) as one-hot
-  blocks, mapped to {-1, +1} ("analog bits"). The whole vector follows one Gaussian diffusion
-  (cosine schedule, diffusers' ``DDPMScheduler`` for training noise, ``DDIMScheduler`` for
-  sampling); categoricals are decoded by argmax of their block. This is the simpler
-  alternative to TabDDPM's multinomial diffusion.
-- The denoiser is a residual MLP (:mod:`.tabular_diffusion.denoiser`) with a sinusoidal
-  timestep embedding and a condition vector (one-hot blocks of categorical columns, zero when
-  unknown).
+  blocks mapped to {-1, +1} ("analog bits"). The whole vector follows one Gaussian diffusion
+  (cosine schedule; diffusers' ``DDPMScheduler.add_noise`` for training, ``DDIMScheduler.step``
+  for sampling). Categoricals are treated by Gaussian diffusion on their one-hot block, the
+  simpler alternative to TabDDPM's multinomial diffusion: the network predicts each block's
+  category posterior (softmax, cross-entropy loss; its exact noisy-block likelihood is added to
+  the logits) and the row is decoded by argmax. Numeric coordinates use EDM preconditioning.
+  See :mod:`.tabular_diffusion.process`.
+- The denoiser is a residual MLP (:mod:`.tabular_diffusion.denoiser`, Linear/LayerNorm/SiLU)
+  with a sinusoidal timestep embedding and a condition vector (one-hot blocks of categorical
+  columns, zero when unknown).
 
 Privacy argument
 ----------------
@@ -51,14 +54,15 @@ from dpsynth.generators.base import Generator, ProgressFn, seeded_torch, torch_g
 from dpsynth.generators.registry import register
 from dpsynth.generators.tabular_diffusion.conditioning import ConditionSpace
 from dpsynth.generators.tabular_diffusion.denoiser import MLPDenoiser
+from dpsynth.generators.tabular_diffusion.process import Layout, make_schedules, per_example_loss, sample_rows
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
 from dpsynth.privacy.ledger import Ledger
 
 _PARAMS = (
-    "width", "depth", "time_dim", "num_train_timesteps", "beta_schedule", "sampling_steps", "sampling_eta", "sigma_data",
-    "noise_multiplicity", "cond_rate", "guidance_scale", "batch_size", "epochs", "lr", "max_grad_norm", "ema_decay",
-    "max_physical_batch_size", "sample_chunk",
+    "width", "depth", "time_dim", "num_train_timesteps", "beta_schedule", "sampling_steps", "sampling_eta",
+    "sigma_data", "noise_multiplicity", "cond_rate", "guidance_scale", "batch_size", "epochs", "lr",
+    "max_grad_norm", "ema_decay", "max_physical_batch_size", "sample_chunk",
 )
 
 
@@ -71,20 +75,20 @@ class DPDiffusion(Generator):
     def __init__(
         self,
         *,
-        width: int = 256,
+        width: int = 128,
         depth: int = 2,
         time_dim: int = 64,
         num_train_timesteps: int = 1000,
         beta_schedule: str = "squaredcos_cap_v2",
         sampling_steps: int = 50,
         sampling_eta: float = 0.0,
-        sigma_data: float = 0.5,
-        noise_multiplicity: int = 8,
-        cond_rate: float = 0.3,
+        sigma_data: float = 0.1,
+        noise_multiplicity: int = 16,
+        cond_rate: float = 0.1,
         guidance_scale: float = 1.0,
         batch_size: int = 256,
-        epochs: float = 100.0,
-        lr: float = 1e-3,
+        epochs: float = 50.0,
+        lr: float = 3e-3,
         max_grad_norm: float = 1.0,
         ema_decay: float = 0.99,
         max_physical_batch_size: int = 512,
@@ -114,8 +118,6 @@ class DPDiffusion(Generator):
 
     # ---- building blocks ----------------------------------------------------------------
     def _build(self, schema: Schema) -> None:
-        from dpsynth.generators.tabular_diffusion.process import Layout, make_schedules  # imports diffusers
-
         self.transformer_ = TableTransformer(schema)
         self.cond_ = ConditionSpace(self.transformer_)
         self.schedules_ = make_schedules(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
@@ -130,18 +132,12 @@ class DPDiffusion(Generator):
                            time_dim=self.time_dim)
 
     def _encode(self, frame: pd.DataFrame) -> torch.Tensor:
-        """Numeric spans in [-1, 1]; one-hot blocks mapped to {-1, +1}."""
-        return torch.from_numpy(self.transformer_.encode(frame) * self._scale() + self._shift())
-
-    def _scale(self) -> np.ndarray:
-        scale = np.ones(self.transformer_.dim, dtype=np.float32)
+        """Numeric spans in [-1, 1] (public bounds); one-hot blocks mapped from {0, 1} to {-1, +1}."""
+        x = self.transformer_.encode(frame)
         for s in self.transformer_.spans:
             if s.kind == "softmax":
-                scale[s.start : s.stop] = 2.0
-        return scale
-
-    def _shift(self) -> np.ndarray:
-        return np.where(self._scale() == 2.0, -1.0, 0.0).astype(np.float32)
+                x[:, s.start : s.stop] = 2.0 * x[:, s.start : s.stop] - 1.0
+        return torch.from_numpy(x)
 
     def plan_steps(self, n: int) -> int:
         """epochs x expected batches per epoch: uses only the row count n (public for the privacy unit)."""
@@ -168,6 +164,7 @@ class DPDiffusion(Generator):
         if budget.non_private:
             ledger.record_non_private(purpose="non-private reference: plain (non-DP) training of the denoiser")
             self._train_non_private(model, optimizer, ema, dataset, steps=steps, gen=gen, progress=progress)
+            self.dp_plan_ = None
         else:
             plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps,
                                max_grad_norm=self.max_grad_norm)
@@ -185,10 +182,10 @@ class DPDiffusion(Generator):
         return self
 
     def _loss(self, model, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        from dpsynth.generators.tabular_diffusion.process import per_example_loss
-
         k = self.noise_multiplicity
-        cond = self.cond_.reveal((x0 + 1.0) / 2.0, copies=k, rate=self.cond_rate, gen=gen) if self.cond_rate > 0 else None
+        cond = None
+        if self.cond_rate > 0:
+            cond = self.cond_.reveal((x0 + 1.0) / 2.0, copies=k, rate=self.cond_rate, gen=gen)
         per_example = per_example_loss(model, x0, cond, self.schedules_, self.layout_, copies=k, gen=gen)
         return per_example.sum() / max(1, x0.shape[0])  # mean over the batch (opacus loss_reduction="mean")
 
@@ -237,8 +234,6 @@ class DPDiffusion(Generator):
 
     # ---- sampling -----------------------------------------------------------------------
     def sample(self, n: int, *, conditions: Mapping[str, Any] | None = None, rng: np.random.Generator) -> SyntheticData:
-        from dpsynth.generators.tabular_diffusion.process import sample_rows
-
         self._check_fitted()
         if n <= 0:
             raise DpsynthError(f"number of rows must be > 0, got {n}")
@@ -248,9 +243,9 @@ class DPDiffusion(Generator):
         null = torch.zeros(1, self.cond_.dim) if self.cond_rate > 0 else None
         frames = []
         for start in range(0, n, self.sample_chunk):
-            m = min(self.sample_chunk, n - start)
-            x = sample_rows(self.denoiser_, self.schedules_, self.layout_, n=m, dim=dim, gen=gen, eta=self.sampling_eta, cond=cond if cond is not None else null,
-                            null_cond=null, guidance_scale=self.guidance_scale, known=known, known_mask=mask)
+            x = sample_rows(self.denoiser_, self.schedules_, self.layout_, n=min(self.sample_chunk, n - start), dim=dim,
+                            gen=gen, eta=self.sampling_eta, cond=null if cond is None else cond, null_cond=null,
+                            guidance_scale=self.guidance_scale, known=known, known_mask=mask)
             frames.append(self.transformer_.decode(x.numpy()))
         frame = pd.concat(frames, ignore_index=True)
         info = {"conditions": dict(conditions), "method": "condition vector + inpainting"} if conditions else {}
@@ -269,9 +264,10 @@ class DPDiffusion(Generator):
             col = self.schema_[name]
             span = next(s for s in self.transformer_.spans if s.column == name and s.role == "value")
             if col.is_numeric:
-                v = float(value)
+                v = _as_float(value)
                 if math.isnan(v) or not col.low <= v <= col.high:
-                    raise DpsynthError(f"condition {name}={value!r} is outside the declared domain [{col.low}, {col.high}]")
+                    raise DpsynthError(
+                        f"condition {name}={value!r} is outside the declared domain [{col.low}, {col.high}]")
                 known[span.start] = 2.0 * (v - col.low) / (col.high - col.low) - 1.0
                 mask[span.start] = True
                 if col.nullable:  # a value was requested, so the column is present
@@ -301,3 +297,10 @@ class DPDiffusion(Generator):
         self.denoiser_.load_state_dict({k[len("denoiser."):]: v for k, v in state.items() if k.startswith("denoiser.")})
         self.denoiser_.eval()
         return self
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan

@@ -38,6 +38,8 @@ def main() -> None:
         synth.fit({"train": frame})
     with Timer() as smp:
         syn = synth.sample(num_rows=args.n)
+    if isinstance(syn, dict):  # sdv 2.0 returns {table_name: frame}
+        syn = next(iter(syn.values()))
     write_outputs(args, syn, fit.s, smp.s, "bounds and categories read from the training data (non-private)")
 
 

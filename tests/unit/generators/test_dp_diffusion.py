@@ -45,7 +45,8 @@ def fitted(small):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(DPSGDEngine, "make_private", spy)
-        gen = DPDiffusion(**TINY).fit(TableData(frame, schema), budget=Budget(epsilon=EPS), rng=np.random.default_rng(0))
+        gen = DPDiffusion(**TINY).fit(TableData(frame, schema), budget=Budget(epsilon=EPS),
+                                      rng=np.random.default_rng(0))
     return gen, loaders
 
 
@@ -163,8 +164,8 @@ def test_noise_multiplicity_keeps_one_gradient_per_example():
     from dpsynth.data.transform import Span
 
     spans = (Span("a", "tanh", 0, 1), Span("b", "softmax", 1, 3), Span("c", "tanh", 4, 1))
-    layout, schedules = Layout(spans, sigma_data=0.5), make_schedules(num_train_timesteps=100,
-                                                                      beta_schedule="squaredcos_cap_v2", sampling_steps=5)
+    layout = Layout(spans, sigma_data=0.5)
+    schedules = make_schedules(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", sampling_steps=5)
     torch.manual_seed(0)
     model = MLPDenoiser(data_dim=5, cond_dim=3, width=8, depth=1, time_dim=8)
     plain = MLPDenoiser(data_dim=5, cond_dim=3, width=8, depth=1, time_dim=8)
