@@ -80,7 +80,7 @@ class DPDiffusion(Generator):
         time_dim: int = 64,
         num_train_timesteps: int = 1000,
         beta_schedule: str = "squaredcos_cap_v2",
-        sampling_steps: int = 50,
+        sampling_steps: int = 25,
         sampling_eta: float = 0.0,
         sigma_data: float = 0.15,
         noise_multiplicity: int = 8,
