@@ -74,6 +74,11 @@ def resolve_splits(data: str, *, schema_path=None, split: SplitSpec) -> tuple[Sp
     return split_table(frame, split), schema
 
 
+def run_split(loaded: LoadedRun) -> SplitSpec:
+    """The split a saved run was trained with (recorded in its run.json)."""
+    return SplitSpec(**{k: loaded.run["split"][k] for k in ("seed", "holdout", "test")})
+
+
 # ---- train ------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -234,7 +239,7 @@ def evaluate_image_run(*, run: str | Path, synthetic: str | Path | None = None, 
     from dpsynth.reports.image_report import write_image_report
 
     loaded = load_run(run)
-    split = SplitSpec(**{k: loaded.run["split"][k] for k in ("seed", "holdout", "test")})
+    split = run_split(loaded)
     schema_file = Path(loaded.path) / "schema.yaml"
     splits = resolve_image_splits(loaded.run["data"], schema_path=schema_file, split=split)
     rng = np.random.default_rng(seed)
@@ -333,29 +338,33 @@ def balanced_sample(loaded: LoadedRun, *, n: int, rng: np.random.Generator, bala
     return balanced_frame(loaded.generator, n, cells, rng=rng)
 
 
-def write_frame(frame: pd.DataFrame, out: Path) -> None:
-    """Write one frame to CSV/Parquet through a temporary file renamed into place."""
+@contextmanager
+def _atomic_output(out: Path) -> Iterator[Path]:
+    """A temporary sibling of ``out`` renamed into place on success and removed on any failure,
+    so no partial output file is ever left behind."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        if out.suffix.lower() == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
+        yield tmp
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
+def write_frame(frame: pd.DataFrame, out: Path) -> None:
+    """Write one frame to CSV/Parquet through a temporary file renamed into place."""
+    with _atomic_output(out) as tmp:
+        if out.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+
+
 def write_rows(generator, *, n: int, out: Path, rng: np.random.Generator, conditions=None, chunk_rows: int) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with _atomic_output(out) as tmp:
         if out.suffix.lower() == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -375,10 +384,6 @@ def write_rows(generator, *, n: int, out: Path, rng: np.random.Generator, condit
             for start in range(0, n, chunk_rows):
                 frame = generator.sample(min(chunk_rows, n - start), conditions=conditions, rng=rng).frame
                 frame.to_csv(tmp, mode="w" if start == 0 else "a", header=start == 0, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ---- evaluate ---------------------------------------------------------------------------
@@ -422,7 +427,7 @@ def evaluate_files(
     loaded = load_run(run) if run is not None else None
     if loaded is not None:
         real = real or loaded.run.get("data")
-        split = SplitSpec(**{k: loaded.run["split"][k] for k in ("seed", "holdout", "test")})
+        split = run_split(loaded)
         schema_path = schema_path or (Path(loaded.path) / "schema.yaml")
     if real is None:
         raise DpsynthError("evaluate needs --real (or --run, which records its data)")
@@ -525,7 +530,7 @@ def evaluate_run(*, run: str | Path, synthetic: str | Path | None = None, n: int
     loaded = load_run(run)
     if loaded.generator.modality == "image":
         return evaluate_image_run(run=run, synthetic=synthetic, n=n, seed=seed, report_dir=report_dir)
-    split = SplitSpec(**{k: loaded.run["split"][k] for k in ("seed", "holdout", "test")})
+    split = run_split(loaded)
     data = loaded.run.get("data")
     if data is None:
         raise DpsynthError(f"{run}: run.json does not record its data source")
@@ -592,7 +597,7 @@ def audit(*, run: str | Path, canaries: int = 1000, method: str = "auto", seed: 
     if loaded.run.get("schema_inferred_with_dp"):
         raise DpsynthError(f"{run}: the audit needs a declared schema; this run inferred its schema with DP")
     config = config_from_dict(loaded.config, source=f"{loaded.path}/config.yaml")
-    split = SplitSpec(**{k: loaded.run["split"][k] for k in ("seed", "holdout", "test")})
+    split = run_split(loaded)
     splits, schema = resolve_splits(data, schema_path=Path(loaded.path) / "schema.yaml", split=split)
     generator = build_generator(config.generator, config.params)
     start = time.perf_counter()
