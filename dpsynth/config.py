@@ -115,15 +115,20 @@ def config_from_dict(raw: dict, *, source: str = "config") -> RunConfig:
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def load_config(path: str | Path) -> RunConfig:
+def read_yaml_file(path: str | Path, *, what: str = "config file") -> dict:
+    """A YAML mapping from ``path`` ({} when empty); one-line ConfigError when missing or invalid."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return config_from_dict(raw or {}, source=str(path))
+    return raw or {}
+
+
+def load_config(path: str | Path) -> RunConfig:
+    return config_from_dict(read_yaml_file(path), source=str(path))
 
 
 def build_generator(name: str, params: dict):

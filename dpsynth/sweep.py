@@ -191,14 +191,10 @@ def sweep_config_from_dict(raw: dict, *, source: str = "sweep config", name: str
 
 
 def load_sweep_config(path: str | Path) -> SweepConfig:
+    from dpsynth.config import read_yaml_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return sweep_config_from_dict(raw or {}, source=str(path), name=path.stem)
+    return sweep_config_from_dict(read_yaml_file(path, what="sweep config"), source=str(path), name=path.stem)
 
 
 # ---- running ------------------------------------------------------------------------------------
