@@ -85,8 +85,42 @@ def step_times(params: dict, train, *, repeats: int, rng: np.random.Generator) -
             "dp_over_non_dp": dp / non_dp}
 
 
+HAM = ROOT / ".." / "shared" / "data" / "ham10000"
+
+
+def load_ham10000(folder: Path = HAM, *, seed: int = 0) -> dict:
+    """HAM10000 8x8 grey images with age and sex metadata (schema: evaluation/schemas/
+    ham10000_8x8.yaml), split 60/20/20 by lesion (all images of one lesion in one split).
+    Sex 'unknown' is a missing value."""
+    import pandas as pd
+
+    from dpsynth.data.image_schema import ImageSchema
+    from dpsynth.data.images import ImageData
+
+    schema = ImageSchema.load(ROOT / "evaluation" / "schemas" / "ham10000_8x8.yaml")
+    pixels = pd.read_csv(folder / "hmnist_8_8_L.csv")
+    meta = pd.read_csv(folder / "HAM10000_metadata.csv")
+    if len(pixels) != len(meta):
+        raise SystemExit(f"{folder}: {len(pixels)} images but {len(meta)} metadata rows")
+    images = schema.to_unit(pixels.drop(columns="label").to_numpy().reshape(-1, *schema.shape))
+    labels = pixels["label"].to_numpy().astype(np.int64)
+    frame = pd.DataFrame({"sex": meta["sex"].where(meta["sex"].isin(["female", "male"])),
+                          "age": meta["age"].round().astype("Int64")})
+    frame = schema.metadata_schema.prepare(frame, source=str(folder / "HAM10000_metadata.csv"))
+    lesions = meta["lesion_id"].unique()
+    order = np.random.default_rng(seed).permutation(len(lesions))
+    part = pd.Series(np.digitize(np.arange(len(lesions)), [0.6 * len(lesions), 0.8 * len(lesions)]),
+                     index=lesions[order])
+    which = meta["lesion_id"].map(part).to_numpy()
+    data = ImageData(images, labels, schema, frame, str(folder))
+    return {name: data.subset(np.flatnonzero(which == k)) for k, name in enumerate(("train", "val", "test"))}
+
+
 def run_one(dataset: str, epsilon: float, generator: str, args) -> dict:
-    splits = load_image_splits(Path(args.data_dir) / f"{dataset}.npz")
+    if dataset == "ham10000":
+        splits = load_ham10000()
+    else:
+        splits = load_image_splits(Path(args.data_dir) / f"{dataset}.npz")
     train, holdout, test = splits["train"], splits["val"], splits["test"]
     rng = np.random.default_rng(args.seed)
     if args.quick:
@@ -132,6 +166,10 @@ def summary_line(r: dict) -> str:
             f"  P/R/D/C={prdc['precision']:.2f}/{prdc['recall']:.2f}/{prdc['density']:.2f}/{prdc['coverage']:.2f}"
             f"  MIA dcr/domias={_f(m['image_dcr_attack_auroc']['value'])}/{_f(m['image_domias_attack_auroc']['value'])}"
             f"  wall={r['wall_s']:.0f}s (fit {r['fit_s']:.0f}s)")
+    if "image_worst_group_accuracy_gap" in m:
+        w = m["image_worst_group_accuracy_gap"]
+        line += (f"  worst-group acc gap={w['value']:.3f} [{w['breakdown']['group']}]"
+                 f" (overall {w['breakdown']['overall_gap']:.3f})")
     if "step_time" in r:
         st = r["step_time"]
         line += f"  step DP/nonDP={st['dp_step_s']:.2f}s/{st['non_dp_step_s']:.2f}s={st['dp_over_non_dp']:.2f}x"

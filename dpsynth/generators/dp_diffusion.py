@@ -71,6 +71,9 @@ class DPDiffusion(Generator):
     """Gaussian diffusion on the encoded table; MLP denoiser trained with opacus DP-SGD."""
 
     exact_conditioning = True
+    #: white-box audits may attach a canary hook (dpsynth.privacy.canaries); never saved
+    supports_canary_gradients = True
+    _audit_hook = None
 
     def __init__(
         self,
@@ -158,6 +161,8 @@ class DPDiffusion(Generator):
         gen = torch_generator(rng)
         dataset = TensorDataset(self._encode(frame))
         model = self._new_denoiser()
+        if self._audit_hook is not None:  # white-box audit: the inert canary layer (never saved)
+            model = self._audit_hook.wrap(model)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         ema = [p.detach().clone() for p in model.parameters()]
         steps = self.plan_steps(n)
@@ -212,6 +217,8 @@ class DPDiffusion(Generator):
                     optimizer.zero_grad(set_to_none=True)
                     loss = self._loss(model, x0, gen)
                     loss.backward()
+                    if self._audit_hook is not None:
+                        self._audit_hook.before_dp_step(optimizer, sample_rate=engine.entry.sample_rate)
                     if not engine.step(optimizer):
                         continue
                     self._update_ema(model, ema, engine.steps_taken)
@@ -227,6 +234,8 @@ class DPDiffusion(Generator):
             optimizer.zero_grad(set_to_none=True)
             loss = self._loss(model, x_all[idx], gen)
             loss.backward()
+            if self._audit_hook is not None:
+                self._audit_hook.before_plain_step(batch_size=len(idx), n=len(x_all))
             optimizer.step()
             self._update_ema(model, ema, step + 1)
             if progress is not None:

@@ -15,6 +15,8 @@ reference), ``test`` (real images for downstream accuracy and FID).
   when a local Inception file is given: TorchScript (e.g. NVIDIA's ``inception-2015-12-05.pt``) or a
   ``torch.export`` ``.pt2`` program, called as ``model(uint8 NCHW RGB, return_features=True)`` and
   returning (N, 2048) features; else skipped. (No torchvision here, so no Inception definition.)
+- **Subgroups**: when the test images carry sensitive metadata (sex, age, ... declared in the
+  image schema), the same two CNNs' accuracy and AUROC per subgroup, and the worst-group gap.
 - **PRDC** (Naeem et al. 2020) on the same domain features (the ``prdc`` package).
 - **Membership attacks** on the same features: DCR (closer to a synthetic image = member) and
   DOMIAS (density ratio synthetic / reference, Gaussian KDE after PCA); AUROC, TPR at low FPR.
@@ -35,6 +37,7 @@ from sklearn.neighbors import KernelDensity, NearestNeighbors
 from dpsynth.errors import DataError
 from dpsynth.metrics.attack_scores import summarize_attack
 from dpsynth.metrics.base import MetricResult
+from dpsynth.metrics.groups import attributes, group_masks
 from dpsynth.metrics.manifold import prdc_scores
 from dpsynth.metrics.image_cnn import (SmallCNN, classification_scores, extract_features, predict_proba,
                                        train_cnn)
@@ -48,15 +51,54 @@ def downstream_utility(train, synthetic, test, *, n_classes: int, rng: np.random
     if real_model is None:
         real_model = train_cnn(train.images, train.labels, n_classes=n_classes, rng=rng, epochs=epochs)
     syn_model = train_cnn(synthetic.images, synthetic.labels, n_classes=n_classes, rng=rng, epochs=epochs)
-    real = classification_scores(predict_proba(real_model, test.images), test.labels)
-    syn = classification_scores(predict_proba(syn_model, test.images), test.labels)
+    real_probs, syn_probs = predict_proba(real_model, test.images), predict_proba(syn_model, test.images)
+    real = classification_scores(real_probs, test.labels)
+    syn = classification_scores(syn_probs, test.labels)
     breakdown = {
         "synthetic_accuracy": syn["accuracy"], "synthetic_auroc": syn["auroc"],
         "real_accuracy": real["accuracy"], "real_auroc": real["auroc"],
         "accuracy_ratio": syn["accuracy"] / real["accuracy"] if real["accuracy"] > 0 else math.nan,
         "epochs": epochs, "n_synthetic": len(synthetic.labels), "n_test": len(test.labels),
     }
+    subgroups = subgroup_scores(test, real_probs, syn_probs)
+    if subgroups is not None:
+        breakdown["subgroups"] = subgroups
     return MetricResult("image_downstream_accuracy", syn["accuracy"], "maximize", (0.0, 1.0), breakdown), real_model
+
+
+def subgroup_scores(test, real_probs: np.ndarray, syn_probs: np.ndarray, *, min_size: int = 30) -> list[dict] | None:
+    """Per-subgroup accuracy / AUROC on the real test split of the real-trained and the
+    synthetic-trained CNN, for each sensitive metadata attribute of the test images (numeric
+    ones binned on their public bounds). None when the test images carry no metadata.
+    Groups with fewer than ``min_size`` test images are listed as too small."""
+    meta_schema = test.schema.metadata_schema
+    if getattr(test, "metadata", None) is None or meta_schema is None or not test.schema.sensitive:
+        return None
+    attrs = attributes(meta_schema, columns=test.schema.sensitive)
+    labels = np.asarray(test.labels)
+    out = []
+    for name, (_, mask) in group_masks(test.metadata, meta_schema, attrs, intersections=False).items():
+        n = int(mask.sum())
+        row: dict = {"group": name, "n_test": n}
+        if n < min_size:
+            out.append({**row, "status": "too small"})
+            continue
+        r, s = classification_scores(real_probs[mask], labels[mask]), classification_scores(syn_probs[mask], labels[mask])
+        out.append({**row, "status": "ok", "real_accuracy": r["accuracy"], "synthetic_accuracy": s["accuracy"],
+                    "accuracy_gap": r["accuracy"] - s["accuracy"], "real_auroc": _nan(r["auroc"]),
+                    "synthetic_auroc": _nan(s["auroc"])})
+    return out
+
+
+def worst_group_gap(utility: MetricResult) -> MetricResult | None:
+    """The largest (real - synthetic) accuracy gap over subgroups, next to the overall gap."""
+    groups = [g for g in utility.breakdown.get("subgroups") or [] if g["status"] == "ok"]
+    if not groups:
+        return None
+    worst = max(groups, key=lambda g: g["accuracy_gap"])
+    overall = utility.breakdown["real_accuracy"] - utility.breakdown["synthetic_accuracy"]
+    return MetricResult("image_worst_group_accuracy_gap", worst["accuracy_gap"], "minimize", (-1.0, 1.0),
+                        {"group": worst["group"], "overall_gap": overall, "n_groups": len(groups)})
 
 
 # ---- fidelity -------------------------------------------------------------------------------
@@ -182,6 +224,9 @@ def evaluate_images(train, holdout, test, synthetic, *, classes, rng: np.random.
     results: dict[str, MetricResult] = {}
     utility, extractor = downstream_utility(train, synthetic, test, n_classes=n_classes, rng=rng, epochs=cnn_epochs)
     results[utility.name] = utility
+    worst = worst_group_gap(utility)
+    if worst is not None:
+        results[worst.name] = worst
     f_train, f_hold, f_test, f_syn = (extract_features(extractor, d.images) for d in (train, holdout, test, synthetic))
     results["image_domain_fid"] = domain_fid(f_test, f_syn)
     results["image_prdc_coverage"] = image_prdc(f_test, f_syn, nearest_k=nearest_k)

@@ -1,7 +1,7 @@
 """Canaries for the one-run privacy audit (:mod:`dpsynth.privacy.audit`).
 
 White-box: Dirac gradient canaries (Nasr et al. 2023; Steinke et al. 2023). The audited
-discriminator gets an inert layer of m weights that no real example moves (its input is
+network (dp-gan's discriminator, dp-diffusion's denoiser) gets an inert layer of m weights that no real example moves (its input is
 always zero, so every real per-example gradient on it is exactly 0). Canary i is an extra
 training example whose gradient is ``-C e_i`` (norm C, the current clip bound): inside DP-SGD
 it is Poisson-sampled at the loader's rate, clipped and noised with the real examples, i.e. it
@@ -24,7 +24,9 @@ from dpsynth.data.schema import Schema
 
 
 class _WithCanaryLayer(nn.Module):
-    """The discriminator plus an inert Linear(m, 1) whose input is always zero."""
+    """The audited network (a discriminator or a denoiser) plus an inert Linear(m, 1) whose input
+    is always zero; its output is added to the network's output, broadcast over all but the
+    batch dimension."""
 
     def __init__(self, inner: nn.Module, m: int) -> None:
         super().__init__()
@@ -32,9 +34,10 @@ class _WithCanaryLayer(nn.Module):
         self.canary = nn.Linear(m, 1, bias=False)
         nn.init.zeros_(self.canary.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inert = self.canary(x.new_zeros(x.shape[0], self.canary.in_features)).squeeze(1)
-        return self.inner(x) + inert
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        out = self.inner(x, *args, **kwargs)
+        inert = self.canary(x.new_zeros(x.shape[0], self.canary.in_features))  # [B, 1], exactly zero
+        return out + inert.reshape(x.shape[0], *([1] * (out.dim() - 1)))
 
 
 class DiracCanaries:

@@ -20,6 +20,23 @@ def _rows(results: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _subgroup_rows(results: dict) -> list[tuple[str, ...]]:
+    """(group, n test, real acc, synthetic acc, gap) per subgroup of the real test images."""
+    util = results["metrics"].get("image_downstream_accuracy", {}).get("breakdown", {})
+    rows = []
+    for g in util.get("subgroups") or []:
+        if g["status"] != "ok":
+            rows.append((g["group"], str(g["n_test"]), "-", "-", g["status"]))
+            continue
+        rows.append((g["group"], str(g["n_test"]), f"{g['real_accuracy']:.3f}", f"{g['synthetic_accuracy']:.3f}",
+                     f"{g['accuracy_gap']:.3f}"))
+    return rows
+
+
+_SUBGROUP_HEAD = ("subgroup (real test images)", "n", "accuracy, real-trained CNN", "accuracy, synthetic-trained CNN",
+                  "gap")
+
+
 def write_image_report(out_dir: str | Path, results: dict, *, grids: dict[str, Path], title: str) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -29,6 +46,10 @@ def write_image_report(out_dir: str | Path, results: dict, *, grids: dict[str, P
     md = [f"# {title}", "", f"epsilon {eps} (delta {ledger.get('delta')}, accountant {ledger.get('accountant')})", "",
           "| metric | value | goal |", "|---|---|---|"]
     md += [f"| {a} | {b} | {c} |" for a, b, c in _rows(results)]
+    subgroups = _subgroup_rows(results)
+    if subgroups:
+        md += ["", "## Subgroups", "", "| " + " | ".join(_SUBGROUP_HEAD) + " |", "|---" * len(_SUBGROUP_HEAD) + "|"]
+        md += ["| " + " | ".join(r) + " |" for r in subgroups]
     md += ["", *[f"![{k}]({Path(v).name})" for k, v in grids.items()], ""]
     (out / "report.md").write_text("\n".join(md))
     imgs = "".join(
@@ -37,12 +58,17 @@ def write_image_report(out_dir: str | Path, results: dict, *, grids: dict[str, P
         for k, v in grids.items())
     table = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
                     for a, b, c in _rows(results))
+    sub_html = ""
+    if subgroups:
+        cells = lambda row, tag: "".join(f"<{tag}>{html.escape(x)}</{tag}>" for x in row)  # noqa: E731
+        sub_html = ("<h2>Subgroups</h2><table><tr>" + cells(_SUBGROUP_HEAD, "th") + "</tr>"
+                    + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in subgroups) + "</table>")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;border-bottom:1px solid #ddd}"
             "figure{display:inline-block;margin:1em}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p>epsilon {html.escape(str(eps))}, delta {html.escape(str(ledger.get('delta')))},"
             f" accountant {html.escape(str(ledger.get('accountant')))}</p>"
-            f"<table><tr><th>metric</th><th>value</th><th>goal</th></tr>{table}</table>{imgs}"
+            f"<table><tr><th>metric</th><th>value</th><th>goal</th></tr>{table}</table>{sub_html}{imgs}"
             f"<h2>Privacy ledger</h2><pre>{html.escape(json.dumps(ledger, indent=2))}</pre></body></html>")
     (out / "report.html").write_text(page)
     return {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}

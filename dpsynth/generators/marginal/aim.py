@@ -13,6 +13,13 @@ T rounds and alpha = 0.9:
    - if the model's M_r moved by less than sqrt(2/pi) sigma n_r, anneal: sigma /= 2, epsilon *= 2;
 3. fit the final model with more iterations.
 
+Fairness-aware option (``groups``): before step 1, the joint marginal of the sensitive group
+columns and the target is measured once with ``group_share`` of rho (Gaussian, charged to the
+ledger), and the AIM loop runs on the rest. Every later fit keeps that marginal, so each
+subgroup's size and outcome rate are estimated directly instead of being left to the
+selection. This follows the idea of putting the protected attributes' marginal in the
+measured set (as MST always measures all one-way marginals); it costs only budget share.
+
 Model size: a candidate's junction tree is the current tree augmented with it
 (``structure.augment``); the kept tree is the smaller of that and mbi's greedy tree.
 """
@@ -79,6 +86,8 @@ def run_aim(
     target: int | None = None,
     target_weight: float = 1.0,
     target_degree: int | None = None,
+    groups: tuple[int, ...] = (),
+    group_share: float = 0.0,
 ) -> Fit:
     sizes = measurer.sizes
     d = len(sizes)
@@ -90,6 +99,12 @@ def run_aim(
     cells = {r: math.prod(sizes[a] for a in r) for r in candidates}
     max_cells = max_model_size * 2**20 / BYTES_PER_CELL
 
+    measurements = []
+    if groups:  # fairness-aware: the group x target marginal first, with its own share of rho
+        group_clique = tuple(sorted(set(groups) | ({target} if target is not None else set())))
+        measurements = measurer.measure([group_clique], rho=group_share * rho,
+                                        purpose=f"aim: group marginal {measurer.label(group_clique)} (fairness)")
+        rho = (1.0 - group_share) * rho
     if measurer.non_private:  # exact measurements; a fixed number of greedy rounds
         sigma, epsilon = 1.0, 1.0
     else:
@@ -97,8 +112,8 @@ def run_aim(
         epsilon = math.sqrt(8 * (1 - ALPHA) * rho / plan)
     oneway = [(a,) for a in range(d)]
     rho_used = d / (2 * sigma**2)
-    measurements = measurer.measure(oneway, rho=rho_used, purpose="aim: all one-way marginals")
-    tree = greedy_tree(sizes, oneway)
+    measurements += measurer.measure(oneway, rho=rho_used, purpose="aim: all one-way marginals")
+    tree = greedy_tree(sizes, [m.clique for m in measurements])
     fit = fit_model(tree, measurements, iters=pgm_iters, estimator=estimator)
     answers = {r: measurer.answer(r) for r in candidates}  # PRIVATE: only inside the selection scores
 

@@ -45,6 +45,10 @@ class GraphicalModelGenerator(Generator):
     discretizer_: Discretizer | None = None
     domain_map_: DomainMap | None = None
 
+    def _strata(self) -> list[str]:
+        """Columns whose cells a plain ``sample(n)`` draws in the model's exact proportions."""
+        return []
+
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._param_names}
 
@@ -97,7 +101,12 @@ class GraphicalModelGenerator(Generator):
             if disc.columns[j].column.is_numeric and evidence[j] != disc.columns[j].missing_code:
                 fixed[name] = float(value)
         model_evidence = {j: int(self.domain_map_.maps[j][code]) for j, code in evidence.items()}
-        codes = self.domain_map_.from_model(self.model_.sample(int(n), rng, model_evidence), rng)
+        strata = [disc.index(c) for c in self._strata()]
+        if strata and not evidence:
+            model_codes = self._sample_stratified(int(n), strata, rng)
+        else:
+            model_codes = self.model_.sample(int(n), rng, model_evidence)
+        codes = self.domain_map_.from_model(model_codes, rng)
         for j, code in evidence.items():  # a merged model code stands for several codes: keep the asked one
             codes[:, j] = code
         frame = disc.decode(codes, rng)
@@ -106,6 +115,24 @@ class GraphicalModelGenerator(Generator):
         frame = restore_types(frame, self.schema_)
         info = {"conditions": dict(conditions or {})}
         return SyntheticData(frame=frame, schema=self.schema_, generator=self.name, info=info)
+
+    def _sample_stratified(self, n: int, strata: list[int], rng: np.random.Generator) -> np.ndarray:
+        """n rows whose cells over ``strata`` have counts round(n x model marginal) (largest
+        remainder), each cell drawn from the model conditioned on it; rows shuffled."""
+        strata = sorted(strata)
+        p = self.model_.marginal(tuple(strata))
+        expected = n * p.ravel() / p.sum()
+        counts = np.floor(expected).astype(np.int64)
+        short = n - int(counts.sum())
+        if short > 0:
+            counts[np.argsort(-(expected - counts), kind="stable")[:short]] += 1
+        parts = []
+        for flat in np.flatnonzero(counts):
+            cell = np.unravel_index(flat, p.shape)
+            evidence = {j: int(c) for j, c in zip(strata, cell)}
+            parts.append(np.ascontiguousarray(self.model_.sample(int(counts[flat]), rng, evidence)))
+        rows = np.concatenate(parts, axis=0)
+        return rows[rng.permutation(n)]
 
     # ---- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:

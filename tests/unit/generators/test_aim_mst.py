@@ -152,6 +152,35 @@ def test_sample_types_domain_and_conditions(name, fitted):
             gen.sample(10, conditions=bad, rng=np.random.default_rng(4))
 
 
+def test_aim_group_option_measures_groups_and_releases_model_proportions(train_test):
+    """Fairness-aware aim: the race x gender x target marginal is measured first with its share
+    of the budget (a ledger entry), the total stays at the target, and a plain sample draws the
+    group cells in exactly the model's proportions (largest-remainder counts)."""
+    schema, train, _ = train_test
+    gen = REGISTRY["aim"](group_columns=["race", "gender"], group_share=0.3, max_iterations=20).fit(
+        TableData(train, schema), budget=Budget(epsilon=EPSILON), rng=np.random.default_rng(0))
+    ledger = gen.ledger_
+    assert 0.99 * EPSILON < ledger.epsilon() <= EPSILON
+    first = ledger.entries[0]
+    assert "race" in first.purpose and "gender" in first.purpose and "cens" in first.purpose
+    n = 997
+    syn = gen.sample(n, rng=np.random.default_rng(1)).frame
+    disc = gen.discretizer_
+    cols = sorted(disc.index(c) for c in ("race", "gender"))
+    p = gen.model_.marginal(tuple(cols)).ravel()
+    counts = syn.groupby(["race", "gender"]).size().reindex(
+        [(r, g) for r in (0, 1) for g in (0, 1)], fill_value=0).to_numpy()
+    assert counts.sum() == n and np.all(np.abs(counts - n * p / p.sum()) < 1.0)
+    # shares close to the real ones (they carry only the DP noise of one measurement)
+    real = train.groupby(["race", "gender"]).size().to_numpy() / len(train)
+    assert np.all(np.abs(counts / n - real) < 0.03)
+    cond = gen.sample(50, conditions={"race": 1}, rng=np.random.default_rng(2)).frame
+    assert (cond["race"] == 1).all()
+    with pytest.raises(DpsynthError, match="nosuch"):
+        REGISTRY["aim"](group_columns=["nosuch"]).fit(TableData(train, schema), budget=Budget(epsilon=EPSILON),
+                                                     rng=np.random.default_rng(0))
+
+
 def test_tstr_auroc_beats_independent_marginals(fitted, train_test):
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score

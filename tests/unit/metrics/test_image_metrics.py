@@ -68,3 +68,27 @@ def test_image_grid_png(tmp_path):
     path = save_image_grid(data.images, tmp_path / "grid.png", nrow=5, labels=data.labels)
     with Image.open(path) as im:
         assert im.size == (5 * 10 + 2, 2 * 10 + 2) and im.mode == "L"
+
+
+def test_subgroup_scores_find_the_group_the_synthetic_model_fails():
+    """Test images carry sex metadata; a 'synthetic-trained' model that is right for men and wrong
+    for women shows a large gap for sex=F only; small groups are listed as too small."""
+    import pandas as pd
+
+    from dpsynth.data.schema import Column
+    from dpsynth.metrics.image import subgroup_scores
+
+    schema = ImageSchema(height=8, width=8, channels=1, low=0, high=1, classes=("a", "b"),
+                         metadata=(Column(name="sex", kind="categorical", categories=("F", "M", "X"),
+                                          nullable=True, sensitive=True),))
+    rng = np.random.default_rng(0)
+    n = 200
+    labels = rng.integers(0, 2, n).astype(np.int64)
+    sex = np.array(["F"] * 100 + ["M"] * 90 + ["X"] * 10, dtype=object)
+    test = ImageData(np.zeros((n, 1, 8, 8), np.float32), labels, schema, pd.DataFrame({"sex": sex}))
+    right = np.eye(2)[labels]
+    syn = np.where((sex == "F")[:, None], np.eye(2)[1 - labels], right)
+    groups = {g["group"]: g for g in subgroup_scores(test, right, syn)}
+    assert groups["sex=F"]["accuracy_gap"] == 1.0 and groups["sex=M"]["accuracy_gap"] == 0.0
+    assert groups["sex=X"]["status"] == "too small"
+    assert subgroup_scores(ImageData(test.images, labels, SCHEMA), right, syn) is None

@@ -131,6 +131,23 @@ def test_white_box_non_private_control_is_large_and_dp_stays_below_claim(small):
         assert result["verdict"] == "consistent with the claim"
 
 
+def test_white_box_audit_of_dp_diffusion(small):
+    """The same Dirac canaries inside the tabular denoiser's DP-SGD: the non-private control is
+    caught, DP runs stay below their claim, and the audited model samples like a plain one."""
+    from dpsynth.generators.dp_diffusion import DPDiffusion
+
+    tiny = {"epochs": 4, "batch_size": 64, "width": 32, "depth": 1}
+    control = audit_generator(DPDiffusion(**tiny), small, budget=Budget.non_private_reference(),
+                              rng=np.random.default_rng(0), canaries=500)
+    assert control["method"] == "white-box" and control["generator"] == "dp-diffusion"
+    assert control["epsilon_lower_bound"] > 2.0
+    gen = DPDiffusion(**tiny)
+    result = audit_generator(gen, small, budget=Budget(epsilon=1.0), rng=np.random.default_rng(0), canaries=500)
+    assert result["epsilon_lower_bound"] < 1.0 and result["verdict"] == "consistent with the claim"
+    assert 0.99 < result["claimed_epsilon"] <= 1.0
+    assert gen._audit_hook is None and len(gen.sample(20, rng=np.random.default_rng(1)).frame) == 20
+
+
 def test_white_box_canaries_change_no_privacy_accounting(small):
     """The audit hook adds an inert layer and canary examples; the ledger of the audited run is
     the plain run's ledger, and the inert layer adds exactly 0 to the discriminator."""
