@@ -67,12 +67,7 @@ class IndependentMarginals(Generator):
         if not isinstance(n, (int, np.integer)) or n <= 0:
             raise DpsynthError(f"number of rows must be a positive integer, got {n!r}")
         disc = Discretizer(self.schema_, bins=self.bins)
-        fixed_codes, fixed_values = {}, {}
-        for name, value in (conditions or {}).items():
-            j = disc.index(name)
-            fixed_codes[j] = disc.columns[j].code_of(value)
-            if disc.columns[j].column.is_numeric and fixed_codes[j] != disc.columns[j].missing_code:
-                fixed_values[name] = float(value)
+        fixed_codes, fixed_values = disc.evidence(conditions)
         codes = np.empty((int(n), len(disc.sizes)), dtype=np.int64, order="F")
         for j, probs in enumerate(self.probs_):
             if j in fixed_codes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -152,6 +152,17 @@ class Discretizer:
 
     def decode(self, codes: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
         return pd.DataFrame({c.column.name: c.decode(codes[:, j], rng) for j, c in enumerate(self.columns)}, copy=False)
+
+    def evidence(self, conditions: Mapping[str, Any] | None) -> tuple[dict[int, int], dict[str, float]]:
+        """Conditions {column: value} -> ({column index: code}, {numeric column: the exact value
+        to write back after decoding}); one-line errors for unknown columns or values."""
+        codes, exact = {}, {}
+        for name, value in (conditions or {}).items():
+            j = self.index(name)
+            codes[j] = self.columns[j].code_of(value)
+            if self.columns[j].column.is_numeric and codes[j] != self.columns[j].missing_code:
+                exact[name] = float(value)
+        return codes, exact
 
     def index(self, name: str) -> int:
         try:

@@ -94,12 +94,7 @@ class GraphicalModelGenerator(Generator):
         if not isinstance(n, (int, np.integer)) or n <= 0:
             raise DpsynthError(f"number of rows must be a positive integer, got {n!r}")
         disc = self.discretizer_
-        evidence, fixed = {}, {}
-        for name, value in (conditions or {}).items():
-            j = disc.index(name)
-            evidence[j] = disc.columns[j].code_of(value)
-            if disc.columns[j].column.is_numeric and evidence[j] != disc.columns[j].missing_code:
-                fixed[name] = float(value)
+        evidence, fixed = disc.evidence(conditions)
         model_evidence = {j: int(self.domain_map_.maps[j][code]) for j, code in evidence.items()}
         strata = [disc.index(c) for c in self._strata()]
         if strata and not evidence:
