@@ -336,7 +336,7 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A run from `dpsynth train`.")
 @click.option("--canaries", type=int, default=1000, show_default=True, help="Canaries, each inserted with probability 1/2.")
 @click.option("--method", type=click.Choice(["auto", "white-box", "black-box"]), default="auto", show_default=True,
-              help="white-box: gradient canaries inside DP-SGD (dp-gan); black-box: outlier rows scored on synthetic data.")
+              help="white-box: gradient canaries inside DP-SGD (dp-gan, dp-diffusion); black-box: outlier rows scored on synthetic data.")
 @click.option("--confidence", type=float, default=0.95, show_default=True)
 @click.option("--seed", type=int, default=0)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Result JSON (default RUN_DIR/audit.json).")
