@@ -126,7 +126,7 @@ def run_one(dataset: str, epsilon: float, generator: str, args) -> dict:
     if args.quick:
         train = train.subset(rng.choice(len(train), min(len(train), 256), replace=False))
     cfg = load_config(ROOT / "configs" / f"{generator.replace('-', '_')}_cpu.yaml")
-    params = {**cfg.params, **(QUICK.get(generator, {}) if args.quick else {})}
+    params = {**cfg.params, **(QUICK.get(generator, {}) if args.quick else {}), **json.loads(args.params or "{}")}
     budget = replace(cfg.privacy, epsilon=epsilon).budget()
     out: dict = {"dataset": dataset, "generator": generator, "epsilon_target": epsilon, "n_train": len(train),
                  "quick": args.quick, "params": params}
@@ -186,6 +186,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
     parser.add_argument("--out", default=str(ROOT / "evaluation" / "results" / "images"))
     parser.add_argument("--generators", default="dp-diffusion-image,dp-gan-image")
+    parser.add_argument("--params", help='JSON overrides of the CPU profile, e.g. \'{"guidance_scale": 2}\'')
     parser.add_argument("--runs", default="pneumoniamnist@10,pneumoniamnist@1,breastmnist@10",
                         help="comma-separated dataset@epsilon")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core box)")

@@ -22,8 +22,9 @@ Privacy argument
 - EMA of the weights and DDIM sampling are post-processing. Only the EMA weights are saved.
 
 Differences from DPDM: epsilon-prediction DDPM loss on discrete timesteps (not EDM
-preconditioning), no classifier-free guidance; sampling is exact per class via the class
-embedding. The reference without DP (``Budget.non_private_reference()``) trains the same
+preconditioning). Sampling is exact per class via the class embedding; optional
+classifier-free guidance (``cond_drop`` > 0 trains a null class, ``guidance_scale`` w mixes
+eps_null + w (eps_class - eps_null) at sampling). The reference without DP (``Budget.non_private_reference()``) trains the same
 network with plain Adam on uniformly drawn batches and is recorded as non-private.
 """
 
@@ -50,11 +51,14 @@ from dpsynth.privacy.ledger import Ledger
 _PARAMS = (
     "block_out_channels", "layers_per_block", "norm_num_groups", "num_train_timesteps", "beta_schedule",
     "noise_multiplicity", "batch_size", "epochs", "lr", "max_grad_norm", "ema_decay", "sample_steps", "ddim_eta",
-    "max_physical_batch_size", "sample_batch_size", "device",
+    "max_physical_batch_size", "sample_batch_size", "device", "cond_drop", "guidance_scale",
 )
 
 
-def build_unet(schema: ImageSchema, *, block_out_channels: tuple[int, ...], layers_per_block: int, norm_num_groups: int):
+def build_unet(schema: ImageSchema, *, block_out_channels: tuple[int, ...], layers_per_block: int, norm_num_groups: int,
+               null_class: bool = False):
+    """The UNet; ``null_class`` adds one more class embedding (index n_classes) for
+    classifier-free guidance."""
     from diffusers import UNet2DModel
 
     levels = len(block_out_channels)
@@ -69,7 +73,7 @@ def build_unet(schema: ImageSchema, *, block_out_channels: tuple[int, ...], laye
         sample_size=(schema.height, schema.width), in_channels=schema.channels, out_channels=schema.channels,
         block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
         down_block_types=("DownBlock2D",) * levels, up_block_types=("UpBlock2D",) * levels,
-        add_attention=False, norm_num_groups=norm_num_groups, num_class_embeds=schema.n_classes,
+        add_attention=False, norm_num_groups=norm_num_groups, num_class_embeds=schema.n_classes + (1 if null_class else 0),
     )
 
 
@@ -102,7 +106,19 @@ class DPDiffusionImage(ImageGenerator):
         max_physical_batch_size: int = 32,
         sample_batch_size: int = 256,
         device: str = "auto",
+        cond_drop: float = 0.0,
+        guidance_scale: float = 1.0,
     ) -> None:
+        """cond_drop: chance that a noisy copy's label is replaced by a learned null class during
+        training (classifier-free guidance; drawn from the run's RNG, independent of the data, so
+        it changes nothing in the privacy analysis); guidance_scale: w in eps = eps_null + w
+        (eps_class - eps_null) at sampling (1 = plain class conditioning; needs cond_drop > 0)."""
+        if not 0.0 <= cond_drop < 1.0:
+            raise ConfigError(f"dp-diffusion-image: cond_drop must be in [0, 1), got {cond_drop!r}")
+        if guidance_scale != 1.0 and cond_drop <= 0.0:
+            raise ConfigError("dp-diffusion-image: guidance_scale != 1 needs cond_drop > 0 (a trained null class)")
+        self.cond_drop = cond_drop
+        self.guidance_scale = guidance_scale
         self.block_out_channels = tuple(block_out_channels)
         self.layers_per_block = layers_per_block
         self.norm_num_groups = norm_num_groups
@@ -132,7 +148,7 @@ class DPDiffusionImage(ImageGenerator):
     # ---- building blocks ----------------------------------------------------------------
     def _unet(self, schema: ImageSchema):
         return build_unet(schema, block_out_channels=self.block_out_channels, layers_per_block=self.layers_per_block,
-                          norm_num_groups=self.norm_num_groups)
+                          norm_num_groups=self.norm_num_groups, null_class=self.cond_drop > 0)
 
     def _alphas_cumprod(self) -> torch.Tensor:
         from diffusers import DDPMScheduler
@@ -147,6 +163,9 @@ class DPDiffusionImage(ImageGenerator):
         a = acp[t].view(b, k, 1, 1, 1)
         x_t = a.sqrt() * x0.unsqueeze(1) + (1 - a).sqrt() * eps
         y_k = y.view(b, 1).expand(b, k).contiguous()
+        if self.cond_drop > 0:  # classifier-free guidance: some copies see the null class
+            drop = torch.rand((b, k), generator=gen) < self.cond_drop
+            y_k = torch.where(drop, torch.full_like(y_k, self._null_label), y_k)
         return x_t.to(device), t.to(device), y_k.to(device), eps.to(device)
 
     # ---- training -----------------------------------------------------------------------
@@ -159,6 +178,7 @@ class DPDiffusionImage(ImageGenerator):
         device = self._device()
         ledger = self._make_ledger(budget, n, ledger)
         gen = torch_generator(rng)
+        self._null_label = schema.n_classes  # the extra class embedding when cond_drop > 0
         model = self._unet(schema)
         init_weights(model, gen)  # from the run's generator, not torch's global RNG
         model.to(device).train()
@@ -238,8 +258,15 @@ class DPDiffusionImage(ImageGenerator):
         sched = self._scheduler()
         x = torch.randn((len(labels), *self.schema_.shape), generator=gen).to(device)
         y = labels.to(device)
+        guided = self.cond_drop > 0 and self.guidance_scale != 1.0
+        if guided:
+            y = torch.cat([y, torch.full_like(y, self.schema_.n_classes)])
         for t in sched.timesteps:
-            eps = unet(x, t.to(device), class_labels=y, return_dict=False)[0]
+            if guided:
+                eps_c, eps_u = unet(torch.cat([x, x]), t.to(device), class_labels=y, return_dict=False)[0].chunk(2)
+                eps = eps_u + self.guidance_scale * (eps_c - eps_u)
+            else:
+                eps = unet(x, t.to(device), class_labels=y, return_dict=False)[0]
             x = sched.step(eps, t, x, eta=self.ddim_eta, generator=gen if self.ddim_eta > 0 else None).prev_sample
         return x.float().cpu()
 
