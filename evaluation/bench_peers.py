@@ -15,7 +15,8 @@ every cell.
     python evaluation/bench_peers.py --datasets actg175 --methods dpsynth:aim synthcity:aim --epsilons 1 --seeds 0
     python evaluation/bench_peers.py --quick                  # tiny settings, one seed, eps 1 (smoke test)
 
-Method names: dpsynth:{dp-gan,dp-diffusion,aim,mst,independent}, synthcity:{dpgan,pategan,aim,privbayes},
+Method names: dpsynth:{dp-gan,dp-diffusion,aim,aim-paper,mst,independent} (aim-paper: the paper's
+uniform workload, untuned), synthcity:{dpgan,pategan,aim,privbayes},
 smartnoise:{mst,aim,dpctgan,patectgan}, sdv:{ctgan,gaussiancopula} (non-private, epsilon = inf).
 """
 
@@ -44,7 +45,7 @@ CACHE = RESULTS / "cache"
 VENVS = HERE / ".venvs"
 PEERS = HERE / "peers"
 
-DPSYNTH = ["dp-gan", "dp-diffusion", "aim", "mst", "independent"]
+DPSYNTH = ["dp-gan", "dp-diffusion", "aim", "aim-paper", "mst", "independent"]
 METHODS = ([f"dpsynth:{m}" for m in DPSYNTH] + ["sdv:ctgan", "sdv:gaussiancopula"]
            + [f"synthcity:{m}" for m in ("dpgan", "pategan", "aim", "privbayes")]
            + [f"smartnoise:{m}" for m in ("mst", "aim", "dpctgan", "patectgan")])
