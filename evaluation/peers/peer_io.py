@@ -32,6 +32,17 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+def seed_peer_libraries(seed: int) -> None:
+    """One torch thread, and the GLOBAL numpy / torch seeds: the peer libraries draw from the
+    global RNGs and take no generator argument (dpsynth itself never does this)."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
 def read_inputs(args):
     import pandas as pd
 

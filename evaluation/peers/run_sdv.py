@@ -9,17 +9,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer_io import Timer, parse_args, read_inputs, write_outputs  # noqa: E402
+from peer_io import Timer, parse_args, read_inputs, seed_peer_libraries, write_outputs  # noqa: E402
 
 
 def main() -> None:
     args = parse_args()
-    import numpy as np
-    import torch
-
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
+    seed_peer_libraries(args.seed)
     from sdv.metadata import Metadata
     from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer
 

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer_io import Timer, bin_frame, parse_args, read_inputs, unbin_frame, write_outputs  # noqa: E402
+from peer_io import Timer, bin_frame, parse_args, read_inputs, unbin_frame, seed_peer_libraries, write_outputs  # noqa: E402
 
 BINS = 10
 
@@ -25,11 +25,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     import numpy as np
     import pandas as pd
-    import torch
 
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
+    seed_peer_libraries(args.seed)
     from synthcity.plugins.core.dataloader import GenericDataLoader
 
     frame, spec = read_inputs(args)
