@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer_io import Timer, bin_frame, parse_args, read_inputs, unbin_frame, seed_peer_libraries, write_outputs  # noqa: E402
+from peer_io import Timer, bin_frame, parse_args, read_inputs, seed_peer_libraries, unbin_frame, write_outputs  # noqa: E402
 
 BINS = 10
 
