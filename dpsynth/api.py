@@ -232,7 +232,8 @@ def generate_images(*, loaded: LoadedRun, n: int, out: Path, seed: int, conditio
 
 
 def evaluate_image_run(*, run: str | Path, synthetic: str | Path | None = None, n: int | None = None, seed: int = 0,
-                       report_dir: str | Path | None = None, cnn_epochs: int = 10) -> EvaluationResult:
+                       report_dir: str | Path | None = None, cnn_epochs: int = 10,
+                       cnn_repeats: int = 3) -> EvaluationResult:
     """Image metrics for a trained image run: CNN TSTR vs TRTR, domain FID, PRDC, attacks, grids."""
     from dpsynth.data.images import load_image_source
     from dpsynth.metrics.image import evaluate_images, save_image_grid
@@ -251,7 +252,7 @@ def evaluate_image_run(*, run: str | Path, synthetic: str | Path | None = None, 
     start = time.perf_counter()
     with torch_threads(1):
         metrics = evaluate_images(splits.train, splits.holdout, splits.test, syn, classes=loaded.schema.classes,
-                                  rng=rng, cnn_epochs=cnn_epochs)
+                                  rng=rng, cnn_epochs=cnn_epochs, cnn_repeats=cnn_repeats)
     seconds = time.perf_counter() - start
     results = {"meta": {"modality": "image", "evaluate_seconds": round(seconds, 2), "n_synthetic": len(syn)},
                "metrics": {k: v.to_dict() for k, v in metrics.items()}, "ledger": loaded.ledger.to_dict()}

@@ -45,25 +45,58 @@ from dpsynth.metrics.image_cnn import (SmallCNN, classification_scores, extract_
 
 # ---- utility --------------------------------------------------------------------------------
 def downstream_utility(train, synthetic, test, *, n_classes: int, rng: np.random.Generator, epochs: int = 10,
-                       real_model: SmallCNN | None = None) -> tuple[MetricResult, SmallCNN]:
-    """Train-on-synthetic / test-on-real accuracy and AUROC, beside train-on-real. Returns the
-    result and the real-trained CNN (reused as the domain feature extractor)."""
-    if real_model is None:
-        real_model = train_cnn(train.images, train.labels, n_classes=n_classes, rng=rng, epochs=epochs)
-    syn_model = train_cnn(synthetic.images, synthetic.labels, n_classes=n_classes, rng=rng, epochs=epochs)
-    real_probs, syn_probs = predict_proba(real_model, test.images), predict_proba(syn_model, test.images)
-    real = classification_scores(real_probs, test.labels)
-    syn = classification_scores(syn_probs, test.labels)
+                       repeats: int = 1, real_model: SmallCNN | None = None) -> tuple[MetricResult, SmallCNN]:
+    """Train-on-synthetic / test-on-real accuracy and AUROC, beside train-on-real.
+
+    ``repeats`` CNNs are trained on each side (fresh initialisations and batch orders from
+    ``rng``); the reported scores are their means (per-repeat values and standard deviations in
+    the breakdown): one CNN's accuracy moves by several points between seeds. Returns the result
+    and the first real-trained CNN (reused as the domain feature extractor)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    real_models = [real_model] if real_model is not None else []
+    while len(real_models) < repeats:
+        real_models.append(train_cnn(train.images, train.labels, n_classes=n_classes, rng=rng, epochs=epochs))
+    syn_models = [train_cnn(synthetic.images, synthetic.labels, n_classes=n_classes, rng=rng, epochs=epochs)
+                  for _ in range(repeats)]
+    real_probs = [predict_proba(m, test.images) for m in real_models]
+    syn_probs = [predict_proba(m, test.images) for m in syn_models]
+    real = [classification_scores(p, test.labels) for p in real_probs]
+    syn = [classification_scores(p, test.labels) for p in syn_probs]
+
+    def mean(scores, key):
+        return float(np.mean([s[key] for s in scores]))
+
     breakdown = {
-        "synthetic_accuracy": syn["accuracy"], "synthetic_auroc": syn["auroc"],
-        "real_accuracy": real["accuracy"], "real_auroc": real["auroc"],
-        "accuracy_ratio": syn["accuracy"] / real["accuracy"] if real["accuracy"] > 0 else math.nan,
-        "epochs": epochs, "n_synthetic": len(synthetic.labels), "n_test": len(test.labels),
+        "synthetic_accuracy": mean(syn, "accuracy"), "synthetic_auroc": mean(syn, "auroc"),
+        "real_accuracy": mean(real, "accuracy"), "real_auroc": mean(real, "auroc"),
+        "epochs": epochs, "repeats": repeats, "n_synthetic": len(synthetic.labels), "n_test": len(test.labels),
     }
-    subgroups = subgroup_scores(test, real_probs, syn_probs)
-    if subgroups is not None:
-        breakdown["subgroups"] = subgroups
-    return MetricResult("image_downstream_accuracy", syn["accuracy"], "maximize", (0.0, 1.0), breakdown), real_model
+    breakdown["accuracy_ratio"] = (breakdown["synthetic_accuracy"] / breakdown["real_accuracy"]
+                                   if breakdown["real_accuracy"] > 0 else math.nan)
+    if repeats > 1:
+        for side, scores in (("synthetic", syn), ("real", real)):
+            for key in ("accuracy", "auroc"):
+                values = [s[key] for s in scores]
+                breakdown[f"{side}_{key}_repeats"] = values
+                breakdown[f"{side}_{key}_std"] = float(np.std(values))
+    per_repeat = [subgroup_scores(test, r, s) for r, s in zip(real_probs, syn_probs)]
+    if per_repeat[0] is not None:
+        breakdown["subgroups"] = _mean_subgroups(per_repeat)
+    return (MetricResult("image_downstream_accuracy", breakdown["synthetic_accuracy"], "maximize", (0.0, 1.0), breakdown),
+            real_models[0])
+
+
+def _mean_subgroups(per_repeat: list[list[dict]]) -> list[dict]:
+    """Average the numeric scores of each subgroup row over the CNN repeats."""
+    out = []
+    for rows in zip(*per_repeat):
+        row = dict(rows[0])
+        if row["status"] == "ok":
+            for key in ("real_accuracy", "synthetic_accuracy", "accuracy_gap", "real_auroc", "synthetic_auroc"):
+                row[key] = float(np.mean([r[key] for r in rows]))
+        out.append(row)
+    return out
 
 
 def subgroup_scores(test, real_probs: np.ndarray, syn_probs: np.ndarray, *, min_size: int = 30) -> list[dict] | None:
@@ -218,11 +251,12 @@ def _nan(value) -> float:
 
 # ---- everything at once -----------------------------------------------------------------------
 def evaluate_images(train, holdout, test, synthetic, *, classes, rng: np.random.Generator, cnn_epochs: int = 10,
-                    inception_weights: str | Path | None = None, nearest_k: int = 5) -> dict[str, MetricResult]:
+                    cnn_repeats: int = 1, inception_weights: str | Path | None = None, nearest_k: int = 5) -> dict[str, MetricResult]:
     """All image metrics with one real-trained CNN (classifier baseline and feature extractor)."""
     n_classes = len(classes)
     results: dict[str, MetricResult] = {}
-    utility, extractor = downstream_utility(train, synthetic, test, n_classes=n_classes, rng=rng, epochs=cnn_epochs)
+    utility, extractor = downstream_utility(train, synthetic, test, n_classes=n_classes, rng=rng, epochs=cnn_epochs,
+                                            repeats=cnn_repeats)
     results[utility.name] = utility
     worst = worst_group_gap(utility)
     if worst is not None:

@@ -33,6 +33,22 @@ def _subgroup_rows(results: dict) -> list[tuple[str, ...]]:
     return rows
 
 
+def _downstream_line(results: dict) -> str:
+    """One sentence: synthetic- vs real-trained CNN accuracy and AUROC (mean +/- std over repeats)."""
+    util = results["metrics"].get("image_downstream_accuracy", {}).get("breakdown", {})
+    if not util:
+        return ""
+
+    def score(side: str, key: str) -> str:
+        std = util.get(f"{side}_{key}_std")
+        return f"{util[f'{side}_{key}']:.3f}" + (f" +/- {std:.3f}" if std is not None else "")
+
+    return (f"Downstream CNN on the real test split (mean of {util.get('repeats', 1)} CNN(s) per side):"
+            f" trained on synthetic images accuracy {score('synthetic', 'accuracy')}, AUROC {score('synthetic', 'auroc')};"
+            f" trained on real images accuracy {score('real', 'accuracy')}, AUROC {score('real', 'auroc')};"
+            f" accuracy ratio {util['accuracy_ratio']:.3f}.")
+
+
 _SUBGROUP_HEAD = ("subgroup (real test images)", "n", "accuracy, real-trained CNN", "accuracy, synthetic-trained CNN",
                   "gap")
 
@@ -44,7 +60,7 @@ def write_image_report(out_dir: str | Path, results: dict, *, grids: dict[str, P
     ledger = results.get("ledger", {})
     eps = ledger.get("epsilon")
     md = [f"# {title}", "", f"epsilon {eps} (delta {ledger.get('delta')}, accountant {ledger.get('accountant')})", "",
-          "| metric | value | goal |", "|---|---|---|"]
+          _downstream_line(results), "", "| metric | value | goal |", "|---|---|---|"]
     md += [f"| {a} | {b} | {c} |" for a, b, c in _rows(results)]
     subgroups = _subgroup_rows(results)
     if subgroups:
@@ -67,7 +83,7 @@ def write_image_report(out_dir: str | Path, results: dict, *, grids: dict[str, P
             "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;border-bottom:1px solid #ddd}"
             "figure{display:inline-block;margin:1em}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p>epsilon {html.escape(str(eps))}, delta {html.escape(str(ledger.get('delta')))},"
-            f" accountant {html.escape(str(ledger.get('accountant')))}</p>"
+            f" accountant {html.escape(str(ledger.get('accountant')))}</p><p>{html.escape(_downstream_line(results))}</p>"
             f"<table><tr><th>metric</th><th>value</th><th>goal</th></tr>{table}</table>{sub_html}{imgs}"
             f"<h2>Privacy ledger</h2><pre>{html.escape(json.dumps(ledger, indent=2))}</pre></body></html>")
     (out / "report.html").write_text(page)

@@ -1,5 +1,7 @@
 """The CLI end to end on images: train, generate (.npz and PNG folder, conditional), evaluate."""
 
+import json
+
 import numpy as np
 from click.testing import CliRunner
 
@@ -35,3 +37,8 @@ def test_image_cli_end_to_end(tmp_path):
     assert "image_domain_fid" in out and "image_dcr_attack_auroc" in out
     for name in ("report.json", "report.md", "report.html", "synthetic_grid.png"):
         assert (tmp_path / "run" / "report" / name).is_file()
+    report = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
+    util = report["metrics"]["image_downstream_accuracy"]["breakdown"]
+    assert util["repeats"] == 3 and len(util["synthetic_accuracy_repeats"]) == 3
+    assert "Downstream CNN on the real test split (mean of 3 CNN(s) per side)" in (
+        tmp_path / "run" / "report" / "report.md").read_text()

@@ -6,7 +6,7 @@ import torch
 
 from dpsynth.data.image_schema import ImageSchema
 from dpsynth.data.images import ImageData
-from dpsynth.metrics.image import evaluate_images, frechet_distance, inception_fid, save_image_grid
+from dpsynth.metrics.image import downstream_utility, evaluate_images, frechet_distance, inception_fid, save_image_grid
 
 torch.set_num_threads(1)
 SCHEMA = ImageSchema(height=8, width=8, channels=1, low=0, high=1, classes=("a", "b"))
@@ -38,6 +38,21 @@ def test_evaluate_images_separates_good_from_bad_synthetic():
     for name in ("image_dcr_attack_auroc", "image_domias_attack_auroc"):
         assert 0.0 <= res_good[name].value <= 1.0 and res_good[name].target == 0.5
     assert "image_inception_fid" not in res_good  # skipped without a weights file
+
+
+def test_downstream_utility_repeats_report_the_mean_of_independent_cnns():
+    train, test = _images(120, 0), _images(60, 2)
+    noisy = _images(120, 5, shift=0.4)  # a shifted synthetic set: CNN seeds disagree on it
+    one, _ = downstream_utility(train, noisy, test, n_classes=2, rng=np.random.default_rng(0), epochs=2)
+    three, _ = downstream_utility(train, noisy, test, n_classes=2, rng=np.random.default_rng(0), epochs=2, repeats=3)
+    b = three.breakdown
+    assert b["repeats"] == 3 and len(b["synthetic_accuracy_repeats"]) == 3 and len(b["real_auroc_repeats"]) == 3
+    assert three.value == pytest.approx(np.mean(b["synthetic_accuracy_repeats"]))
+    assert b["real_accuracy"] == pytest.approx(np.mean(b["real_accuracy_repeats"]))
+    assert b["synthetic_accuracy_std"] == pytest.approx(np.std(b["synthetic_accuracy_repeats"]))
+    assert "synthetic_accuracy_repeats" not in one.breakdown and one.breakdown["repeats"] == 1
+    with pytest.raises(ValueError, match="repeats"):
+        downstream_utility(train, noisy, test, n_classes=2, rng=np.random.default_rng(0), repeats=0)
 
 
 def test_frechet_distance_zero_for_identical_sets():
