@@ -156,7 +156,7 @@ def run_one(dataset: str, epsilon: float, generator: str, args) -> dict:
     out["eval_s"] = time.perf_counter() - start
     out["metrics"] = {k: v.to_dict() for k, v in results.items()}
     out["wall_s"] = out["fit_s"] + out["sample_s"] + out["eval_s"]
-    grid = Path(args.out) / f"{dataset}_eps{epsilon:g}_{generator}{'_quick' if args.quick else ''}.png"
+    grid = Path(args.out) / f"{dataset}_eps{epsilon:g}_{generator}_seed{args.seed}{'_quick' if args.quick else ''}.png"
     save_image_grid(syn.to_image_data().images, grid, labels=syn.labels, nrow=10)
     out["grid"] = str(grid)
     return out
@@ -216,7 +216,8 @@ def main(argv=None) -> int:
             r = run_one(dataset, float(eps), generator, args)
             print(summary_line(r), flush=True)
             results.append(r)
-    name = "bench_images_quick.json" if args.quick else "bench_images.json"
+    tag = f"{args.runs}_{args.generators}_seed{args.seed}".replace(",", "+").replace("@", "_eps")
+    name = f"bench_images_{tag}{'_quick' if args.quick else ''}.json"  # parallel runs do not overwrite each other
     (Path(args.out) / name).write_text(json.dumps(results, indent=2, default=str))
     print(f"wrote {Path(args.out) / name}")
     return 0
