@@ -9,7 +9,10 @@ chosen generator's CPU config (configs/<generator>_cpu.yaml). For each run it pr
 accuracy of a CNN trained on synthetic images / the same CNN trained on real ones (both tested
 on the real test split), the domain FID, PRDC, the membership-attack AUROCs, wall times, and for
 dp-diffusion-image the UNet's DP step time / non-DP step time measured in the same process on
-the same physical batch. Results go to ``--out`` as JSON plus one image grid per run.
+the same physical batch. The downstream scores are means over ``--cnn-repeats`` CNNs per side
+(default 3; one CNN's accuracy moves by several points between its own seeds). Results go to
+``--out`` as JSON (named after the runs, generators and seed) plus one image grid per run;
+``--save-weights`` also writes each fitted generator's weights (safetensors).
 Real data is read from ``../shared/data/medmnist`` beside the repo (never committed).
 """
 
