@@ -252,7 +252,8 @@ def _nan(value) -> float:
 # ---- everything at once -----------------------------------------------------------------------
 def evaluate_images(train, holdout, test, synthetic, *, classes, rng: np.random.Generator, cnn_epochs: int = 10,
                     cnn_repeats: int = 1, inception_weights: str | Path | None = None, nearest_k: int = 5) -> dict[str, MetricResult]:
-    """All image metrics with one real-trained CNN (classifier baseline and feature extractor)."""
+    """All image metrics; the first real-trained CNN of the downstream comparison is also the
+    domain feature extractor (FID, PRDC, attacks)."""
     n_classes = len(classes)
     results: dict[str, MetricResult] = {}
     utility, extractor = downstream_utility(train, synthetic, test, n_classes=n_classes, rng=rng, epochs=cnn_epochs,
