@@ -88,6 +88,7 @@ class TrainResult:
     schema: Schema
     splits: Splits
     fit_seconds: float
+    engine: str = "numpy"  # duckdb / spark: the table stayed on disk, splits holds sizes only
 
 
 def train(
@@ -100,11 +101,13 @@ def train(
     overwrite: bool = False,
     progress: Callable[[dict], None] | None = None,
     budget: Budget | None = None,
+    engine: str | None = None,
 ) -> TrainResult:
     """Train a DP generator on ``data`` and save it to ``out`` (atomically).
 
     ``budget`` overrides ``config.privacy`` (the sweep passes ``Budget.non_private_reference()``
-    for its explicitly named epsilon=inf reference cells)."""
+    for its explicitly named epsilon=inf reference cells). ``engine`` (auto, numpy, duckdb,
+    spark): where the marginal generators count; see :mod:`dpsynth.scale.train`."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DpsynthError(f"run directory {out} exists and is not empty (use --overwrite)")
@@ -118,6 +121,13 @@ def train(
     if image_data:
         return _train_images(data=data, out=out, config=config, generator=generator, budget=budget, rng=rng,
                              schema_path=schema_path, overwrite=overwrite, progress=progress)
+    from dpsynth.scale.train import resolve_engine
+
+    engine = resolve_engine(engine, data=data, generator=config.generator, schema_path=schema_path,
+                            infer_schema=infer_schema)
+    if engine != "numpy":
+        return _train_streaming(data=data, out=out, config=config, generator=generator, budget=budget, rng=rng,
+                                schema_path=schema_path, overwrite=overwrite, progress=progress, engine=engine)
     if infer_schema:
         from dpsynth.data.infer import infer_schema_dp
 
@@ -152,6 +162,25 @@ def train(
              secure_mode=budget.secure_mode, overwrite=overwrite)
     return TrainResult(run_dir=out, generator=generator, ledger=ledger, schema=schema, splits=splits,
                        fit_seconds=fit_seconds)
+
+
+def _train_streaming(*, data, out, config, generator, budget, rng, schema_path, overwrite, progress,
+                     engine) -> TrainResult:
+    """A marginal generator fitted on a file counted by DuckDB/Spark (never loaded into pandas)."""
+    from dpsynth.scale.train import fit_streaming
+
+    done = fit_streaming(data=data, schema_path=schema_path, engine=engine, generator=generator, budget=budget,
+                         rng=rng, split=config.split, progress=progress)
+    ledger = generator.ledger_
+    if not budget.non_private and ledger.epsilon() > budget.epsilon * (1 + 1e-9):
+        raise PrivacyError(f"internal error: spent epsilon {ledger.epsilon():.4f} exceeds target {budget.epsilon}")
+    run = {"data": str(Path(data).resolve()), "split": done.splits.to_dict(), "n_train": len(done.splits.train),
+           "fit_seconds": round(done.fit_seconds, 3), "schema_inferred_with_dp": False, "dp_plan": None,
+           "engine": engine}
+    save_run(out, generator=generator, schema=done.schema, ledger=ledger, config=config.to_dict(), run=run,
+             secure_mode=budget.secure_mode, overwrite=overwrite)
+    return TrainResult(run_dir=out, generator=generator, ledger=ledger, schema=done.schema, splits=done.splits,
+                       fit_seconds=done.fit_seconds, engine=engine)
 
 
 # ---- images -----------------------------------------------------------------------------

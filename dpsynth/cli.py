@@ -14,8 +14,23 @@ from pathlib import Path
 
 import click
 
-from dpsynth import api
 from dpsynth.errors import DpsynthError
+
+
+class _LazyModule:
+    """``dpsynth.api`` imported on first use, inside a command: ``dpsynth --help`` and
+    ``import dpsynth.cli`` stay free of torch, opacus, mbi and the metrics stack."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+api = _LazyModule("dpsynth.api")
 
 
 def _friendly(fn):
@@ -140,13 +155,13 @@ class _Progress:
 
 
 def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite):
+           threads, out, overwrite, engine=None):
     config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta, accountant=accountant,
                              secure_mode=secure_mode, seed=seed, threads=threads)
     progress = _Progress()
     try:
         result = api.train(data=data, out=out, config=config, schema_path=schema_path, infer_schema=infer_schema,
-                           overwrite=overwrite, progress=progress)
+                           overwrite=overwrite, progress=progress, engine=engine)
     finally:
         progress.close()
     click.echo(f"trained {config.generator} on {len(result.splits.train)} rows in {result.fit_seconds:.1f}s -> {out}")
@@ -159,9 +174,12 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
 @_training_options
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@click.option("--engine", type=click.Choice(["auto", "numpy", "duckdb", "spark"]), default="auto", show_default=True,
+              help="Where aim/mst/independent count marginals: DuckDB (auto for files of 2M+ rows) or Spark SQL over "
+                   "the file, never loaded into memory; numpy loads it.")
 @_friendly
 def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-          threads, out, overwrite):
+          threads, out, overwrite, engine):
     """Train a DP generator and save weights, config, schema, ledger and privacy card to OUT.
 
     \b
@@ -169,7 +187,7 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
       dpsynth train --data actg175 --generator dp-gan --epsilon 1 --out runs/actg175
     """
     _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite)
+           threads, out, overwrite, engine=engine)
 
 
 # ---- generate -----------------------------------------------------------------------------
@@ -198,9 +216,11 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
               help="Rebalanced release: equal counts per cell of these categorical columns, e.g. --balance race,gender.")
 @click.option("--balance-file", type=click.Path(dir_okay=False), default=None,
               help="Rebalanced release: target shares per cell from a YAML file (cells: [{race: 0, gender: 1, share: 0.3}, ...]).")
+@click.option("--engine", type=click.Choice(["auto", "numpy", "duckdb", "spark"]), default="auto", show_default=True,
+              help="One-shot form: where aim/mst/independent count marginals (see `dpsynth train --help`).")
 @_friendly
 def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path,
-             run_dir, n, output, seed, conditions, threads, no_evaluate, fmt, balance, balance_file):
+             run_dir, n, output, seed, conditions, threads, no_evaluate, fmt, balance, balance_file, engine):
     """Sample synthetic rows from a trained model (or train first with --data).
 
     \b
@@ -226,7 +246,7 @@ def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, 
     if data is not None:
         run_dir = run_dir or str(Path(output).with_suffix("")) + "_model"
         trained = _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode,
-                         config_path, seed, threads, run_dir, True)
+                         config_path, seed, threads, run_dir, True, engine=engine)
         model = run_dir
     result = api.generate(model=model, n=n, out=output, seed=seed or 0,
                           conditions=api.parse_conditions(conditions), threads=threads or 1,
@@ -236,7 +256,10 @@ def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, 
         click.echo(f"rebalanced release: {'equal counts per cell of ' + balance if balance else 'shares from ' + balance_file}"
                    " (post-processing, no privacy cost)")
     click.echo("privacy: " + result.ledger.summary().splitlines()[0])
-    if trained is not None and not no_evaluate and not image and trained.schema.target is not None:
+    if trained is not None and trained.engine != "numpy" and not no_evaluate:
+        click.echo(f"evaluation skipped: the table was counted on {trained.engine} and never loaded "
+                   "(run `dpsynth evaluate` on a sample of held-out rows)")
+    elif trained is not None and not no_evaluate and not image and trained.schema.target is not None:
         syn = api.load_synthetic(output, trained.schema)
         ev = api.quick_evaluate(train=trained.splits.train, holdout=trained.splits.holdout, test=trained.splits.test,
                                 synthetic=syn, schema=trained.schema)

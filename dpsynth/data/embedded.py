@@ -35,11 +35,13 @@ class EmbeddedDataset:
 
 
 def _load_actg175() -> pd.DataFrame:
-    try:
-        import lifelines
-    except ImportError:  # pragma: no cover - lifelines is a core dependency
-        raise DataError("embedded dataset 'actg175' needs the 'lifelines' package (pip install lifelines)") from None
-    path = Path(lifelines.__file__).parent / "datasets" / "ACTG175.csv"
+    import importlib.util
+
+    # locate the installed package without importing it (importing lifelines costs seconds)
+    spec = importlib.util.find_spec("lifelines")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - lifelines is a core dependency
+        raise DataError("embedded dataset 'actg175' needs the 'lifelines' package (pip install lifelines)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "ACTG175.csv"
     if not path.is_file():
         raise DataError(f"embedded dataset 'actg175': {path} not found in the installed lifelines")
     return pd.read_csv(path)

@@ -26,7 +26,8 @@ from dpsynth.generators.registry import register
 from dpsynth.privacy.accountants import calibrate_noise
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.ledger import Ledger
-from dpsynth.privacy.mechanisms import noisy_counts
+from dpsynth.privacy.mechanisms import noisy_histograms
+from dpsynth.scale.counting import exact_counts
 
 
 @register("independent")
@@ -41,22 +42,25 @@ class IndependentMarginals(Generator):
 
     def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
             progress: ProgressFn | None = None) -> "IndependentMarginals":
-        schema, frame = data.schema, data.frame
-        ledger = self._make_ledger(budget, len(frame), ledger)
+        schema = data.schema
         disc = Discretizer(schema, bins=self.bins)
-        codes = disc.encode(frame)
-        coded = [(codes[:, j], size) for j, size in enumerate(disc.sizes)]
+        with exact_counts(data, disc) as (codes, counter):  # data: a TableData or a TableSource
+            ledger = self._make_ledger(budget, counter.n_rows if counter is not None else len(codes), ledger)
+            if counter is not None:  # a counting engine: exact one-way counts, noised below as in memory
+                exact = counter.counts([(j,) for j in range(len(disc.sizes))])
+            else:
+                exact = [np.bincount(codes[:, j], minlength=s).astype(float) for j, s in enumerate(disc.sizes)]
         if budget.non_private:
             ledger.record_non_private(purpose="exact marginals (non-private reference)")
-            counts = [np.bincount(c, minlength=s).astype(float) for c, s in coded]
+            counts = exact
         else:
             sigma = calibrate_noise(
                 base=ledger.gaussian_history(), base_rho=ledger.rho(), sample_rate=1.0, steps=1,
                 target_epsilon=ledger.target_epsilon, delta=ledger.accountant_delta(), accountant=ledger.accountant,
             )
-            counts = noisy_counts(
-                [c for c, _ in coded], [s for _, s in coded], ledger=ledger, noise_multiplier=sigma, rng=rng,
-                purpose="all one-way marginals", secure=budget.secure_mode,
+            counts = noisy_histograms(
+                exact, ledger=ledger, noise_multiplier=sigma, rng=rng, purpose="all one-way marginals",
+                secure=budget.secure_mode,
             )
         self.probs_ = [_normalise(c) for c in counts]
         self.schema_, self.ledger_ = schema, ledger

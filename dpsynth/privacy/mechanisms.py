@@ -47,14 +47,29 @@ def noisy_counts(
     sqrt(k); the noise std is ``noise_multiplier * sqrt(k)``. Counts are clipped at 0
     (post-processing).
     """
-    k = len(codes)
+    exact = [np.bincount(c, minlength=size).astype(float) for c, size in zip(codes, sizes)]
+    return noisy_histograms(exact, ledger=ledger, noise_multiplier=noise_multiplier, rng=rng, purpose=purpose,
+                            secure=secure)
+
+
+def noisy_histograms(
+    exact: list[np.ndarray],
+    *,
+    ledger: Ledger,
+    noise_multiplier: float,
+    rng: np.random.Generator,
+    purpose: str,
+    secure: bool = False,
+) -> list[np.ndarray]:
+    """:func:`noisy_counts` for histograms already counted exactly (e.g. by a SQL engine):
+    one Gaussian release of the k histograms, L2 sensitivity sqrt(k), clipped at 0."""
+    k = len(exact)
     ledger.record_gaussian(
         purpose=purpose, noise_multiplier=noise_multiplier, params={"histograms": k, "l2_sensitivity": math.sqrt(k)}
     )
     std = noise_multiplier * math.sqrt(k)
     out = []
-    for c, size in zip(codes, sizes):
-        counts = np.bincount(c, minlength=size).astype(float)
+    for counts in exact:
         out.append(np.clip(counts + gaussian_noise(counts.shape, std=std, rng=rng, secure=secure), 0.0, None))
     return out
 

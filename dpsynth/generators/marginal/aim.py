@@ -100,6 +100,7 @@ def run_aim(
     max_cells = max_model_size * 2**20 / BYTES_PER_CELL
 
     measurements = []
+    measurer.prefetch(candidates)  # a counting engine counts every candidate in a few passes
     if groups:  # fairness-aware: the group x target marginal first, with its own share of rho
         group_clique = tuple(sorted(set(groups) | ({target} if target is not None else set())))
         measurements = measurer.measure([group_clique], rho=group_share * rho,

@@ -25,6 +25,7 @@ from dpsynth.generators.marginal.discretize import Discretizer
 from dpsynth.generators.marginal.fitting import Fit
 from dpsynth.generators.marginal.junction import CalibratedTree, JunctionTree
 from dpsynth.generators.marginal.measure import Measurer, available_rho
+from dpsynth.scale.counting import exact_counts
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.ledger import Ledger
 
@@ -69,13 +70,18 @@ class GraphicalModelGenerator(Generator):
         from dpsynth.generators.marginal.mbi_glue import require_mbi
 
         require_mbi(self.name)
-        schema, frame = data.schema, data.frame
-        ledger = self._make_ledger(budget, len(frame), ledger)
+        schema = data.schema
         discretizer = Discretizer(schema, bins=self.bins)
-        measurer = Measurer(
-            discretizer.encode(frame), discretizer.sizes, ledger=ledger, rng=rng, secure=budget.secure_mode,
-            non_private=budget.non_private, names=discretizer.names,
-        )
+        with exact_counts(data, discretizer) as (codes, counter):  # data: a TableData or a TableSource
+            ledger = self._make_ledger(budget, counter.n_rows if counter is not None else len(codes), ledger)
+            measurer = Measurer(
+                codes, discretizer.sizes, ledger=ledger, rng=rng, secure=budget.secure_mode,
+                non_private=budget.non_private, names=discretizer.names, counter=counter,
+            )
+            self._fit_measured(measurer, schema, discretizer, budget, ledger, progress)
+        return self
+
+    def _fit_measured(self, measurer, schema, discretizer, budget, ledger, progress) -> None:
         if budget.non_private:
             rho = float("inf")
         else:
@@ -86,7 +92,6 @@ class GraphicalModelGenerator(Generator):
         self.model_, self.discretizer_ = fit.model, discretizer
         self.domain_map_ = fit.domain_map or DomainMap.identity(discretizer.sizes)
         self.schema_, self.ledger_ = schema, ledger
-        return self
 
     # ---- sample ---------------------------------------------------------------------------
     def sample(self, n: int, *, conditions: Mapping[str, Any] | None = None, rng: np.random.Generator) -> SyntheticData:

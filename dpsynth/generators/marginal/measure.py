@@ -76,8 +76,12 @@ class Measurer:
         secure: bool = False,
         non_private: bool = False,
         names: Sequence[str] | None = None,
+        counter=None,
     ) -> None:
+        """``codes``: the (n, d) private codes in memory; or ``codes=None`` and ``counter``: an
+        exact-count engine (:mod:`dpsynth.scale.counts`) over a table that stays on disk."""
         self._codes = codes
+        self._counter = counter
         self.sizes = tuple(sizes)
         self.ledger = ledger
         self.rng = rng
@@ -88,6 +92,14 @@ class Measurer:
 
     def recoded(self, maps: Sequence[np.ndarray]) -> "Measurer":
         """The same private table and ledger, on model codes (``maps[j]``: code -> model code)."""
+        if self._counter is not None:
+            from dpsynth.scale.counts import RecodedCounts
+
+            counter = RecodedCounts(self._counter, maps)
+            other = Measurer(None, counter.sizes, ledger=self.ledger, rng=self.rng, secure=self.secure,
+                             non_private=self.non_private, names=self.names, counter=counter)
+            other._recorded_non_private = self._recorded_non_private
+            return other
         codes = np.stack([m[self._codes[:, j]] for j, m in enumerate(maps)], axis=1)
         other = Measurer(codes, [int(m.max()) + 1 for m in maps], ledger=self.ledger, rng=self.rng, secure=self.secure,
                          non_private=self.non_private, names=self.names)
@@ -99,9 +111,17 @@ class Measurer:
 
     def answer(self, clique: Clique) -> np.ndarray:
         """Exact counts of a marginal (flattened). PRIVATE: use only inside a charged mechanism."""
+        if self._counter is not None:
+            return self._counter.counts([tuple(clique)])[0]
         shape = tuple(self.sizes[a] for a in clique)
         index = np.ravel_multi_index(tuple(self._codes[:, a] for a in clique), shape) if clique else 0
         return np.bincount(np.atleast_1d(index), minlength=int(np.prod(shape))).astype(float)
+
+    def prefetch(self, cliques: Sequence[Clique]) -> None:
+        """Let a counting engine count these marginals together (fewer passes over the table);
+        nothing is released. A no-op for codes in memory."""
+        if self._counter is not None and hasattr(self._counter, "prefetch"):
+            self._counter.prefetch([tuple(c) for c in cliques])
 
     def _charge_non_private(self, purpose: str) -> None:
         if not self._recorded_non_private:

@@ -53,6 +53,7 @@ def run_mst(
     sizes = measurer.sizes
     d = len(sizes)
     oneway = [(a,) for a in range(d)]
+    measurer.prefetch(oneway + list(itertools.combinations(range(d), 2)))  # a counting engine: few passes
     pairs_budget = rho / 3 if d > 1 else 0.0
     measurements = measurer.measure(oneway, rho=rho - 2 * pairs_budget, purpose="mst: all one-way marginals")
     domain_map = None

@@ -1,0 +1,149 @@
+"""The discretisation of :mod:`dpsynth.generators.marginal.discretize`, written as SQL.
+
+One expression per column turns a raw value into its code on the PUBLIC domain, exactly as
+``ColumnBins.encode`` after ``Schema.prepare`` does in pandas: categories match by value
+(``1``, ``1.0`` and ``'1'`` are one category, text is stripped), numeric columns fall in the
+bin ``searchsorted(edges, x, 'right') - 1`` (written as a sum of comparisons with the public
+edges, so no float division can move a value across an edge), a nullable column's missing
+value takes the last code. Only the schema's bounds and categories enter the SQL.
+
+Rows that break the schema get a negative code, one per kind of error, so one aggregate finds
+the first bad column and the caller raises the same one-line error as ``Schema.prepare``:
+-1 missing in a non-nullable column, -2 not a number / unknown category, -3 a fractional value
+in an integer column, -4 outside the declared bounds.
+
+The SQL is shared by DuckDB and Spark SQL; ``Dialect`` holds the two spellings that differ
+(identifier and string quoting).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+MISSING_NOT_ALLOWED, BAD_VALUE, FRACTIONAL, OUT_OF_RANGE = -1, -2, -3, -4
+
+# pandas.read_csv's default missing-value strings: CSV text equal to one of them is missing
+NA_STRINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+              "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL", "INT", "LONG", "SHORT", "BYTE")
+FLOAT_TYPES = ("FLOAT", "DOUBLE", "REAL")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str  # "duckdb" or "spark"
+
+    def ident(self, name: str) -> str:
+        if self.name == "spark":
+            return "`" + name.replace("`", "``") + "`"
+        return '"' + name.replace('"', '""') + '"'
+
+    def text(self, value: str) -> str:
+        if self.name == "spark":
+            return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return "'" + value.replace("'", "''") + "'"
+
+    def double(self, value: float) -> str:
+        """A float literal that parses to exactly ``value`` (repr round-trips)."""
+        return f"CAST({self.text(repr(float(value)))} AS DOUBLE)"
+
+
+DUCKDB, SPARK = Dialect("duckdb"), Dialect("spark")
+
+
+def type_family(sql_type: str) -> str:
+    """'text', 'float', 'number' (exact numeric) or 'boolean' for an engine's column type."""
+    t = sql_type.upper()
+    if t.startswith("BOOL"):
+        return "boolean"
+    if t.startswith(FLOAT_TYPES):
+        return "float"
+    if t.startswith(NUMERIC_TYPES):
+        return "number"
+    return "text"
+
+
+def _numeric_key(value: Any) -> float | None:
+    """The number a category stands for under ``schema._key`` (None for a text category)."""
+    if isinstance(value, bool):
+        return float(int(value))
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return None
+
+
+def code_expression(bins, sql_type: str, dialect: Dialect, *, csv: bool) -> str:
+    """SQL for the code of one column (``bins``: a ``ColumnBins``: column, n_values, edges)."""
+    col = bins.column
+    x = dialect.ident(col.name)
+    family = type_family(sql_type)
+    if family == "text":
+        t = f"trim({x})"
+        number = f"TRY_CAST({t} AS DOUBLE)"
+        missing = f"{x} IS NULL"
+        if csv:  # pandas reads these CSV strings as missing
+            missing += f" OR {x} IN ({', '.join(dialect.text(s) for s in NA_STRINGS)})"
+    else:
+        t = None
+        number = f"CAST(CAST({x} AS INTEGER) AS DOUBLE)" if family == "boolean" else f"CAST({x} AS DOUBLE)"
+        missing = f"{x} IS NULL OR isnan({x})" if family == "float" else f"{x} IS NULL"
+    on_missing = bins.missing_code if col.nullable else MISSING_NOT_ALLOWED
+    cases = [f"WHEN {missing} THEN {on_missing}"]
+    if col.is_numeric:
+        cases.append(f"WHEN {number} IS NULL OR isnan({number}) THEN {BAD_VALUE}")
+        if col.kind == "integer":
+            cases.append(f"WHEN {number} <> floor({number}) THEN {FRACTIONAL}")
+        cases.append(f"WHEN {number} < {dialect.double(col.low)} OR {number} > {dialect.double(col.high)} "
+                     f"THEN {OUT_OF_RANGE}")
+        # searchsorted(edges, x, 'right') - 1, clipped to [0, n_values - 1]: the interior edges <= x
+        inner = [f"CAST({number} >= {dialect.double(e)} AS INTEGER)" for e in bins.edges[1:-1]]
+        cases.append(f"ELSE {' + '.join(inner) if inner else '0'}")
+    else:
+        for code, category in enumerate(col.categories):
+            key = _numeric_key(category)
+            if key is not None:
+                cases.append(f"WHEN {number} = {dialect.double(key)} THEN {code}")
+            elif t is not None:
+                cases.append(f"WHEN {t} = {dialect.text(str(category).strip())} THEN {code}")
+        cases.append(f"ELSE {BAD_VALUE}")
+    return "CASE " + " ".join(cases) + " END"
+
+
+def error_message(source: str, col, kind: int, *, count: int, example: Any) -> str:
+    """The one-line error ``Schema.prepare`` raises for the same rows."""
+    name = col.name
+    if kind == MISSING_NOT_ALLOWED:
+        return (f"{source}: column '{name}' has {count} missing value(s) but the schema does not allow them"
+                " (set nullable: true)")
+    if kind == FRACTIONAL:
+        return f"{source}: column '{name}' is integer but holds fractional values"
+    if kind == OUT_OF_RANGE:
+        return (f"{source}: column '{name}' has {count} value(s) outside the declared domain"
+                f" [{col.low}, {col.high}]")
+    if col.is_numeric:
+        return f"{source}: column '{name}' is {col.kind} but holds non-numeric value {example!r}"
+    return f"{source}: column '{name}' has unknown category {example!r} (declared: {list(col.categories)})"
+
+
+def check_columns(source: str, schema, present: Sequence[str]) -> None:
+    """The column checks of ``Schema.prepare``: every declared column present, nothing undeclared."""
+    from dpsynth.errors import DataError
+
+    missing = [n for n in schema.names if n not in present]
+    if missing:
+        raise DataError(f"{source}: column(s) {missing} declared in schema '{schema.name}' are missing")
+    extra = [c for c in present if c not in schema.names and c not in schema.drop]
+    if extra:
+        raise DataError(
+            f"{source}: column(s) {extra} are not in schema '{schema.name}' (declare them or list them under 'drop')"
+        )
+
+
+# the order in which Schema.prepare reports a column's errors
+ERROR_ORDER = (MISSING_NOT_ALLOWED, BAD_VALUE, FRACTIONAL, OUT_OF_RANGE)
