@@ -213,3 +213,19 @@ def test_import_cli_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == ""
+
+
+def test_cli_train_engine_duckdb_and_one_line_refusals(toy, tmp_path):
+    pytest.importorskip("mbi")
+    from click.testing import CliRunner
+
+    from dpsynth.cli import main
+
+    folder, _ = toy
+    base = ["train", "--data", str(folder / "toy.parquet"), "--schema", str(folder / "schema.json"), "--epsilon", "1"]
+    ok = CliRunner().invoke(main, base + ["--generator", "independent", "--engine", "duckdb", "--out", str(tmp_path / "r")])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["engine"] == "duckdb"
+    bad = CliRunner().invoke(main, base + ["--generator", "dp-gan", "--engine", "duckdb", "--out", str(tmp_path / "g")])
+    assert bad.exit_code == 2 and "--engine duckdb counts marginals" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1 and not (tmp_path / "g").exists()

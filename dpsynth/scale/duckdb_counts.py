@@ -44,6 +44,8 @@ class DuckDBCounts(CubeCounts):
             self.con.execute(f"SET threads={int(source.threads)}")
             self.con.execute(f"SET memory_limit='{source.memory_limit}'")
             self.con.execute(f"SET temp_directory='{self._dir / 'spill'}'")
+            if source.train_mask is None:  # the positional join with a split mask needs the file's order
+                self.con.execute("SET preserve_insertion_order=false")
             self._encode()
         except BaseException:
             self.close()
