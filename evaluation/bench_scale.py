@@ -133,7 +133,8 @@ def child_fit(path: str, schema_path: str, backend: str, generator: str, threads
     total = time.perf_counter() - start
     counter = stats.get("counter", {})
     print(json.dumps({"fit_seconds": round(total, 2), "load_seconds": round(load_seconds, 2),
-                      "count_seconds": round(counter.get("count_seconds", 0.0), 2), "covers": counter.get("covers"),
+                      "count_seconds": round(counter.get("count_seconds", 0.0), 2),
+                      "encode_seconds": round(counter.get("encode_seconds", 0.0), 2), "covers": counter.get("covers"),
                       "epsilon": round(gen.ledger_.epsilon(), 4), "ledger_entries": len(gen.ledger_.to_dict()["entries"])
                       if "entries" in gen.ledger_.to_dict() else None}))
 

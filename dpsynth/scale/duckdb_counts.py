@@ -12,6 +12,7 @@ JOIN`` with the split mask), so it is the in-memory path's split exactly.
 from __future__ import annotations
 
 import shutil
+import time
 import tempfile
 from pathlib import Path
 
@@ -46,7 +47,9 @@ class DuckDBCounts(CubeCounts):
             self.con.execute(f"SET temp_directory='{self._dir / 'spill'}'")
             if source.train_mask is None:  # the positional join with a split mask needs the file's order
                 self.con.execute("SET preserve_insertion_order=false")
+            start = time.perf_counter()
             self._encode()
+            self.stats["encode_seconds"] = time.perf_counter() - start
         except BaseException:
             self.close()
             raise

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import tempfile
 from pathlib import Path
 
@@ -55,7 +56,9 @@ class SparkCounts(CubeCounts):
         self.spark = spark_session(threads=source.threads, memory=source.memory_limit.replace("GB", "g"))
         self._codes = None
         try:
+            start = time.perf_counter()
             self._encode()
+            self.stats["encode_seconds"] = time.perf_counter() - start
         except BaseException:
             self.close()
             raise
