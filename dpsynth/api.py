@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dpsynth import safe_io
 from dpsynth.artifacts import LoadedRun, load_run, save_run
 from dpsynth.config import RunConfig, build_generator
 from dpsynth.data.embedded import get_embedded
@@ -226,7 +226,7 @@ def generate_images(*, loaded: LoadedRun, n: int, out: Path, seed: int, conditio
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        safe_io.remove_path(tmp)
         raise
     return GenerateResult(out=out, rows=n, seconds=time.perf_counter() - start, ledger=loaded.ledger)
 
@@ -294,17 +294,23 @@ def generate(
     threads: int = 1,
     balance: str | Sequence[str] | None = None,
     balance_target: str | Path | None = None,
+    max_rows: int | None = None,
 ) -> GenerateResult:
     """Sample ``n`` rows from a saved model and write them to CSV/Parquet (streamed in chunks,
     written to a temporary file and renamed, so a failure leaves no partial output).
 
     ``balance`` (columns) asks for equal counts in every cell of their categories;
     ``balance_target`` (a YAML file) for a target distribution over cells; see
-    :mod:`dpsynth.balance`. Both are post-processing of the model: no privacy cost."""
+    :mod:`dpsynth.balance`. Both are post-processing of the model: no privacy cost.
+
+    ``n`` is refused above ``max_rows`` (None: no cap) and when its estimated size does not fit
+    the free space of ``out``'s disk."""
     if n <= 0:
         raise DpsynthError(f"number of rows must be > 0, got {n}")
+    safe_io.check_rows(n, max_rows=max_rows)
     out = Path(out)
     loaded = model if isinstance(model, LoadedRun) else load_run(model)
+    safe_io.check_free_space(out, need_bytes=n * _output_row_bytes(loaded.schema), what=f"{n} rows")
     if loaded.generator.modality == "image" and (balance or balance_target is not None):
         raise DpsynthError("--balance / --balance-file apply to table models only")
     if loaded.generator.modality == "image":
@@ -341,18 +347,17 @@ def balanced_sample(loaded: LoadedRun, *, n: int, rng: np.random.Generator, bala
 
 @contextmanager
 def _atomic_output(out: Path) -> Iterator[Path]:
-    """A temporary sibling of ``out`` renamed into place on success and removed on any failure,
-    so no partial output file is ever left behind."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    """A temporary sibling of ``out`` renamed into place on success and removed on any failure
+    (signals included), so no partial output file is ever left behind."""
+    with safe_io.atomic_file(out) as tmp:
         yield tmp
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+
+def _output_row_bytes(schema) -> int:
+    """Upper estimate of one output row (table) or image on disk, from the public schema."""
+    if hasattr(schema, "height"):
+        return schema.height * schema.width * schema.channels * schema.storage_dtype.itemsize + 64
+    return safe_io.table_row_bytes(schema.columns)
 
 
 def write_frame(frame: pd.DataFrame, out: Path) -> None:

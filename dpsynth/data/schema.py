@@ -46,6 +46,9 @@ class Column:
         if self.kind in ("continuous", "integer"):
             if self.low is None or self.high is None:
                 raise SchemaError(f"column '{self.name}': {self.kind} column needs public 'low' and 'high' bounds")
+            if not all(isinstance(b, (int, float, np.integer, np.floating)) and not isinstance(b, bool)
+                       and np.isfinite(b) for b in (self.low, self.high)):
+                raise SchemaError(f"column '{self.name}': bounds must be finite numbers, got [{self.low}, {self.high}]")
             if not float(self.low) < float(self.high):
                 raise SchemaError(f"column '{self.name}': low ({self.low}) must be below high ({self.high})")
         else:
