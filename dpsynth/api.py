@@ -450,6 +450,16 @@ def evaluate_files(
     return results
 
 
+MIN_EVALUATION_ROWS = 10
+
+
+def check_evaluation_rows(frame: pd.DataFrame, *, what: str, minimum: int = MIN_EVALUATION_ROWS) -> None:
+    """The full suite needs a few rows per table (3-fold cross-validation, nearest neighbours)."""
+    if len(frame) < minimum:
+        raise DataError(f"{what}: {len(frame)} row(s); the full evaluation needs at least {minimum} "
+                        "(3-fold cross-validation, nearest-neighbour metrics); use --quick for a smaller table")
+
+
 @dataclass
 class EvaluationResult:
     results: dict
@@ -472,6 +482,7 @@ def evaluate_full(
     title: str | None = None,
     target: str | None = None,
     config: dict | None = None,
+    synthetic_source: str | None = None,
 ) -> EvaluationResult:
     """The full evaluation suite (utility, fidelity, privacy attacks, subgroups) and its report.
 
@@ -482,6 +493,9 @@ def evaluate_full(
 
     if config is not None and config_path:
         raise DpsynthError("give an evaluation config as a file or as a dict, not both")
+    for what, frame in (("real train split", train), ("real holdout split", holdout), ("real test split", test),
+                        (synthetic_source or "synthetic data", synthetic)):
+        check_evaluation_rows(frame, what=what)
     config = load_evaluation_config(config_path) if config_path else (merge_config(config) if config else {})
     if target is not None:
         if target not in schema:
@@ -549,7 +563,8 @@ def evaluate_run(*, run: str | Path, synthetic: str | Path | None = None, n: int
     report_dir = Path(loaded.path) / "report" if report_dir is None else report_dir
     return evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=syn,
                          schema=loaded.schema, loaded=loaded, shadow_models=shadow_models, config_path=config_path,
-                         report_dir=report_dir, seed=seed, title=f"{loaded.generator.name} on {data}")
+                         report_dir=report_dir, seed=seed, title=f"{loaded.generator.name} on {data}",
+                         synthetic_source=None if synthetic is None else str(synthetic))
 
 
 def evaluate_explicit(*, real: str | None, train, holdout, test, synthetic, schema_path, split: SplitSpec,
@@ -571,7 +586,7 @@ def evaluate_explicit(*, real: str | None, train, holdout, test, synthetic, sche
     syn = load_synthetic(synthetic, schema)
     return evaluate_full(train=parts[0], holdout=parts[1], test=parts[2], synthetic=syn, schema=schema,
                          config_path=config_path, report_dir=report_dir, seed=seed, target=target,
-                         title=f"{Path(synthetic).name} vs {real or Path(train).name}")
+                         title=f"{Path(synthetic).name} vs {real or Path(train).name}", synthetic_source=str(synthetic))
 
 
 # ---- audit ------------------------------------------------------------------------------

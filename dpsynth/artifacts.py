@@ -90,8 +90,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     generator = build_generator(meta["name"], meta.get("params", {}))
     try:
         generator.load_state_dict(state, schema=schema)
-    except DpsynthError:
-        raise
+    except DpsynthError as exc:
+        raise DataError(f"{run_dir / WEIGHTS}: {exc}") from None
     except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{run_dir / WEIGHTS}: does not fit generator '{meta['name']}' and its schema ({first})") from None

@@ -140,9 +140,9 @@ def _check_parent(path: Path, option: str) -> None:
     for parent in path.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
-                raise OutputError(f"{path}: {option} lies under {parent}, which is a file")
+                raise OutputError(f"{path}: {option} lies under {parent}, which is not a directory")
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise OutputError(f"{path}: {option} is not writable ({parent} is read-only)")
+                raise OutputError(f"{path}: {option} cannot be written ({parent} is read-only)")
             return
 
 
@@ -160,6 +160,7 @@ def output_lock(target: str | Path) -> Iterator[Path]:
     lock is gone, so the next writer takes it over."""
     target = Path(target)
     lock = lock_path(target)
+    _check_parent(target, "the output")
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -217,16 +217,21 @@ class Schema:
         """
         missing = [n for n in self.names if n not in frame.columns]
         if missing:
-            raise DataError(f"{source}: column(s) {missing} declared in schema '{self.name}' are missing")
+            raise DataError(f"{source}: column(s) {_few(missing)} declared in schema '{self.name}' are missing")
         extra = [c for c in frame.columns if c not in self._index and c not in self.drop]
         if extra:
             raise DataError(
-                f"{source}: column(s) {extra} are not in schema '{self.name}' (declare them or list them under 'drop')"
+                f"{source}: column(s) {_few(extra)} are not in schema '{self.name}' (declare them or list them under 'drop')"
             )
         out = {}
         for col in self.columns:
             out[col.name] = _check_column(frame[col.name], col, source)
         return pd.DataFrame(out, index=frame.index)
+
+
+def _few(names: list, limit: int = 10) -> str:
+    """A list for a one-line message: the first ``limit`` names and how many more."""
+    return str(list(names)) if len(names) <= limit else f"{list(names[:limit])} and {len(names) - limit} more"
 
 
 def _check_column(series: pd.Series, col: Column, source: str) -> pd.Series:
