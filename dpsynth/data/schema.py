@@ -249,6 +249,10 @@ def _check_column(series: pd.Series, col: Column, source: str) -> pd.Series:
             raise DataError(
                 f"{source}: column '{col.name}' is {col.kind} but holds non-numeric value {present[bad].iloc[0]!r}"
             )
+        infinite = ~np.isfinite(values.to_numpy(dtype=float))
+        if infinite.any():
+            raise DataError(f"{source}: column '{col.name}' has {int(infinite.sum())} infinite value(s) outside the"
+                            f" declared domain [{col.low}, {col.high}]")
         if col.kind == "integer" and not np.all(np.mod(values.to_numpy(dtype=float), 1) == 0):
             raise DataError(f"{source}: column '{col.name}' is integer but holds fractional values")
         out_of_range = (values < col.low) | (values > col.high)
