@@ -197,7 +197,7 @@ class _Progress:
 
 
 def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite, verbose_losses=False):
+           threads, out, overwrite, verbose_losses=False, echo=True):
     config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta, accountant=accountant,
                              secure_mode=secure_mode, seed=seed, threads=threads)
     _hold(safe_io.output_lock(out))  # a second writer to the same run directory fails here
@@ -210,9 +210,14 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
                            overwrite=overwrite, progress=progress)
     finally:
         progress.close()
-    click.echo(f"trained {config.generator} on {len(result.splits.train)} rows in {result.fit_seconds:.1f}s -> {out}")
-    click.echo("privacy ledger: " + result.ledger.summary())
+    if echo:
+        _echo_trained(result, config.generator)
     return result
+
+
+def _echo_trained(result, generator: str) -> None:
+    click.echo(f"trained {generator} on {len(result.splits.train)} rows in {result.fit_seconds:.1f}s -> {result.run_dir}")
+    click.echo("privacy ledger: " + result.ledger.summary())
 
 
 # ---- train --------------------------------------------------------------------------------
@@ -303,7 +308,7 @@ def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, 
         run_dir = run_dir or str(Path(output).with_suffix("")) + "_model"
         new_run_dir = None if Path(run_dir).exists() else Path(run_dir)
         trained = _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode,
-                         config_path, seed, threads, run_dir, overwrite, verbose_losses)
+                         config_path, seed, threads, run_dir, overwrite, verbose_losses, echo=False)
         model = run_dir
     try:
         result = api.generate(model=model, n=n, out=output, seed=seed or 0,
@@ -313,6 +318,8 @@ def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, 
         if new_run_dir is not None:  # one-shot: nothing partial, not even the model it just trained
             safe_io.remove_path(new_run_dir)
         raise
+    if trained is not None:  # reported once the whole one-shot command succeeded
+        _echo_trained(trained, trained.generator.name)
     click.echo(f"wrote {result.rows} synthetic rows to {result.out} in {result.seconds:.2f}s")
     if balance or balance_file:
         click.echo(f"rebalanced release: {'equal counts per cell of ' + balance if balance else 'shares from ' + balance_file}"

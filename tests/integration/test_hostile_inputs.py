@@ -37,7 +37,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from dpsynth import safe_io
-from dpsynth.cli import main
+from dpsynth.cli import LOSS_WARNING, main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -606,3 +606,60 @@ def test_second_writer_from_another_process_fails_cleanly(signalled):
     assert re.search(r"run: another dpsynth process is writing it \(lock .*\.run\.lock\)", lines[0]), lines[0]
     assert ".run.lock" in signalled["listing_while_training"]  # the first writer's lock, removed at its exit
     assert signalled["unchanged"], f"left behind: {signalled['leftover']}"
+
+
+# ---- what the write-safety options allow ------------------------------------------------------
+@pytest.fixture
+def files(tmp_path):
+    table(60).to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SCHEMA))
+    return tmp_path
+
+
+def _train(files, out, *extra):
+    return invoke("train", "--data", files / "t.csv", "--schema", files / "s.yaml", "-g", "independent", "--out", out, *extra)
+
+
+def _hidden(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_overwrite_replaces_dpsynth_outputs_and_leaves_no_lock(files):
+    assert _train(files, files / "run").exit_code == 0
+    first = json.loads((files / "run" / "ledger.json").read_text())
+    result = _train(files, files / "run", "--overwrite", "--seed", 3)
+    assert result.exit_code == 0, result.output
+    assert json.loads((files / "run" / "run.json").read_text())["split"]["seed"] == 0  # split seed is its own
+    assert first["entries"] and (files / "run" / "weights.safetensors").is_file()
+    out = files / "g.csv"
+    out.write_text("old\n")
+    assert invoke("generate", "--model", files / "run", "-n", 30, "-o", out).exit_code == 2
+    assert out.read_text() == "old\n"
+    result = invoke("generate", "--model", files / "run", "-n", 30, "-o", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) == 30
+    assert _hidden(files) == []  # no .g.csv.lock, .run.lock or temporary left
+
+
+def test_one_shot_overwrite_replaces_its_own_model_folder(files):
+    args = ["generate", "--data", files / "t.csv", "--schema", files / "s.yaml", "-g", "independent", "-n", 25,
+            "-o", files / "g.csv", "--no-evaluate"]
+    assert invoke(*args).exit_code == 0
+    assert (files / "g_model" / "generator.json").is_file()
+    again = invoke(*args)
+    assert again.exit_code == 2 and "g.csv: output exists" in again.output
+    result = invoke(*args, "--overwrite", "-n", 40)
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(files / "g.csv")) == 40 and _hidden(files) == []
+
+
+def test_losses_print_only_with_verbose_losses(files):
+    (files / "gan.yaml").write_text(yaml.safe_dump({"generator": "dp-gan", "params": {
+        "epochs": 2, "batch_size": 8, "generator_hidden": [8], "discriminator_hidden": [8]}}))
+    base = ["train", "--data", files / "t.csv", "--schema", files / "s.yaml", "--config", files / "gan.yaml"]
+    quiet = invoke(*base, "--out", files / "a")
+    assert quiet.exit_code == 0, quiet.output
+    assert "eps=" in quiet.output and "_loss=" not in quiet.output and LOSS_WARNING not in quiet.output
+    loud = invoke(*base, "--out", files / "b", "--verbose-losses")
+    assert loud.exit_code == 0, loud.output
+    assert LOSS_WARNING in loud.output and "d_loss=" in loud.output and "g_loss=" in loud.output
