@@ -365,9 +365,10 @@ def _print_quick(ev: dict) -> None:
               help="Write report.json, report.md and report.html here (default with --run: RUN_DIR/report).")
 @click.option("--seed", type=click.IntRange(min=0), default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print every number as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --report folder.")
 @_friendly
 def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, schema_path, target, split_seed, quick,
-             shadow_models, config_path, report_dir, seed, as_json):
+             shadow_models, config_path, report_dir, seed, as_json, overwrite):
     """Evaluate synthetic data: utility, fidelity, membership-inference risk and subgroups.
 
     \b
@@ -378,6 +379,10 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
     """
     from dpsynth.data.splits import SplitSpec
 
+    if report_dir is not None:  # one writer per report folder; an existing one only with --overwrite
+        _hold(safe_io.output_lock(report_dir))
+        safe_io.check_output_dir(report_dir, overwrite=overwrite, option="--report", markers=("report.json",),
+                                 what="report folder")
     if quick:
         if synthetic is None:
             raise DpsynthError("--quick needs --synthetic")
@@ -430,8 +435,9 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
 @click.option("--seed", type=click.IntRange(min=0), default=0)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Result JSON (default RUN_DIR/audit.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing result file.")
 @_friendly
-def audit(run_dir, canaries, method, confidence, seed, out, as_json):
+def audit(run_dir, canaries, method, confidence, seed, out, as_json, overwrite):
     """Empirical epsilon lower bound of a run's training (one audit run, Steinke et al. 2023).
 
     Retrains the run's generator once with its config and budget on its training split, with
@@ -441,6 +447,11 @@ def audit(run_dir, canaries, method, confidence, seed, out, as_json):
     Example:
       dpsynth audit --run runs/actg175 --canaries 1000
     """
+    if not Path(run_dir).is_dir():
+        raise DpsynthError(f"model directory not found: {run_dir}")
+    target = Path(out) if out is not None else Path(run_dir) / "audit.json"
+    _hold(safe_io.output_lock(target))
+    safe_io.check_output_file(target, overwrite=overwrite, option="--out")
     result = api.audit(run=run_dir, canaries=canaries, method=method, seed=seed, confidence=confidence, out=out)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))

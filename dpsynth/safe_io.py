@@ -161,10 +161,39 @@ def output_lock(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     lock = lock_path(target)
     _check_parent(target, "the output")
+    created = [p for p in (lock.parent, *lock.parent.parents) if not p.exists()]  # removed again if left empty
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{target}: cannot create its folder ({exc.strerror})") from None
+    try:
+        fd = _acquire(lock, target)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield lock
+    finally:
+        with _signals_held():
+            try:
+                lock.unlink()
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+            _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _acquire(lock: Path, target: Path) -> int:
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -183,19 +212,8 @@ def output_lock(target: str | Path) -> Iterator[Path]:
         except FileNotFoundError:
             same = False
         if same:
-            break
+            return fd
         os.close(fd)
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield lock
-    finally:
-        with _signals_held():
-            try:
-                lock.unlink()
-            except FileNotFoundError:
-                pass
-            os.close(fd)
 
 
 # ---- atomic writes ----------------------------------------------------------------------

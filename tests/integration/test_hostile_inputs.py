@@ -52,7 +52,8 @@ IMAGE_SCHEMA = {"modality": "image", "name": "tinyimg", "height": 8, "width": 8,
                 "high": 255, "label": "label", "classes": [0, 1], "privacy_unit": "image"}
 HEADER = "age,weight,sex,race,outcome\n"
 
-TALLY = {"inputs": 0, "clean_errors": 0, "tracebacks": 0, "silent_wrong_behaviours": 0, "leftovers": 0}
+TALLY = {"inputs": 0, "clean_errors": 0, "tracebacks": 0, "silent_wrong_behaviours": 0, "leftovers": 0,
+         "other_failures": 0}  # other: wrong exit code, more than one line, or a message not naming the fault
 
 
 def _write_tally() -> None:
@@ -100,6 +101,15 @@ def snapshot(*roots: Path) -> dict:
             else:
                 out[str(p)] = "dir"
     return out
+
+
+def _tally(*, traceback: bool, silent: bool, leftover: bool, clean: bool) -> None:
+    """Count one input in exactly one class: the first of traceback, silent success, leftover
+    file, clean error (right exit code, one line naming the fault), other failure."""
+    TALLY["inputs"] += 1
+    key = ("tracebacks" if traceback else "silent_wrong_behaviours" if silent else "leftovers" if leftover
+           else "clean_errors" if clean else "other_failures")
+    TALLY[key] += 1
 
 
 @dataclass
@@ -431,6 +441,20 @@ case("npz-zero-images", lambda c: c.train_image(c.npz(train_images=np.zeros((0, 
 
 # audit / datasets
 case("audit-run-missing", lambda c: ["audit", "--run", c.d / "nope"], r"model directory not found")
+case("audit-out-exists", lambda c: ["audit", "--run", c.w / "run", "--out", c.text("a.json", "{}")],
+     r"a\.json: output exists \(pass --overwrite")
+case("audit-out-is-a-directory", lambda c: ["audit", "--run", c.w / "run", "--out", c.d], r"'--out'.*case' is a directory")
+case("evaluate-report-exists", lambda c: (c.text("rep/report.json", "{}") if (c.d / "rep").mkdir() is None else None,
+                                          c.evaluate(c.w / "syn.csv"))[1], r"rep: report folder exists and is not empty")
+case("evaluate-report-unrelated-folder-overwrite",
+     lambda c: (c.text("rep/mine.txt", "x") if (c.d / "rep").mkdir() is None else None,
+                c.evaluate(c.w / "syn.csv", "--overwrite"))[1], r"rep: exists and is not a dpsynth report folder")
+case("evaluate-report-locked", lambda c: (_held_lock(lambda c: c.d / "rep")(c), c.evaluate(c.w / "syn.csv"))[1],
+     r"rep: another dpsynth process is writing it")
+case("sweep-config-missing", lambda c: ["sweep", "--config", c.d / "nope.yaml"], r"nope\.yaml")
+case("sweep-out-locked", lambda c: (_held_lock(lambda c: c.d / "sw")(c), ["sweep", "--config", REPO / "configs" / "sweep_tiny.yaml",
+                                                                          "--out", c.d / "sw"])[1],
+     r"sw: another dpsynth process is writing it")
 case("datasets-unknown", lambda c: ["datasets", "nope"], r"nope")
 
 
@@ -446,19 +470,12 @@ def test_hostile_input(work, warm, tmp_path, build, pattern, code):
         result = CliRunner().invoke(main, argv)
     after = snapshot(ctx.d, work)
     lines = [line for line in result.output.splitlines() if line.strip()]
-    TALLY["inputs"] += 1
     traceback = result.exception is not None and not isinstance(result.exception, SystemExit) \
         or "Traceback" in result.output or "internal error" in result.output
-    silent = result.exit_code == 0
+    clean = (result.exit_code == code and len(lines) == 1 and lines[0].startswith("error: ")
+             and re.search(pattern, lines[0]) is not None)
     leftover = before != after
-    if traceback:
-        TALLY["tracebacks"] += 1
-    elif silent:
-        TALLY["silent_wrong_behaviours"] += 1
-    elif leftover:
-        TALLY["leftovers"] += 1
-    else:
-        TALLY["clean_errors"] += 1
+    _tally(traceback=traceback, silent=result.exit_code == 0, leftover=leftover, clean=clean)
     assert not traceback, f"traceback for {argv}: {result.output}\n{result.exception!r}"
     assert result.exit_code == code, f"exit {result.exit_code} for {argv}: {result.output}"
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
@@ -559,16 +576,6 @@ def signalled(work, warm) -> dict:
     return results
 
 
-def _tally(code: int, expected: int, err: str, leftover: bool) -> None:
-    TALLY["inputs"] += 1
-    if "Traceback" in err or "internal error" in err:
-        TALLY["tracebacks"] += 1
-    elif code == 0:
-        TALLY["silent_wrong_behaviours"] += 1
-    elif leftover:
-        TALLY["leftovers"] += 1
-    elif code == expected:
-        TALLY["clean_errors"] += 1
 
 
 def _last_line(err: str) -> str:
@@ -580,9 +587,10 @@ def _last_line(err: str) -> str:
 def test_signal_mid_generate_leaves_nothing(signalled, sig):
     code, out, err = signalled[sig]
     expected = 128 + signal.Signals[sig].value
-    _tally(code, expected, err, not signalled["unchanged"])
-    assert "Traceback" not in err and code == expected, (code, err)
     message = "terminated by SIGTERM" if sig == "SIGTERM" else "interrupted"
+    _tally(traceback="Traceback" in err, silent=code == 0, leftover=not signalled["unchanged"],
+           clean=code == expected and _last_line(err).startswith(message) and not out.strip())
+    assert "Traceback" not in err and code == expected, (code, err)
     assert _last_line(err).startswith(message) and "no partial output was written" in _last_line(err), err
     assert not out.strip(), out  # nothing was reported as written
     assert signalled["unchanged"], f"left behind: {signalled['leftover']}"
@@ -590,7 +598,8 @@ def test_signal_mid_generate_leaves_nothing(signalled, sig):
 
 def test_sigint_mid_train_leaves_nothing_and_prints_no_losses(signalled):
     code, out, err = signalled["train"]
-    _tally(code, 130, err, not signalled["unchanged"])
+    _tally(traceback="Traceback" in err, silent=code == 0, leftover=not signalled["unchanged"],
+           clean=code == 130 and _last_line(err) == "interrupted; no partial output was written" and "loss" not in err)
     assert "Traceback" not in err and code == 130, (code, err)
     assert _last_line(err) == "interrupted; no partial output was written", err
     assert "training" in err and "eps=" in err, err  # the bar ran and showed the epsilon spent ...
@@ -601,7 +610,8 @@ def test_sigint_mid_train_leaves_nothing_and_prints_no_losses(signalled):
 def test_second_writer_from_another_process_fails_cleanly(signalled):
     result = signalled["second_writer"]
     lines = [line for line in result.output.splitlines() if line.strip()]
-    _tally(result.exit_code, 2, result.output, not signalled["unchanged"])
+    _tally(traceback="Traceback" in result.output, silent=result.exit_code == 0, leftover=not signalled["unchanged"],
+           clean=result.exit_code == 2 and len(lines) == 1 and "another dpsynth process is writing it" in lines[0])
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert re.search(r"run: another dpsynth process is writing it \(lock .*\.run\.lock\)", lines[0]), lines[0]
     assert ".run.lock" in signalled["listing_while_training"]  # the first writer's lock, removed at its exit
