@@ -71,7 +71,10 @@ def resolve_table(data: str, *, schema_path: str | Path | None = None) -> tuple[
 
 def resolve_splits(data: str, *, schema_path=None, split: SplitSpec) -> tuple[Splits, Schema]:
     frame, schema = resolve_table(data, schema_path=schema_path)
-    return split_table(frame, split), schema
+    try:
+        return split_table(frame, split), schema
+    except DataError as exc:  # e.g. too few rows: name the file
+        raise DataError(f"{data}: {exc}") from None
 
 
 def run_split(loaded: LoadedRun) -> SplitSpec:

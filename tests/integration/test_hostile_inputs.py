@@ -210,7 +210,7 @@ def case(cid: str, build: Callable[[Ctx], list], pattern: str, code: int = 2) ->
 # data files (train)
 case("csv-empty-file", lambda c: c.train(c.text("e.csv", "")), r"e\.csv: .*(no columns|no rows|cannot read)")
 case("csv-header-only", lambda c: c.train(c.text("h.csv", HEADER)), r"h\.csv: the table has no rows")
-case("csv-one-row", lambda c: c.train(c.csv(table(1))), r"only \d training row\(s\) after splitting 1 rows")
+case("csv-one-row", lambda c: c.train(c.csv(table(1))), r"in\.csv: only \d training row\(s\) after splitting 1 rows")
 case("csv-semicolon-delimiter", lambda c: c.train(c.text("semi.csv", table(30).to_csv(index=False, sep=";"))),
      r"semi\.csv: column\(s\) \['age', 'weight', 'sex', 'race', 'outcome'\] declared .* are missing")
 case("csv-tab-delimiter", lambda c: c.train(c.text("tab.csv", table(30).to_csv(index=False, sep="\t"))),
