@@ -43,7 +43,8 @@ def _friendly(fn):
         except Exception as exc:  # a bug: one line, exit 1; DPSYNTH_TRACEBACK=1 shows the traceback
             if os.environ.get("DPSYNTH_TRACEBACK"):
                 raise
-            click.echo(f"internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with DPSYNTH_TRACEBACK=1 and report it", err=True)
+            click.echo(f"internal error ({type(exc).__name__}: {_one_line(exc)}); "
+                       "rerun with DPSYNTH_TRACEBACK=1 and report it", err=True)
             sys.exit(1)
 
     return wrapper
