@@ -673,3 +673,22 @@ def test_losses_print_only_with_verbose_losses(files):
     loud = invoke(*base, "--out", files / "b", "--verbose-losses")
     assert loud.exit_code == 0, loud.output
     assert LOSS_WARNING in loud.output and "d_loss=" in loud.output and "g_loss=" in loud.output
+
+
+# ---- the error wrapper itself ----------------------------------------------------------------
+@pytest.mark.parametrize("exc,code,line", [
+    (OSError(28, "No space left on device", "/data/g.csv"), 2, "error: /data/g.csv: No space left on device"),
+    (TypeError("unsupported operand"), 1, "internal error (TypeError: unsupported operand); rerun with "
+                                          "DPSYNTH_TRACEBACK=1 and report it"),
+])
+def test_environment_errors_and_bugs_are_one_line(work, tmp_path, monkeypatch, exc, code, line):
+    from dpsynth import api
+
+    def fail(**kwargs):
+        raise exc
+
+    monkeypatch.setattr(api, "generate", fail)
+    monkeypatch.delenv("DPSYNTH_TRACEBACK", raising=False)
+    result = invoke("generate", "--model", work / "run", "-n", 5, "-o", tmp_path / "g.csv")
+    assert result.exit_code == code and result.output.strip() == line, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the lock is gone too
