@@ -79,9 +79,19 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            if isinstance(exc, _OneLineUsageError):
-                raise
-            raise _OneLineUsageError(exc.format_message(), ctx=exc.ctx) from None
+            raise _one_line_usage(exc) from None
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from None
+
+
+def _one_line_usage(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, (_OneLineUsageError, getattr(click.exceptions, "NoArgsIsHelpError", ()))):
+        return exc  # plain `dpsynth` still prints the help
+    return _OneLineUsageError(exc.format_message(), ctx=exc.ctx)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

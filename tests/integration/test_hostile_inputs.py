@@ -455,6 +455,10 @@ case("sweep-config-missing", lambda c: ["sweep", "--config", c.d / "nope.yaml"],
 case("sweep-out-locked", lambda c: (_held_lock(lambda c: c.d / "sw")(c), ["sweep", "--config", REPO / "configs" / "sweep_tiny.yaml",
                                                                           "--out", c.d / "sw"])[1],
      r"sw: another dpsynth process is writing it")
+case("unknown-command", lambda c: ["trian"], r"No such command 'trian'")
+case("unknown-top-level-option", lambda c: ["--bogus", "train"], r"No such option '--bogus'")
+case("unknown-command-option", lambda c: c.gen("--rowz", 5), r"No such option '--rowz'")
+case("missing-required-option", lambda c: ["train", "--data", c.w / "t.csv"], r"Missing option '--out'")
 case("datasets-unknown", lambda c: ["datasets", "nope"], r"nope")
 
 
