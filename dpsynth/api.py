@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dpsynth import safe_io
 from dpsynth.artifacts import LoadedRun, load_run, save_run
 from dpsynth.config import RunConfig, build_generator
 from dpsynth.data.embedded import get_embedded
@@ -71,7 +71,10 @@ def resolve_table(data: str, *, schema_path: str | Path | None = None) -> tuple[
 
 def resolve_splits(data: str, *, schema_path=None, split: SplitSpec) -> tuple[Splits, Schema]:
     frame, schema = resolve_table(data, schema_path=schema_path)
-    return split_table(frame, split), schema
+    try:
+        return split_table(frame, split), schema
+    except DataError as exc:  # e.g. too few rows: name the file
+        raise DataError(f"{data}: {exc}") from None
 
 
 def run_split(loaded: LoadedRun) -> SplitSpec:
@@ -255,7 +258,7 @@ def generate_images(*, loaded: LoadedRun, n: int, out: Path, seed: int, conditio
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        safe_io.remove_path(tmp)
         raise
     return GenerateResult(out=out, rows=n, seconds=time.perf_counter() - start, ledger=loaded.ledger)
 
@@ -323,17 +326,23 @@ def generate(
     threads: int = 1,
     balance: str | Sequence[str] | None = None,
     balance_target: str | Path | None = None,
+    max_rows: int | None = None,
 ) -> GenerateResult:
     """Sample ``n`` rows from a saved model and write them to CSV/Parquet (streamed in chunks,
     written to a temporary file and renamed, so a failure leaves no partial output).
 
     ``balance`` (columns) asks for equal counts in every cell of their categories;
     ``balance_target`` (a YAML file) for a target distribution over cells; see
-    :mod:`dpsynth.balance`. Both are post-processing of the model: no privacy cost."""
+    :mod:`dpsynth.balance`. Both are post-processing of the model: no privacy cost.
+
+    ``n`` is refused above ``max_rows`` (None: no cap) and when its estimated size does not fit
+    the free space of ``out``'s disk."""
     if n <= 0:
         raise DpsynthError(f"number of rows must be > 0, got {n}")
+    safe_io.check_rows(n, max_rows=max_rows)
     out = Path(out)
     loaded = model if isinstance(model, LoadedRun) else load_run(model)
+    safe_io.check_free_space(out, need_bytes=n * _output_row_bytes(loaded.schema), what=f"{n} rows")
     if loaded.generator.modality == "image" and (balance or balance_target is not None):
         raise DpsynthError("--balance / --balance-file apply to table models only")
     if loaded.generator.modality == "image":
@@ -370,18 +379,17 @@ def balanced_sample(loaded: LoadedRun, *, n: int, rng: np.random.Generator, bala
 
 @contextmanager
 def _atomic_output(out: Path) -> Iterator[Path]:
-    """A temporary sibling of ``out`` renamed into place on success and removed on any failure,
-    so no partial output file is ever left behind."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    """A temporary sibling of ``out`` renamed into place on success and removed on any failure
+    (signals included), so no partial output file is ever left behind."""
+    with safe_io.atomic_file(out) as tmp:
         yield tmp
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+
+def _output_row_bytes(schema) -> int:
+    """Upper estimate of one output row (table) or image on disk, from the public schema."""
+    if hasattr(schema, "height"):
+        return schema.height * schema.width * schema.channels * schema.storage_dtype.itemsize + 64
+    return safe_io.table_row_bytes(schema.columns)
 
 
 def write_frame(frame: pd.DataFrame, out: Path) -> None:
@@ -474,6 +482,16 @@ def evaluate_files(
     return results
 
 
+MIN_EVALUATION_ROWS = 10
+
+
+def check_evaluation_rows(frame: pd.DataFrame, *, what: str, minimum: int = MIN_EVALUATION_ROWS) -> None:
+    """The full suite needs a few rows per table (3-fold cross-validation, nearest neighbours)."""
+    if len(frame) < minimum:
+        raise DataError(f"{what}: {len(frame)} row(s); the full evaluation needs at least {minimum} "
+                        "(3-fold cross-validation, nearest-neighbour metrics); use --quick for a smaller table")
+
+
 @dataclass
 class EvaluationResult:
     results: dict
@@ -496,6 +514,7 @@ def evaluate_full(
     title: str | None = None,
     target: str | None = None,
     config: dict | None = None,
+    synthetic_source: str | None = None,
 ) -> EvaluationResult:
     """The full evaluation suite (utility, fidelity, privacy attacks, subgroups) and its report.
 
@@ -506,6 +525,9 @@ def evaluate_full(
 
     if config is not None and config_path:
         raise DpsynthError("give an evaluation config as a file or as a dict, not both")
+    for what, frame in (("real train split", train), ("real holdout split", holdout), ("real test split", test),
+                        (synthetic_source or "synthetic data", synthetic)):
+        check_evaluation_rows(frame, what=what)
     config = load_evaluation_config(config_path) if config_path else (merge_config(config) if config else {})
     if target is not None:
         if target not in schema:
@@ -573,7 +595,8 @@ def evaluate_run(*, run: str | Path, synthetic: str | Path | None = None, n: int
     report_dir = Path(loaded.path) / "report" if report_dir is None else report_dir
     return evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=syn,
                          schema=loaded.schema, loaded=loaded, shadow_models=shadow_models, config_path=config_path,
-                         report_dir=report_dir, seed=seed, title=f"{loaded.generator.name} on {data}")
+                         report_dir=report_dir, seed=seed, title=f"{loaded.generator.name} on {data}",
+                         synthetic_source=None if synthetic is None else str(synthetic))
 
 
 def evaluate_explicit(*, real: str | None, train, holdout, test, synthetic, schema_path, split: SplitSpec,
@@ -595,7 +618,7 @@ def evaluate_explicit(*, real: str | None, train, holdout, test, synthetic, sche
     syn = load_synthetic(synthetic, schema)
     return evaluate_full(train=parts[0], holdout=parts[1], test=parts[2], synthetic=syn, schema=schema,
                          config_path=config_path, report_dir=report_dir, seed=seed, target=target,
-                         title=f"{Path(synthetic).name} vs {real or Path(train).name}")
+                         title=f"{Path(synthetic).name} vs {real or Path(train).name}", synthetic_source=str(synthetic))
 
 
 # ---- audit ------------------------------------------------------------------------------

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import dpsynth
 from dpsynth.data.schema import Schema
 from dpsynth.errors import DataError, DpsynthError
 from dpsynth.privacy.ledger import Ledger
+from dpsynth.safe_io import check_output_dir
 from dpsynth.reports.privacy_card import privacy_card, privacy_card_markdown
 
 WEIGHTS = "weights.safetensors"
@@ -38,6 +40,7 @@ def save_run(run_dir: str | Path, *, generator, schema: Schema, ledger: Ledger, 
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise DpsynthError(f"run directory {run_dir} exists and is not empty (use --overwrite)")
+    check_output_dir(run_dir, overwrite=overwrite)  # never replaces a folder dpsynth did not write
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
     try:
@@ -77,14 +80,27 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         meta = json.loads((run_dir / "generator.json").read_text())
         ledger = Ledger.load(run_dir / "ledger.json")
         state = load_file(str(run_dir / WEIGHTS))
-    except (ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, OSError, SafetensorError) as exc:
         raise DataError(f"{run_dir}: corrupt model files ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not isinstance(meta.get("params", {}), dict):
+        raise DataError(f"{run_dir / 'generator.json'}: needs 'name' (a generator name) and 'params' (a mapping)")
     from dpsynth.data.image_schema import load_any_schema
 
     schema = load_any_schema(run_dir / "schema.yaml")
-    generator = build_generator(meta["name"], meta["params"])
-    generator.load_state_dict(state, schema=schema)
+    generator = build_generator(meta["name"], meta.get("params", {}))
+    try:
+        generator.load_state_dict(state, schema=schema)
+    except DpsynthError as exc:
+        raise DataError(f"{run_dir / WEIGHTS}: {exc}") from None
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{run_dir / WEIGHTS}: does not fit generator '{meta['name']}' and its schema ({first})") from None
     generator.ledger_ = ledger
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+        run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    except (ValueError, yaml.YAMLError, OSError) as exc:
+        raise DataError(f"{run_dir}: corrupt config.yaml or run.json ({str(exc).splitlines()[0]})") from None
+    if not isinstance(config, dict) or not isinstance(run, dict):
+        raise DataError(f"{run_dir}: config.yaml and run.json must hold mappings")
     return LoadedRun(generator=generator, schema=schema, ledger=ledger, config=config, run=run, path=run_dir)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 import click
 
+from dpsynth import safe_io
 from dpsynth.errors import DpsynthError
 
 
@@ -37,15 +39,41 @@ def _friendly(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with safe_io.signals_raise():
+                return fn(*args, **kwargs)
         except DpsynthError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_one_line(exc)}", err=True)
             sys.exit(2)
+        except safe_io.Terminated as exc:
+            click.echo(f"terminated by {exc}; no partial output was written", err=True)
+            sys.exit(128 + exc.signum)
         except KeyboardInterrupt:
             click.echo("interrupted; no partial output was written", err=True)
             sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except OSError as exc:  # disk full, permission denied, ...: the user's environment, not a bug
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            click.echo(f"error: {where}{exc.strerror or _one_line(exc)}", err=True)
+            sys.exit(2)
+        except Exception as exc:  # a bug: one line, exit 1; DPSYNTH_TRACEBACK=1 shows the traceback
+            if os.environ.get("DPSYNTH_TRACEBACK"):
+                raise
+            click.echo(f"internal error ({type(exc).__name__}: {_one_line(exc)}); "
+                       "rerun with DPSYNTH_TRACEBACK=1 and report it", err=True)
+            sys.exit(1)
 
     return wrapper
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return " ".join(text.splitlines()[:1]) if text else type(exc).__name__
+
+
+def _hold(resource):
+    """Enter a context manager (an output lock) until the command ends, error or not."""
+    return click.get_current_context().with_resource(resource)
 
 
 def _positive_epsilon(ctx, param, value):
@@ -54,7 +82,35 @@ def _positive_epsilon(ctx, param, value):
     return value
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineUsageError(click.UsageError):
+    """A command-line mistake printed as one line (no usage block), exit code 2."""
+
+    def show(self, file=None) -> None:
+        hint = f" (see `{self.ctx.command_path} -h`)" if self.ctx is not None else ""
+        click.echo(f"error: {self.format_message()}{hint}", err=True)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from None
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from None
+
+
+def _one_line_usage(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, (_OneLineUsageError, getattr(click.exceptions, "NoArgsIsHelpError", ()))):
+        return exc  # plain `dpsynth` still prints the help
+    return _OneLineUsageError(exc.format_message(), ctx=exc.ctx)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dpsynth")
 def main() -> None:
     """dpsynth: differentially private synthetic medical data.
@@ -111,8 +167,8 @@ def _training_options(fn):
         click.option("--accountant", type=click.Choice(["rdp", "prv"]), default=None, help="Privacy accountant (default rdp)."),
         click.option("--secure-rng", "secure_mode", is_flag=True, default=None, help="Use opacus' secure RNG for DP noise."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="Run config YAML (configs/)."),
-        click.option("--seed", type=int, default=None, help="Seed for splits and training randomness (default 0)."),
-        click.option("--threads", type=int, default=None, help="Torch threads (default 1: fastest for small MLPs)."),
+        click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed for splits and training randomness (default 0)."),
+        click.option("--threads", type=click.IntRange(1, 1024), default=None, help="Torch threads (default 1: fastest for small MLPs)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -126,11 +182,23 @@ def _resolve_config(config_path, **overrides):
     return base.with_overrides(**overrides)
 
 
-class _Progress:
-    """A tqdm bar showing step, losses and epsilon spent."""
+_PUBLIC_PROGRESS = ("selected", "sigma", "cells")  # DP outputs (AIM/MST selections, noise scale)
+LOSS_WARNING = ("warning: --verbose-losses prints losses computed on real training batches; they are NOT "
+                "differentially private: keep these logs inside, never with a release")
 
-    def __init__(self) -> None:
+
+def _verbose_losses_option(fn):
+    return click.option("--verbose-losses", is_flag=True, default=False,
+                        help="Show training losses in the progress bar (computed on real batches: not DP).")(fn)
+
+
+class _Progress:
+    """A tqdm bar showing step and epsilon spent, plus DP outputs (AIM/MST selections); losses on
+    real batches only with ``verbose_losses`` (they are not DP)."""
+
+    def __init__(self, verbose_losses: bool = False) -> None:
         self.bar = None
+        self.verbose_losses = verbose_losses
 
     def __call__(self, info: dict) -> None:
         from tqdm import tqdm
@@ -143,7 +211,8 @@ class _Progress:
             self.bar.n = step
         eps = info.get("epsilon")
         skip = ("step", "steps", "round", "rounds", "epsilon")
-        post = {k: (f"{v:.3f}" if isinstance(v, float) else str(v)[:24]) for k, v in info.items() if k not in skip}
+        post = {k: (f"{v:.3f}" if isinstance(v, float) else str(v)[:24]) for k, v in info.items()
+                if k not in skip and (self.verbose_losses or k in _PUBLIC_PROGRESS)}
         if eps is not None:
             post["eps"] = "inf" if math.isinf(eps) else f"{eps:.3f}"
         self.bar.set_postfix(post, refresh=False)
@@ -155,18 +224,27 @@ class _Progress:
 
 
 def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite, engine=None):
+           threads, out, overwrite, verbose_losses=False, echo=True, engine=None):
     config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta, accountant=accountant,
                              secure_mode=secure_mode, seed=seed, threads=threads)
-    progress = _Progress()
+    _hold(safe_io.output_lock(out))  # a second writer to the same run directory fails here
+    safe_io.check_output_dir(out, overwrite=overwrite)
+    if verbose_losses:
+        click.echo(LOSS_WARNING, err=True)
+    progress = _Progress(verbose_losses=verbose_losses)
     try:
         result = api.train(data=data, out=out, config=config, schema_path=schema_path, infer_schema=infer_schema,
                            overwrite=overwrite, progress=progress, engine=engine)
     finally:
         progress.close()
-    click.echo(f"trained {config.generator} on {len(result.splits.train)} rows in {result.fit_seconds:.1f}s -> {out}")
-    click.echo("privacy ledger: " + result.ledger.summary())
+    if echo:
+        _echo_trained(result, config.generator)
     return result
+
+
+def _echo_trained(result, generator: str) -> None:
+    click.echo(f"trained {generator} on {len(result.splits.train)} rows in {result.fit_seconds:.1f}s -> {result.run_dir}")
+    click.echo("privacy ledger: " + result.ledger.summary())
 
 
 # ---- train --------------------------------------------------------------------------------
@@ -177,9 +255,10 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
 @click.option("--engine", type=click.Choice(["auto", "numpy", "duckdb", "spark"]), default="auto", show_default=True,
               help="Where aim/mst/independent count marginals: DuckDB (auto for files of 2M+ rows) or Spark SQL over "
                    "the file, never loaded into memory; numpy loads it.")
+@_verbose_losses_option
 @_friendly
 def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-          threads, out, overwrite, engine):
+          threads, out, overwrite, engine, verbose_losses):
     """Train a DP generator and save weights, config, schema, ledger and privacy card to OUT.
 
     \b
@@ -187,7 +266,7 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
       dpsynth train --data actg175 --generator dp-gan --epsilon 1 --out runs/actg175
     """
     _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite, engine=engine)
+           threads, out, overwrite, verbose_losses, engine=engine)
 
 
 # ---- generate -----------------------------------------------------------------------------
@@ -206,9 +285,9 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
               help="Where the one-shot form saves its model (default: OUTPUT stem + '_model').")
 @click.option("-n", "--rows", "n", type=int, required=True, help="Number of synthetic rows.")
 @click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False), help="Output .csv or .parquet.")
-@click.option("--seed", type=int, default=None, help="Sampling seed (default 0).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Sampling seed (default 0).")
 @click.option("--condition", "conditions", multiple=True, help="column=value; repeatable. E.g. --condition race=1")
-@click.option("--threads", type=int, default=None)
+@click.option("--threads", type=click.IntRange(1, 1024), default=None)
 @click.option("--no-evaluate", is_flag=True, help="One-shot form: skip the TSTR summary.")
 @click.option("--format", "fmt", type=click.Choice(["auto", "npz", "png"]), default="auto", show_default=True,
               help="Images: .npz (MedMNIST keys) or a folder of PNGs with labels.csv; auto follows OUTPUT's suffix.")
@@ -218,9 +297,14 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
               help="Rebalanced release: target shares per cell from a YAML file (cells: [{race: 0, gender: 1, share: 0.3}, ...]).")
 @click.option("--engine", type=click.Choice(["auto", "numpy", "duckdb", "spark"]), default="auto", show_default=True,
               help="One-shot form: where aim/mst/independent count marginals (see `dpsynth train --help`).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (and, one-shot, the model folder it saves).")
+@click.option("--max-rows", type=click.IntRange(min=1), default=safe_io.DEFAULT_MAX_ROWS, show_default=True,
+              help="Refuse -n above this (raise it on purpose for very large files; free disk space is checked too).")
+@_verbose_losses_option
 @_friendly
 def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path,
-             run_dir, n, output, seed, conditions, threads, no_evaluate, fmt, balance, balance_file, engine):
+             run_dir, n, output, seed, conditions, threads, no_evaluate, fmt, balance, balance_file, engine, overwrite,
+             max_rows, verbose_losses):
     """Sample synthetic rows from a trained model (or train first with --data).
 
     \b
@@ -233,6 +317,7 @@ def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, 
         raise DpsynthError("give either --balance or --balance-file, not both")
     if n <= 0:
         raise DpsynthError(f"-n must be > 0, got {n}")
+    safe_io.check_rows(n, max_rows=max_rows)
     if (model is None) == (data is None):
         raise DpsynthError("give exactly one of --model RUN_DIR or --data (one-shot: train, then sample)")
     image = api.is_image_source(data, schema_path) if data is not None else None
@@ -242,15 +327,31 @@ def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, 
         raise DpsynthError(f"{output}: --format npz needs an output ending in .npz")
     if image is False and Path(output).suffix.lower() not in api.OUTPUT_SUFFIXES:
         raise DpsynthError(f"{output}: output must end in .csv or .parquet")
+    png_folder = fmt == "png" or (image is not False and not Path(output).suffix)
+    _hold(safe_io.output_lock(output))  # a second writer to the same output fails here
+    if png_folder:
+        safe_io.check_output_dir(output, overwrite=overwrite, option="--output", markers=("labels.csv",),
+                                 what="PNG folder")
+    else:
+        safe_io.check_output_file(output, overwrite=overwrite)
     trained = None
+    new_run_dir = None
     if data is not None:
         run_dir = run_dir or str(Path(output).with_suffix("")) + "_model"
+        new_run_dir = None if Path(run_dir).exists() else Path(run_dir)
         trained = _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode,
-                         config_path, seed, threads, run_dir, True, engine=engine)
+                         config_path, seed, threads, run_dir, overwrite, verbose_losses, echo=False, engine=engine)
         model = run_dir
-    result = api.generate(model=model, n=n, out=output, seed=seed or 0,
-                          conditions=api.parse_conditions(conditions), threads=threads or 1,
-                          balance=balance, balance_target=balance_file)
+    try:
+        result = api.generate(model=model, n=n, out=output, seed=seed or 0,
+                              conditions=api.parse_conditions(conditions), threads=threads or 1,
+                              balance=balance, balance_target=balance_file, max_rows=max_rows)
+    except BaseException:
+        if new_run_dir is not None:  # one-shot: nothing partial, not even the model it just trained
+            safe_io.remove_path(new_run_dir)
+        raise
+    if trained is not None:  # reported once the whole one-shot command succeeded
+        _echo_trained(trained, trained.generator.name)
     click.echo(f"wrote {result.rows} synthetic rows to {result.out} in {result.seconds:.2f}s")
     if balance or balance_file:
         click.echo(f"rebalanced release: {'equal counts per cell of ' + balance if balance else 'shares from ' + balance_file}"
@@ -297,11 +398,12 @@ def _print_quick(ev: dict) -> None:
               help="Evaluation config / traffic-light thresholds YAML (see configs/evaluation_thresholds.yaml).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Write report.json, report.md and report.html here (default with --run: RUN_DIR/report).")
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=click.IntRange(min=0), default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print every number as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --report folder.")
 @_friendly
 def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, schema_path, target, split_seed, quick,
-             shadow_models, config_path, report_dir, seed, as_json):
+             shadow_models, config_path, report_dir, seed, as_json, overwrite):
     """Evaluate synthetic data: utility, fidelity, membership-inference risk and subgroups.
 
     \b
@@ -312,6 +414,10 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
     """
     from dpsynth.data.splits import SplitSpec
 
+    if report_dir is not None:  # one writer per report folder; an existing one only with --overwrite
+        _hold(safe_io.output_lock(report_dir))
+        safe_io.check_output_dir(report_dir, overwrite=overwrite, option="--report", markers=("report.json",),
+                                 what="report folder")
     if quick:
         if synthetic is None:
             raise DpsynthError("--quick needs --synthetic")
@@ -361,11 +467,12 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
 @click.option("--method", type=click.Choice(["auto", "white-box", "black-box"]), default="auto", show_default=True,
               help="white-box: gradient canaries inside DP-SGD (dp-gan, dp-diffusion); black-box: outlier rows scored on synthetic data.")
 @click.option("--confidence", type=float, default=0.95, show_default=True)
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=click.IntRange(min=0), default=0)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Result JSON (default RUN_DIR/audit.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing result file.")
 @_friendly
-def audit(run_dir, canaries, method, confidence, seed, out, as_json):
+def audit(run_dir, canaries, method, confidence, seed, out, as_json, overwrite):
     """Empirical epsilon lower bound of a run's training (one audit run, Steinke et al. 2023).
 
     Retrains the run's generator once with its config and budget on its training split, with
@@ -375,6 +482,11 @@ def audit(run_dir, canaries, method, confidence, seed, out, as_json):
     Example:
       dpsynth audit --run runs/actg175 --canaries 1000
     """
+    if not Path(run_dir).is_dir():
+        raise DpsynthError(f"model directory not found: {run_dir}")
+    target = Path(out) if out is not None else Path(run_dir) / "audit.json"
+    _hold(safe_io.output_lock(target))
+    safe_io.check_output_file(target, overwrite=overwrite, option="--out")
     result = api.audit(run=run_dir, canaries=canaries, method=method, seed=seed, confidence=confidence, out=out)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))

@@ -53,6 +53,11 @@ class RunConfig:
     threads: int = 1
     description: str = ""
 
+    def __post_init__(self) -> None:
+        for key, value, low in (("seed", self.seed, 0), ("split.seed", self.split.seed, 0), ("threads", self.threads, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"'{key}' must be an integer >= {low}, got {value!r}")
+
     def to_dict(self) -> dict:
         return {
             "generator": self.generator,
@@ -111,7 +116,7 @@ def config_from_dict(raw: dict, *, source: str = "config") -> RunConfig:
             threads=int(raw.get("threads", 1)),
             description=str(raw.get("description", "")),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ConfigError) as exc:
         raise ConfigError(f"{source}: {exc}") from None
 
 

@@ -30,9 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,11 +211,19 @@ def cell_dir(out: Path, gen: SweepGenerator, epsilon: float, seed: int) -> Path:
 
 def run_sweep(config: SweepConfig, *, out: str | Path | None = None, progress: Callable[[dict], None] | None = None,
               retry_failed: bool = False) -> SweepResult:
-    """Run every missing cell, then write sweep.json / sweep.md / sweep.html into ``out``."""
+    """Run every missing cell, then write sweep.json / sweep.md / sweep.html into ``out``.
+    One sweep per folder at a time: a second one into the same folder fails at once."""
+    from dpsynth import safe_io
+
+    out = Path(out or config.out or Path("sweeps") / config.name)
+    with safe_io.output_lock(out):
+        return _run_sweep(config, out=out, progress=progress, retry_failed=retry_failed)
+
+
+def _run_sweep(config: SweepConfig, *, out: Path, progress, retry_failed: bool) -> SweepResult:
     from dpsynth import api
     from dpsynth.reports.sweep_report import write_sweep_report
 
-    out = Path(out or config.out or Path("sweeps") / config.name)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     splits, schema = api.resolve_splits(config.data, schema_path=config.schema, split=config.split)
@@ -262,10 +268,10 @@ def _finished(cdir: Path, fingerprint: str, retry_failed: bool) -> dict | None:
 
 
 def _write_atomic(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2, default=_json_default)
-    os.replace(tmp, path)
+    from dpsynth.safe_io import atomic_file
+
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
 
 
 def _json_default(obj):

@@ -187,6 +187,8 @@ def read_npz(path: str | Path, *, schema: ImageSchema, split: str = "train") -> 
         raise
     except Exception as exc:  # zipfile.BadZipFile, ValueError (pickled arrays), OSError, EOFError ...
         raise DataError(f"{path}: not a readable .npz archive ({_first_line(exc)})") from None
+    if images.shape[:1] == (0,):
+        raise DataError(f"{path}: '{keys[0]}' holds no images")
     images = _to_nchw(images, schema, source=str(path))
     labels = _check_labels(labels, len(images), schema, source=str(path))
     return ImageData(schema.to_unit(check_range(images, schema, source=str(path))), labels, schema, None, str(path))

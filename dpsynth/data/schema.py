@@ -46,6 +46,9 @@ class Column:
         if self.kind in ("continuous", "integer"):
             if self.low is None or self.high is None:
                 raise SchemaError(f"column '{self.name}': {self.kind} column needs public 'low' and 'high' bounds")
+            if not all(isinstance(b, (int, float, np.integer, np.floating)) and not isinstance(b, bool)
+                       and np.isfinite(b) for b in (self.low, self.high)):
+                raise SchemaError(f"column '{self.name}': bounds must be finite numbers, got [{self.low}, {self.high}]")
             if not float(self.low) < float(self.high):
                 raise SchemaError(f"column '{self.name}': low ({self.low}) must be below high ({self.high})")
         else:
@@ -214,16 +217,21 @@ class Schema:
         """
         missing = [n for n in self.names if n not in frame.columns]
         if missing:
-            raise DataError(f"{source}: column(s) {missing} declared in schema '{self.name}' are missing")
+            raise DataError(f"{source}: column(s) {_few(missing)} declared in schema '{self.name}' are missing")
         extra = [c for c in frame.columns if c not in self._index and c not in self.drop]
         if extra:
             raise DataError(
-                f"{source}: column(s) {extra} are not in schema '{self.name}' (declare them or list them under 'drop')"
+                f"{source}: column(s) {_few(extra)} are not in schema '{self.name}' (declare them or list them under 'drop')"
             )
         out = {}
         for col in self.columns:
             out[col.name] = _check_column(frame[col.name], col, source)
         return pd.DataFrame(out, index=frame.index)
+
+
+def _few(names: list, limit: int = 10) -> str:
+    """A list for a one-line message: the first ``limit`` names and how many more."""
+    return str(list(names)) if len(names) <= limit else f"{list(names[:limit])} and {len(names) - limit} more"
 
 
 def _check_column(series: pd.Series, col: Column, source: str) -> pd.Series:
@@ -241,6 +249,10 @@ def _check_column(series: pd.Series, col: Column, source: str) -> pd.Series:
             raise DataError(
                 f"{source}: column '{col.name}' is {col.kind} but holds non-numeric value {present[bad].iloc[0]!r}"
             )
+        infinite = ~np.isfinite(values.to_numpy(dtype=float))
+        if infinite.any():
+            raise DataError(f"{source}: column '{col.name}' has {int(infinite.sum())} infinite value(s) outside the"
+                            f" declared domain [{col.low}, {col.high}]")
         if col.kind == "integer" and not np.all(np.mod(values.to_numpy(dtype=float), 1) == 0):
             raise DataError(f"{source}: column '{col.name}' is integer but holds fractional values")
         out_of_range = (values < col.low) | (values > col.high)
