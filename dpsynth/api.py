@@ -304,7 +304,7 @@ def generate(
     if n <= 0:
         raise DpsynthError(f"number of rows must be > 0, got {n}")
     out = Path(out)
-    loaded = model if isinstance(model, LoadedRun) else load_run(model)
+    loaded = model if isinstance(model, LoadedRun) else load_run(model, require_manifest=True)
     if loaded.generator.modality == "image" and (balance or balance_target is not None):
         raise DpsynthError("--balance / --balance-file apply to table models only")
     if loaded.generator.modality == "image":
