@@ -272,18 +272,21 @@ def _print_quick(ev: dict) -> None:
               help="Shadow-model attack: retrain the run's generator this many times (needs --run).")
 @click.option("--thresholds", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Evaluation config / traffic-light thresholds YAML (see configs/evaluation_thresholds.yaml).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
-              help="Write report.json, report.md and report.html here (default with --run: RUN_DIR/report).")
+@click.option("--internal-out", "--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Internal evaluation folder for report.json/.md/.html (real-data statistics; default with --run: "
+                   "internal_eval/RUN_NAME beside the run; never inside a run or release).")
+@click.option("--include-real-images", is_flag=True,
+              help="Images: also show real test images in the internal report (off by default).")
 @click.option("--seed", type=int, default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print every number as JSON.")
 @_friendly
 def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, schema_path, target, split_seed, quick,
-             shadow_models, config_path, report_dir, seed, as_json):
+             shadow_models, config_path, report_dir, include_real_images, seed, as_json):
     """Evaluate synthetic data: utility, fidelity, membership-inference risk and subgroups.
 
     \b
     Examples:
-      dpsynth evaluate --run runs/actg175                       # full report in runs/actg175/report/
+      dpsynth evaluate --run runs/actg175                       # internal report in runs/internal_eval/actg175/
       dpsynth evaluate --real actg175 --synthetic synth.csv --target cens --quick
       dpsynth evaluate --train tr.csv --holdout ho.csv --test te.csv --synthetic syn.csv --schema s.yaml
     """
@@ -305,7 +308,8 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
         return
     if run_dir is not None:
         result = api.evaluate_run(run=run_dir, synthetic=synthetic, seed=seed, shadow_models=shadow_models,
-                                  config_path=config_path, report_dir=report_dir)
+                                  config_path=config_path, report_dir=report_dir,
+                                  include_real_images=include_real_images)
     else:
         if synthetic is None:
             raise DpsynthError("evaluate needs --synthetic (or --run)")
@@ -362,6 +366,36 @@ def audit(run_dir, canaries, method, confidence, seed, out, as_json):
     click.echo(f"empirical epsilon lower bound ({result['confidence']:.0%}): {result['epsilon_lower_bound']:.3f}  "
                f"claimed: {'inf (non-private reference)' if claimed is None else f'{claimed:.3f}'}  -> {result['verdict']}")
     click.echo(f"written to {result['out']} in {result['seconds']:.1f}s")
+
+
+# ---- release ------------------------------------------------------------------------------
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Release bundle directory to create.")
+@click.option("--synthetic-rows", type=int, default=0, show_default=True,
+              help="Also ship this many synthetic rows (or images) sampled from the model in BUNDLE/synthetic/.")
+@click.option("--seed", type=int, default=0, help="Sampling seed for the synthetic data and the report's summary.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle directory.")
+@click.option("--no-scan", is_flag=True, help="Skip the artifact scan (it needs the run's real data).")
+@_friendly
+def release(run_dir, out, synthetic_rows, seed, overwrite, no_scan):
+    """Build a release bundle (what may leave the hospital) from a trained run.
+
+    Verifies the run's manifest and ledger, refuses anything that is not DP (evaluation
+    reports, audit results, data), copies weights, generator/config/schema files, ledger and
+    privacy card, optionally samples synthetic data, writes a release report from DP outputs
+    and public facts only, a manifest of SHA-256 hashes, and runs the artifact scanner.
+
+    \b
+    Example:
+      dpsynth release runs/actg175 --out release/actg175 --synthetic-rows 5000
+    """
+    result = api.release(run=run_dir, out=out, synthetic_rows=synthetic_rows, seed=seed, overwrite=overwrite,
+                         scan=not no_scan)
+    click.echo(f"release bundle {result.out}: epsilon={result.epsilon:.3g} (recomputed from the ledger), "
+               f"{sum(1 for p in Path(result.out).rglob('*') if p.is_file())} files with SHA-256 in manifest.json")
+    click.echo(f"artifact scan: {result.scan['status']}; findings: {len(result.scan['findings'])}")
+    click.echo("release report: " + ", ".join(str(p) for p in result.report_files.values()))
 
 
 # ---- sweep --------------------------------------------------------------------------------
