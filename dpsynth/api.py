@@ -269,7 +269,8 @@ def evaluate_image_run(*, run: str | Path, synthetic: str | Path | None = None, 
                                                      labels=splits.test.labels)
     files = write_image_report(report_dir, results, grids=grids,
                                title=f"{loaded.generator.name} on {Path(loaded.run['data']).name}",
-                               synthetic=syn, classes=loaded.schema.classes)
+                               synthetic=syn, real=splits.test if include_real_images else None,
+                               classes=loaded.schema.classes)
     return EvaluationResult(results=results, report_files=files, seconds=seconds)
 
 

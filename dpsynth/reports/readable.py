@@ -195,3 +195,39 @@ def axis_label(column: str, descriptions: dict | None) -> str:
         return column
     desc = desc if len(desc) <= 60 else desc[:57] + "..."
     return f"{column}: {desc}"
+
+
+# ---- image grids ------------------------------------------------------------------------------------
+def class_strips(unit_images, labels, classes, *, per_class: int = 10) -> list[tuple[str, int, bytes]]:
+    """(class name, image count, PNG strip of up to ``per_class`` images) per class; images in
+    [-1, 1], (N, C, H, W)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    labels = np.asarray(labels)
+    out = []
+    for k, name in enumerate(classes):
+        idx = np.flatnonzero(labels == k)[:per_class]
+        if len(idx) == 0:
+            out.append((str(name), 0, b""))
+            continue
+        tiles = np.rint((np.clip(unit_images[idx], -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
+        strip = np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles], axis=1)
+        buf = io.BytesIO()
+        Image.fromarray(strip[:, :, 0] if strip.shape[2] == 1 else strip).save(buf, format="PNG")
+        out.append((str(name), int((labels == k).sum()), buf.getvalue()))
+    return out
+
+
+def class_grid_html(strips: list[tuple[str, int, bytes]], *, what: str, height: int = 84) -> str:
+    """One table row per class: the class name (and count) as the row label, then its images."""
+    import base64
+
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}<div class='note'>{n} {html.escape(what)}</div></th><td>"
+        + (f"<img alt='{html.escape(what)}: {html.escape(name)}' style='image-rendering:pixelated;height:{height}px;"
+           f"border:0' src='data:image/png;base64,{base64.b64encode(png).decode()}'>" if png else "none")
+        + "</td></tr>" for name, n, png in strips)
+    return f"<table>{rows}</table>"

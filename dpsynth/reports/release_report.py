@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dpsynth.reports.readable import (CSS, LEDGER_HEADERS, axis_label, eps_text, html_table, ledger_appendix_html,
-                                      ledger_summary_rows, md_table, privacy_claim_rows, verdict_html,
-                                      verdict_sentence)
+from dpsynth.reports.readable import (CSS, LEDGER_HEADERS, axis_label, class_grid_html, class_strips, eps_text,
+                                      html_table, ledger_appendix_html, ledger_summary_rows, md_table,
+                                      privacy_claim_rows, verdict_html, verdict_sentence)
 
 RELEASE_NOTICE = ("RELEASE REPORT: computed only from DP outputs (the model, its synthetic samples, the ledger) and "
                   "public facts (the schema); it holds no statistic of the real data")
@@ -94,21 +94,7 @@ def table_figure(frame, schema, *, per_row: int = 4) -> bytes:
 
 def image_rows(sample, schema, *, per_class: int = 10) -> list[tuple[str, int, bytes]]:
     """(class name, synthetic count, PNG of up to ``per_class`` synthetic images) per class."""
-    from PIL import Image
-
-    unit = sample.to_image_data().images
-    out = []
-    for k, name in enumerate(schema.classes):
-        idx = np.flatnonzero(sample.labels == k)[:per_class]
-        if len(idx) == 0:
-            out.append((str(name), 0, b""))
-            continue
-        tiles = np.rint((np.clip(unit[idx], -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
-        strip = np.concatenate([np.pad(t, ((2, 2), (2, 2), (0, 0))) for t in tiles], axis=1)
-        buf = io.BytesIO()
-        Image.fromarray(strip[:, :, 0] if strip.shape[2] == 1 else strip).save(buf, format="PNG")
-        out.append((str(name), int((sample.labels == k).sum()), buf.getvalue()))
-    return out
+    return class_strips(sample.to_image_data().images, sample.labels, schema.classes, per_class=per_class)
 
 
 def _files_rows(bundle: Path) -> list[list[str]]:
@@ -171,12 +157,8 @@ def write_release_report(bundle: str | Path, *, loaded, sample, epsilon: float, 
     paths["md"].write_text("\n".join(md))
     # ---- HTML ----
     if image:
-        grid = "".join(
-            f"<tr><th>{html.escape(name)}<div class='note'>{n} synthetic</div></th><td>"
-            + (f"<img alt='synthetic {html.escape(name)}' style='image-rendering:pixelated;height:84px;border:0' "
-               f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>" if png else "none sampled")
-            + "</td></tr>" for name, n, png in image_rows(sample, schema))
-        figure = f"<h3>Synthetic images, one row per class</h3><table>{grid}</table>"
+        figure = ("<h3>Synthetic images, one row per class</h3>"
+                  + class_grid_html(image_rows(sample, schema), what="synthetic"))
     else:
         png = table_figure(sample.frame, schema)
         figure = (f"<figure><figcaption>Every column of the synthetic sample (x: the schema's description and unit; "

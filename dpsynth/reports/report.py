@@ -144,12 +144,12 @@ def render_internal_html(title: str, tables: list[Table], figures: dict[str, byt
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{CSS}</style></head><body>",
              f"<div class='banner internal'>{html.escape(INTERNAL_NOTICE)}.</div>",
-             f"<h1>{html.escape(title)}</h1>", verdict_html(sentence, fit),
-             "<div class='cols'><div><h2>Privacy claim</h2>", html_table(["item", "value"], claim, cls="claim"),
-             "</div><div><h2>Verdict per area</h2>", f"<div class='cards'>{card_html}</div></div></div>"]
+             f"<h1>{html.escape(title)}</h1>", verdict_html(sentence, fit), f"<div class='cards'>{card_html}</div>",
+             "<div class='cols'><div><h2>Privacy claim</h2>", html_table(["item", "value"], claim, cls="claim"), "</div>"]
     summary_rows = ledger_summary_rows(ledger)
     if summary_rows:
-        parts.append("<h2>Privacy ledger, per mechanism</h2>" + html_table(LEDGER_HEADERS, summary_rows))
+        parts.append("<div><h2>Privacy ledger, per mechanism</h2>" + html_table(LEDGER_HEADERS, summary_rows) + "</div>")
+    parts.append("</div>")
     for name, headers, rows in tables:
         parts.append(f"<h2>{html.escape(name)}</h2>{_html_table(headers, rows)}")
     if figures:

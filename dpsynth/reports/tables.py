@@ -20,9 +20,15 @@ def fmt(value: Any, digits: int = 3) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    if isinstance(value, (list, dict)):
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={fmt(v, digits)}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
         return json.dumps(value, default=str)
     return str(value)
+
+
+def _delta(value) -> str:
+    return "-" if value is None else f"{float(value):.3g}"
 
 
 def verdict_table(results: dict) -> Table:
@@ -42,8 +48,8 @@ def epsilon_table(results: dict, ledger: dict | None) -> Table:
 
     rows = [["claimed epsilon (ledger)", eps_text(s.get("claimed_epsilon") if s.get("claimed_epsilon") is not None
                                                   else (ledger or {}).get("epsilon"))],
-            ["claimed delta", fmt(s.get("claimed_delta") if s.get("claimed_delta") is not None
-                                  else (ledger or {}).get("delta"), 8)],
+            ["claimed delta", _delta(s.get("claimed_delta") if s.get("claimed_delta") is not None
+                                     else (ledger or {}).get("delta"))],
             ["empirical epsilon lower bound", eps_text(s.get("epsilon_lower_bound"))],
             ["from attack", fmt(s.get("epsilon_lower_bound_attack"))],
             ["joint confidence", fmt(s.get("epsilon_confidence"), 2)]]
