@@ -343,20 +343,26 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
               help="white-box: gradient canaries inside DP-SGD (dp-gan, dp-diffusion); black-box: outlier rows scored on synthetic data.")
 @click.option("--confidence", type=float, default=0.95, show_default=True)
 @click.option("--seed", type=int, default=0)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Result JSON (default RUN_DIR/audit.json).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Result JSON (default internal_eval/RUN_NAME/audit.json beside the run; never inside it).")
+@click.option("--on", "data_split", type=click.Choice(["holdout", "train"]), default="holdout", show_default=True,
+              help="holdout: retrain on data not in the model's training split (costs the release nothing); "
+                   "train: retrain on the training split and charge the audit's own ledger.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_friendly
-def audit(run_dir, canaries, method, confidence, seed, out, as_json):
+def audit(run_dir, canaries, method, confidence, seed, out, data_split, as_json):
     """Empirical epsilon lower bound of a run's training (one audit run, Steinke et al. 2023).
 
-    Retrains the run's generator once with its config and budget on its training split, with
-    canaries; the saved run and its ledger are untouched.
+    Retrains the run's generator once with its config and budget, with canaries, on the holdout
+    split (default: not in the model's training split, so the release's epsilon is unchanged) or
+    on the training split with its own audit ledger (--on train); the saved run is untouched.
 
     \b
     Example:
       dpsynth audit --run runs/actg175 --canaries 1000
     """
-    result = api.audit(run=run_dir, canaries=canaries, method=method, seed=seed, confidence=confidence, out=out)
+    result = api.audit(run=run_dir, canaries=canaries, method=method, seed=seed, confidence=confidence, out=out,
+                       data_split=data_split)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
@@ -365,6 +371,7 @@ def audit(run_dir, canaries, method, confidence, seed, out, as_json):
                f"{result['correct']}/{result['guesses']} guesses correct")
     click.echo(f"empirical epsilon lower bound ({result['confidence']:.0%}): {result['epsilon_lower_bound']:.3f}  "
                f"claimed: {'inf (non-private reference)' if claimed is None else f'{claimed:.3f}'}  -> {result['verdict']}")
+    click.echo(f"audit budget: {result['audit_budget']}")
     click.echo(f"written to {result['out']} in {result['seconds']:.1f}s")
 
 

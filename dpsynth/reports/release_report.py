@@ -53,7 +53,7 @@ def table_summary(frame, schema) -> list[list[str]]:
         missing = f"{100 * series.isna().mean():.1f}%"
         if col.is_numeric:
             v = series.dropna().astype(float)
-            stats = (f"median {v.median():.4g}, 10-90%: {v.quantile(0.1):.4g} to {v.quantile(0.9):.4g}"
+            stats = (f"median {v.median():.1f}, 10-90%: {v.quantile(0.1):.1f} to {v.quantile(0.9):.1f}"
                      if len(v) else "all missing")
             domain = f"{col.low:g} to {col.high:g}"
         else:
