@@ -399,7 +399,9 @@ def release(run_dir, out, synthetic_rows, seed, overwrite, no_scan):
     """
     result = api.release(run=run_dir, out=out, synthetic_rows=synthetic_rows, seed=seed, overwrite=overwrite,
                          scan=not no_scan)
-    click.echo(f"release bundle {result.out}: epsilon={result.epsilon:.3g} (recomputed from the ledger), "
+    from dpsynth.reports.readable import eps_text
+
+    click.echo(f"release bundle {result.out}: epsilon={eps_text(result.epsilon)} (recomputed from the ledger), "
                f"{sum(1 for p in Path(result.out).rglob('*') if p.is_file())} files with SHA-256 in manifest.json")
     click.echo(f"artifact scan: {result.scan['status']}; findings: {len(result.scan['findings'])}")
     click.echo("release report: " + ", ".join(str(p) for p in result.report_files.values()))
