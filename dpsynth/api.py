@@ -259,7 +259,8 @@ def evaluate_image_run(*, run: str | Path, synthetic: str | Path | None = None, 
         metrics = evaluate_images(splits.train, splits.holdout, splits.test, syn, classes=loaded.schema.classes,
                                   rng=rng, cnn_epochs=cnn_epochs, cnn_repeats=cnn_repeats)
     seconds = time.perf_counter() - start
-    results = {"meta": {"modality": "image", "evaluate_seconds": round(seconds, 2), "n_synthetic": len(syn)},
+    results = {"meta": {"modality": "image", "evaluate_seconds": round(seconds, 2), "n_synthetic": len(syn),
+                        "n_train": len(splits.train)},
                "metrics": {k: v.to_dict() for k, v in metrics.items()}, "ledger": loaded.ledger.to_dict()}
     report_dir = check_outside_runs(default_internal_dir(loaded.path) if report_dir is None else report_dir)
     grid = save_image_grid(syn.images, report_dir / "synthetic_grid.png", labels=syn.labels)

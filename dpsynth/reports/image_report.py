@@ -55,9 +55,25 @@ def _rows(results: dict) -> list[tuple[str, str, str]]:
         if name == "image_downstream_accuracy":
             continue
         value = m["value"]
-        text = _f(value, 4) if isinstance(value, float) else str(value)
-        rows.append((name, text, m["goal"] + (f" {m['target']}" if m.get("target") is not None else "")))
+        label, against = _LABELS.get(name, (name, m["goal"] + (f" {m['target']}" if m.get("target") is not None else "")))
+        if name == "image_class_counts":
+            text = f"{int(value)} (smallest class)"
+        else:
+            text = _f(value, 3) if isinstance(value, float) else str(value)
+        rows.append((label, text, against))
     return rows
+
+
+_LABELS = {
+    "image_domain_fid": ("domain FID (features of the real-trained CNN), synthetic vs real test", "lower is better; 0 ideal"),
+    "image_inception_fid": ("Inception FID, synthetic vs real test", "lower is better; 0 ideal"),
+    "image_prdc_coverage": ("PRDC coverage of the real test images", "higher is better; 1 ideal"),
+    "image_class_counts": ("synthetic images per class", "every class sampled"),
+    "image_dcr_attack_auroc": ("membership attack AUROC, distance to closest synthetic image", "0.5 = guessing"),
+    "image_domias_attack_auroc": ("membership attack AUROC, DOMIAS density ratio", "0.5 = guessing"),
+    "image_worst_group_accuracy_gap": ("largest subgroup accuracy gap, real- minus synthetic-trained CNN",
+                                       "lower is better"),
+}
 
 
 def _subgroup_rows(results: dict) -> list[tuple[str, ...]]:
@@ -158,7 +174,8 @@ def write_image_report(out_dir: str | Path, results: dict, *, grids: dict[str, P
     ledger = results.get("ledger", {})
     fit, sentence = image_verdict(results)
     claim = privacy_claim_rows(ledger, privacy_unit="image", public="the image schema (size, channels, intensity "
-                               "range, class list) and the number of training images", n_train=None)
+                               "range, class list) and the number of training images",
+                               n_train=results.get("meta", {}).get("n_train"))
     ledger_rows = ledger_summary_rows(ledger)
     metric_rows = _rows(results)
     subgroups = _subgroup_rows(results)

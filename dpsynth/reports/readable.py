@@ -8,12 +8,11 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections import OrderedDict
 
-_MECHANISM_NAMES = {"gaussian": "Gaussian mechanism (counts, bounds, marginals)",
-                    "dp-sgd": "DP-SGD (Poisson-subsampled Gaussian)",
-                    "zcdp": "zCDP mechanisms (exponential mechanism, selections)",
-                    "non-private": "NON-PRIVATE (no noise)"}
+_MECHANISM_NAMES = {"gaussian": "Gaussian", "dp-sgd": "DP-SGD (Poisson-subsampled Gaussian)",
+                    "zcdp": "zCDP (exponential mechanism)", "non-private": "NON-PRIVATE (no noise)"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:16px auto;max-width:1240px;
@@ -32,6 +31,7 @@ tr:nth-child(even) td{background:#f7fafc}
 .verdict.yes{background:#f0fff4;border-color:#2f855a}.verdict.no{background:#fff5f5;border-color:#c53030}
 .claim td:first-child{font-weight:600;white-space:nowrap}
 .cols{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
+.cols>div{flex:1 1 460px;min-width:0}.cols table{width:100%}
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin:10px 0}
 .card{border:1px solid #cbd5e0;border-radius:8px;padding:8px 14px;min-width:170px;max-width:290px}
 .card b{display:block;margin-bottom:4px}
@@ -114,7 +114,7 @@ def privacy_claim_rows(ledger: dict | None, *, privacy_unit: str | None, public:
     rows.append(["privacy unit", unit.get(privacy_unit, privacy_unit if " " in str(privacy_unit) else
                                           f"all rows of one '{privacy_unit}' (one patient)")])
     if n_train is not None:
-        rows.append(["training rows (public count)", str(n_train)])
+        rows.append(["training rows / images (public count)", str(n_train)])
     rows.append(["treated as public", public or "the schema (column kinds, bounds, category lists) and the "
                                                 "number of training rows"])
     return rows
@@ -141,11 +141,12 @@ def ledger_summary_rows(ledger: dict | None) -> list[list[str]]:
     rows = []
     for mech, entries in groups.items():
         purposes = OrderedDict()
-        for e in entries:
-            purposes[e.get("purpose", "?")] = purposes.get(e.get("purpose", "?"), 0) + 1
-        what = ", ".join(p if k == 1 else f"{p} (x{k})" for p, k in list(purposes.items())[:6])
-        if len(purposes) > 6:
-            what += f", +{len(purposes) - 6} more"
+        for e in entries:  # "aim round 3: select a marginal" x 13 -> one item "aim round #: select a marginal (x13)"
+            key = re.sub(r"\b\d+\b", "#", str(e.get("purpose", "?")))
+            purposes[key] = purposes.get(key, 0) + 1
+        what = "; ".join(p if k == 1 else f"{p} (x{k})" for p, k in list(purposes.items())[:3])
+        if len(purposes) > 3:
+            what += f"; +{sum(list(purposes.values())[3:])} more (appendix)"
         steps = sum(int(e.get("steps", 1)) for e in entries if "noise_multiplier" in e)
         sigmas = sorted({float(e["noise_multiplier"]) for e in entries if e.get("noise_multiplier") is not None})
         detail = (f"noise multiplier {sigmas[0]:.3g}" + (f"-{sigmas[-1]:.3g}" if len(sigmas) > 1 else "")
@@ -154,11 +155,11 @@ def ledger_summary_rows(ledger: dict | None) -> list[list[str]]:
             detail = f"rho total {sum(float(e.get('rho', 0)) for e in entries):.3g}"
         rows.append([_MECHANISM_NAMES.get(mech, mech), str(len(entries)), what, detail,
                      eps_text(_group_epsilon(ledger, entries))])
-    rows.append(["all mechanisms, composed", str(len(ledger["entries"])), "", "", eps_text(ledger.get("epsilon"))])
+    rows.append(["all, composed", str(len(ledger["entries"])), "", "", eps_text(ledger.get("epsilon"))])
     return rows
 
 
-LEDGER_HEADERS = ["mechanism", "entries", "paid for", "noise", "epsilon of this group alone"]
+LEDGER_HEADERS = ["mechanism", "entries", "paid for", "noise", "epsilon alone"]
 
 
 def ledger_appendix_html(ledger: dict | None, *, extra: dict | None = None) -> str:
@@ -170,7 +171,8 @@ def ledger_appendix_html(ledger: dict | None, *, extra: dict | None = None) -> s
         rest = {k: v for k, v in e.items() if k not in ("mechanism", "purpose")}
         rows.append([str(i), e.get("mechanism", "?"), e.get("purpose", "?"),
                      ", ".join(f"{k}={_short(v)}" for k, v in rest.items())])
-    parts = [f"<details><summary>Appendix: every ledger entry ({len(rows)})</summary>",
+    more = " and " + ", ".join(t.lower() for t in extra) if extra else ""
+    parts = [f"<details><summary>Every ledger entry ({len(rows)}){html.escape(more)}: click to open</summary>",
              html_table(["#", "mechanism", "purpose", "parameters"], rows),
              f"<pre>{html.escape(json.dumps(ledger, indent=2, default=str))}</pre>"]
     for title, payload in (extra or {}).items():

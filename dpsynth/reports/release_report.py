@@ -101,12 +101,16 @@ def _files_rows(bundle: Path) -> list[list[str]]:
     from dpsynth.artifacts_manifest import MANIFEST
     from dpsynth.release import DP_ARTIFACTS
 
+    reports = {f"release_report.{ext}" for ext in ("json", "md", "html")}
     rows = []
     for path in sorted(p for p in bundle.rglob("*") if p.is_file()):
         rel = path.relative_to(bundle).as_posix()
+        if rel in reports:
+            continue
         what = DP_ARTIFACTS.get(rel) or ("synthetic data sampled from the model" if rel.startswith("synthetic/")
-                                         else "this report")
+                                         else "-")
         rows.append([rel, f"{path.stat().st_size:,}", what])
+    rows += [[name, "-", "this release report"] for name in sorted(reports)]
     rows.append([MANIFEST, "-", DP_ARTIFACTS[MANIFEST]])
     return rows
 
