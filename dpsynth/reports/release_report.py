@@ -33,7 +33,8 @@ def _verdict(loaded, epsilon: float) -> tuple[bool, str]:
                f"the target {eps_text(target)}" if target is not None else
                f"the epsilon recomputed from its {entries} is {eps_text(epsilon)}",
                "weights, config and ledger match the manifest and each other",
-               "every file is a DP output or a public fact"]
+               "every file is a DP output or a public fact (how useful the data are is judged by the internal "
+               "evaluation, which stays inside: its verdict is itself a statistic of the real data)"]
     return True, verdict_sentence(fit=True, epsilon=epsilon, reasons=reasons)
 
 
@@ -124,7 +125,9 @@ def write_release_report(bundle: str | Path, *, loaded, sample, epsilon: float, 
     ledger = loaded.ledger.to_dict()
     card = json.loads((bundle / "privacy_card.json").read_text()) if (bundle / "privacy_card.json").is_file() else {}
     claim = privacy_claim_rows(ledger, privacy_unit=getattr(schema, "privacy_unit", None) or ("image" if image else "row"),
-                               public=card.get("public_inputs"), n_train=loaded.run.get("n_train"),
+                               public=("the image schema (size, channels, intensity range, class list) and the number "
+                                       "of training images") if image else card.get("public_inputs"),
+                               n_train=loaded.run.get("n_train"),
                                generator=loaded.generator.name)
     data_name = loaded.run.get("data") or "?"
     title = f"Release: {loaded.generator.name} trained on {Path(str(data_name)).name} at epsilon={eps_text(epsilon)}"
