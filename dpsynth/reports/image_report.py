@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from dpsynth.metrics.base import _plain
-from dpsynth.reports.readable import (CSS, LEDGER_HEADERS, class_grid_html, class_strips, eps_text, html_table,
+from dpsynth.reports.readable import (CSS, LEDGER_HEADERS, class_grid_html, class_strips, html_table,
                                       ledger_appendix_html, ledger_summary_rows, light, md_table,
                                       privacy_claim_rows, verdict_html, verdict_sentence)
 
@@ -212,4 +212,4 @@ def write_image_report(out_dir: str | Path, results: dict, *, grids: dict[str, P
     return {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
 
 
-__all__ = ["write_image_report", "image_verdict", "eps_text"]
+__all__ = ["write_image_report", "image_verdict"]

@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from dpsynth.api import resolve_splits
-from dpsynth.artifacts_manifest import MANIFEST, verify_manifest
+from dpsynth.artifacts_manifest import verify_manifest
 from dpsynth.cli import main
 from dpsynth.data.splits import SplitSpec
 from dpsynth.privacy.artifact_scan import real_statistics, scan_for_statistics, scan_run_for_rows
