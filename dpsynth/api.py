@@ -265,8 +265,13 @@ def generate_images(*, loaded: LoadedRun, n: int, out: Path, seed: int, conditio
 
 def evaluate_image_run(*, run: str | Path, synthetic: str | Path | None = None, n: int | None = None, seed: int = 0,
                        report_dir: str | Path | None = None, cnn_epochs: int = 10,
-                       cnn_repeats: int = 3) -> EvaluationResult:
-    """Image metrics for a trained image run: CNN TSTR vs TRTR, domain FID, PRDC, attacks, grids."""
+                       cnn_repeats: int = 3, include_real_images: bool = False) -> EvaluationResult:
+    """Image metrics for a trained image run: CNN TSTR vs TRTR, domain FID, PRDC, attacks, grids.
+
+    The report is internal (default ``internal_eval/<run name>/`` beside the run, never inside
+    it); real images are shown only with ``include_real_images``."""
+    from dpsynth.reports.internal import check_outside_runs, default_internal_dir
+
     from dpsynth.data.images import load_image_source
     from dpsynth.metrics.image import evaluate_images, save_image_grid
     from dpsynth.reports.image_report import write_image_report
@@ -286,13 +291,19 @@ def evaluate_image_run(*, run: str | Path, synthetic: str | Path | None = None, 
         metrics = evaluate_images(splits.train, splits.holdout, splits.test, syn, classes=loaded.schema.classes,
                                   rng=rng, cnn_epochs=cnn_epochs, cnn_repeats=cnn_repeats)
     seconds = time.perf_counter() - start
-    results = {"meta": {"modality": "image", "evaluate_seconds": round(seconds, 2), "n_synthetic": len(syn)},
+    results = {"meta": {"modality": "image", "evaluate_seconds": round(seconds, 2), "n_synthetic": len(syn),
+                        "n_train": len(splits.train)},
                "metrics": {k: v.to_dict() for k, v in metrics.items()}, "ledger": loaded.ledger.to_dict()}
-    report_dir = Path(loaded.path) / "report" if report_dir is None else Path(report_dir)
+    report_dir = check_outside_runs(default_internal_dir(loaded.path) if report_dir is None else report_dir)
     grid = save_image_grid(syn.images, report_dir / "synthetic_grid.png", labels=syn.labels)
-    real_grid = save_image_grid(splits.test.images, report_dir / "real_grid.png", labels=splits.test.labels)
-    files = write_image_report(report_dir, results, grids={"synthetic": grid, "real (test split)": real_grid},
-                               title=f"{loaded.generator.name} on {Path(loaded.run['data']).name}")
+    grids = {"synthetic": grid}
+    if include_real_images:
+        grids["real (test split)"] = save_image_grid(splits.test.images, report_dir / "real_grid.png",
+                                                     labels=splits.test.labels)
+    files = write_image_report(report_dir, results, grids=grids,
+                               title=f"{loaded.generator.name} on {Path(loaded.run['data']).name}",
+                               synthetic=syn, real=splits.test if include_real_images else None,
+                               classes=loaded.schema.classes)
     return EvaluationResult(results=results, report_files=files, seconds=seconds)
 
 
@@ -341,7 +352,7 @@ def generate(
         raise DpsynthError(f"number of rows must be > 0, got {n}")
     safe_io.check_rows(n, max_rows=max_rows)
     out = Path(out)
-    loaded = model if isinstance(model, LoadedRun) else load_run(model)
+    loaded = model if isinstance(model, LoadedRun) else load_run(model, require_manifest=True)
     safe_io.check_free_space(out, need_bytes=n * _output_row_bytes(loaded.schema), what=f"{n} rows")
     if loaded.generator.modality == "image" and (balance or balance_target is not None):
         raise DpsynthError("--balance / --balance-file apply to table models only")
@@ -477,8 +488,12 @@ def evaluate_files(
     if loaded is not None:
         results["ledger"] = loaded.ledger.to_dict()
     if report_dir is not None:
-        Path(report_dir).mkdir(parents=True, exist_ok=True)
-        Path(report_dir, "report.json").write_text(json.dumps(results, indent=2, default=_json_default))
+        from dpsynth.reports.internal import INTERNAL_NOTICE, check_outside_runs
+
+        report_dir = check_outside_runs(report_dir)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        Path(report_dir, "report.json").write_text(json.dumps({"notice": INTERNAL_NOTICE, **results}, indent=2,
+                                                              default=_json_default))
     return results
 
 
@@ -545,8 +560,13 @@ def evaluate_full(
                              rng=np.random.default_rng(seed), config=config or None, fit_sample=fit_sample,
                              claimed_epsilon=None if claimed_eps is None or math.isinf(claimed_eps) else claimed_eps,
                              claimed_delta=claimed_delta)
+    from dpsynth.metrics.support import unsupported_regions
+
+    results["support"] = unsupported_regions(train, synthetic, schema)
     seconds = time.perf_counter() - start
     results.setdefault("meta", {})["evaluate_seconds"] = round(seconds, 2)
+    results["meta"].update(column_descriptions={c.name: c.description for c in schema.columns if c.description},
+                           privacy_unit=schema.privacy_unit, duration=schema.duration)
     files = None
     if report_dir is not None:
         from dpsynth.reports.privacy_card import privacy_card
@@ -577,11 +597,18 @@ def _shadow_fit_sample(loaded: LoadedRun):
 
 
 def evaluate_run(*, run: str | Path, synthetic: str | Path | None = None, n: int | None = None, seed: int = 0,
-                 shadow_models: int = 0, config_path=None, report_dir: str | Path | None = None) -> EvaluationResult:
-    """Evaluate a trained run: its recorded splits, and ``synthetic`` (or n fresh rows sampled from it)."""
+                 shadow_models: int = 0, config_path=None, report_dir: str | Path | None = None,
+                 include_real_images: bool = False) -> EvaluationResult:
+    """Evaluate a trained run: its recorded splits, and ``synthetic`` (or n fresh rows sampled from it).
+
+    The report is an internal evaluation: it goes to ``report_dir`` (default
+    ``internal_eval/<run name>/`` beside the run), never inside a run or bundle."""
+    from dpsynth.reports.internal import check_outside_runs, default_internal_dir
+
     loaded = load_run(run)
     if loaded.generator.modality == "image":
-        return evaluate_image_run(run=run, synthetic=synthetic, n=n, seed=seed, report_dir=report_dir)
+        return evaluate_image_run(run=run, synthetic=synthetic, n=n, seed=seed, report_dir=report_dir,
+                                  include_real_images=include_real_images)
     split = run_split(loaded)
     data = loaded.run.get("data")
     if data is None:
@@ -592,7 +619,7 @@ def evaluate_run(*, run: str | Path, synthetic: str | Path | None = None, n: int
     else:
         with torch_threads(1):
             syn = loaded.generator.sample(n or len(splits.train), rng=np.random.default_rng(seed + 1)).frame
-    report_dir = Path(loaded.path) / "report" if report_dir is None else report_dir
+    report_dir = check_outside_runs(default_internal_dir(loaded.path) if report_dir is None else report_dir)
     return evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=syn,
                          schema=loaded.schema, loaded=loaded, shadow_models=shadow_models, config_path=config_path,
                          report_dir=report_dir, seed=seed, title=f"{loaded.generator.name} on {data}",
@@ -616,6 +643,10 @@ def evaluate_explicit(*, real: str | None, train, holdout, test, synthetic, sche
         schema = Schema.load(schema_path)
         parts = tuple(schema.prepare(read_table(p), source=str(p)) for p in explicit)
     syn = load_synthetic(synthetic, schema)
+    if report_dir is not None:
+        from dpsynth.reports.internal import check_outside_runs
+
+        report_dir = check_outside_runs(report_dir)
     return evaluate_full(train=parts[0], holdout=parts[1], test=parts[2], synthetic=syn, schema=schema,
                          config_path=config_path, report_dir=report_dir, seed=seed, target=target,
                          title=f"{Path(synthetic).name} vs {real or Path(train).name}", synthetic_source=str(synthetic))
@@ -632,15 +663,23 @@ def run_budget(loaded: LoadedRun) -> Budget:
 
 
 def audit(*, run: str | Path, canaries: int = 1000, method: str = "auto", seed: int = 0, confidence: float = 0.95,
-          out: str | Path | None = None) -> dict:
+          out: str | Path | None = None, data_split: str = "holdout") -> dict:
     """Empirical epsilon lower bound for a saved run (Steinke, Nasr and Jagielski 2023): retrain
-    its generator with its config and budget once, with canaries, on its own training split.
+    its generator with its config and budget once, with canaries.
 
-    The audit run is separate: the saved run and its ledger are untouched. The result is written
-    to ``out`` (default RUN_DIR/audit.json) and returned."""
+    The audit is itself a training run on real data, so its result has a privacy cost of its own:
+    ``data_split="holdout"`` (default) retrains on the run's holdout split, which is not in the
+    released model's training split, so the audit costs the release nothing;
+    ``data_split="train"`` retrains on the training split and charges the audit's own ledger,
+    reported as ``audit_ledger`` (releasing model and audit together costs both epsilons).
+    The saved run and its ledger are untouched. The result is internal: it is written to
+    ``out`` (default ``internal_eval/<run name>/audit.json`` beside the run) and returned."""
     from dpsynth.config import config_from_dict
     from dpsynth.privacy.audit import audit_generator
+    from dpsynth.reports.internal import INTERNAL_NOTICE, check_outside_runs, default_internal_dir
 
+    if data_split not in ("holdout", "train"):
+        raise DpsynthError(f"audit data must be 'holdout' or 'train', got '{data_split}'")
     loaded = load_run(run)
     data = loaded.run.get("data")
     if data is None:
@@ -649,23 +688,48 @@ def audit(*, run: str | Path, canaries: int = 1000, method: str = "auto", seed: 
         raise DpsynthError(f"{run}: the audit supports table generators only (this run is {loaded.generator.modality})")
     if loaded.run.get("schema_inferred_with_dp"):
         raise DpsynthError(f"{run}: the audit needs a declared schema; this run inferred its schema with DP")
+    out = check_outside_runs(default_internal_dir(loaded.path) / "audit.json" if out is None else out,
+                             what="audit result")
     config = config_from_dict(loaded.config, source=f"{loaded.path}/config.yaml")
     split = run_split(loaded)
     splits, schema = resolve_splits(data, schema_path=Path(loaded.path) / "schema.yaml", split=split)
+    frame = splits.holdout if data_split == "holdout" else splits.train
     generator = build_generator(config.generator, config.params)
     start = time.perf_counter()
     with torch_threads(config.threads):
-        result = audit_generator(generator, TableData(splits.train, schema), budget=run_budget(loaded),
+        result = audit_generator(generator, TableData(frame.reset_index(drop=True), schema), budget=run_budget(loaded),
                                  rng=np.random.default_rng(seed), canaries=canaries, method=method,
                                  confidence=confidence)
+    audit_ledger = generator.ledger_
+    audit_eps = audit_ledger.epsilon()
+    result = {"notice": INTERNAL_NOTICE, **result}
+    result["audit_data"] = data_split
+    if data_split == "holdout":
+        result["audit_budget"] = (f"the audit retrained on the holdout split ({len(frame)} rows), which is not in the "
+                                  "released model's training split: it costs the release no epsilon")
+    else:
+        result["audit_budget"] = (f"the audit retrained on the released model's training split ({len(frame)} rows) and "
+                                  f"spent its own epsilon={audit_eps:.3g} (audit ledger); releasing the audit result "
+                                  "with the model costs both epsilons")
+    result["audit_ledger"] = audit_ledger.to_dict()
+    result["audit_epsilon"] = None if math.isinf(audit_eps) else audit_eps
     result["run"] = str(Path(run))
     result["run_epsilon"] = None if loaded.ledger.non_private else loaded.ledger.epsilon()
     result["seconds"] = round(time.perf_counter() - start, 2)
-    out = Path(out) if out is not None else Path(loaded.path) / "audit.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=_json_default))
     result["out"] = str(out)
     return result
+
+
+# ---- release ----------------------------------------------------------------------------
+def release(*, run: str | Path, out: str | Path, synthetic_rows: int = 0, seed: int = 0, overwrite: bool = False,
+            scan: bool = True):
+    """Build a release bundle from a run: DP artifacts only, a release report, a manifest; see
+    :mod:`dpsynth.release`. Refuses (one line, naming the file) anything that is not DP."""
+    from dpsynth.release import build_release
+
+    return build_release(run, out, synthetic_rows=synthetic_rows, seed=seed, overwrite=overwrite, scan=scan)
 
 
 # ---- sweep ------------------------------------------------------------------------------

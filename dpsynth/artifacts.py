@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import dpsynth
+from dpsynth.artifacts_manifest import file_sha256, verify_model_dir, write_manifest
 from dpsynth.data.schema import Schema
 from dpsynth.errors import DataError, DpsynthError
 from dpsynth.privacy.ledger import Ledger
@@ -44,19 +45,21 @@ def save_run(run_dir: str | Path, *, generator, schema: Schema, ledger: Ledger, 
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
     try:
+        ledger.save(tmp / "ledger.json")
         state = {k: v.contiguous() for k, v in generator.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS), metadata={"generator": generator.name, "dpsynth": dpsynth.__version__})
+        save_file(state, str(tmp / WEIGHTS), metadata={"generator": generator.name, "dpsynth": dpsynth.__version__,
+                                                       "ledger_sha256": file_sha256(tmp / "ledger.json")})
         (tmp / "generator.json").write_text(json.dumps(
             {"name": generator.name, "modality": generator.modality, "params": generator.get_params(),
              "dpsynth_version": dpsynth.__version__}, indent=2))
         schema.save(tmp / "schema.yaml")
-        ledger.save(tmp / "ledger.json")
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         (tmp / "run.json").write_text(json.dumps(run, indent=2))
         card = privacy_card(ledger, generator=generator.name, n_train=run.get("n_train", 0),
                             privacy_unit=schema.privacy_unit, secure_mode=secure_mode)
         (tmp / "privacy_card.json").write_text(json.dumps(card, indent=2))
         (tmp / "privacy_card.md").write_text(privacy_card_markdown(card))
+        write_manifest(tmp, kind="run")
         if run_dir.exists():
             shutil.rmtree(run_dir)
         os.replace(tmp, run_dir)
@@ -66,7 +69,10 @@ def save_run(run_dir: str | Path, *, generator, schema: Schema, ledger: Ledger, 
     return run_dir
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
+def load_run(run_dir: str | Path, *, verify: bool = True, require_manifest: bool = False) -> LoadedRun:
+    """Load a run or release bundle. ``verify`` checks its manifest (when present, or always
+    with ``require_manifest``: generate and release), the ledger's recomputed epsilon and the
+    ledger hash in the weights (see :mod:`dpsynth.artifacts_manifest`)."""
     from dpsynth.config import build_generator
 
     run_dir = Path(run_dir)
@@ -76,6 +82,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     missing = [f for f in needed if not (run_dir / f).is_file()]
     if missing:
         raise DataError(f"{run_dir} is not a dpsynth model directory (missing {', '.join(missing)})")
+    if verify:
+        verify_model_dir(run_dir, require_manifest=require_manifest)
     try:
         meta = json.loads((run_dir / "generator.json").read_text())
         ledger = Ledger.load(run_dir / "ledger.json")

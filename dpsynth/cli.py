@@ -396,19 +396,22 @@ def _print_quick(ev: dict) -> None:
               help="Shadow-model attack: retrain the run's generator this many times (needs --run).")
 @click.option("--thresholds", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Evaluation config / traffic-light thresholds YAML (see configs/evaluation_thresholds.yaml).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
-              help="Write report.json, report.md and report.html here (default with --run: RUN_DIR/report).")
+@click.option("--internal-out", "--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Internal evaluation folder for report.json/.md/.html (real-data statistics; default with --run: "
+                   "internal_eval/RUN_NAME beside the run; never inside a run or release).")
+@click.option("--include-real-images", is_flag=True,
+              help="Images: also show real test images in the internal report (off by default).")
 @click.option("--seed", type=click.IntRange(min=0), default=0)
 @click.option("--json", "as_json", is_flag=True, help="Print every number as JSON.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --report folder.")
 @_friendly
 def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, schema_path, target, split_seed, quick,
-             shadow_models, config_path, report_dir, seed, as_json, overwrite):
+             shadow_models, config_path, report_dir, include_real_images, seed, as_json, overwrite):
     """Evaluate synthetic data: utility, fidelity, membership-inference risk and subgroups.
 
     \b
     Examples:
-      dpsynth evaluate --run runs/actg175                       # full report in runs/actg175/report/
+      dpsynth evaluate --run runs/actg175                       # internal report in runs/internal_eval/actg175/
       dpsynth evaluate --real actg175 --synthetic synth.csv --target cens --quick
       dpsynth evaluate --train tr.csv --holdout ho.csv --test te.csv --synthetic syn.csv --schema s.yaml
     """
@@ -434,7 +437,8 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
         return
     if run_dir is not None:
         result = api.evaluate_run(run=run_dir, synthetic=synthetic, seed=seed, shadow_models=shadow_models,
-                                  config_path=config_path, report_dir=report_dir)
+                                  config_path=config_path, report_dir=report_dir,
+                                  include_real_images=include_real_images)
     else:
         if synthetic is None:
             raise DpsynthError("evaluate needs --synthetic (or --run)")
@@ -468,15 +472,20 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
               help="white-box: gradient canaries inside DP-SGD (dp-gan, dp-diffusion); black-box: outlier rows scored on synthetic data.")
 @click.option("--confidence", type=float, default=0.95, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Result JSON (default RUN_DIR/audit.json).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Result JSON (default internal_eval/RUN_NAME/audit.json beside the run; never inside it).")
+@click.option("--on", "data_split", type=click.Choice(["holdout", "train"]), default="holdout", show_default=True,
+              help="holdout: retrain on data not in the model's training split (costs the release nothing); "
+                   "train: retrain on the training split and charge the audit's own ledger.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing result file.")
 @_friendly
-def audit(run_dir, canaries, method, confidence, seed, out, as_json, overwrite):
+def audit(run_dir, canaries, method, confidence, seed, out, data_split, as_json, overwrite):
     """Empirical epsilon lower bound of a run's training (one audit run, Steinke et al. 2023).
 
-    Retrains the run's generator once with its config and budget on its training split, with
-    canaries; the saved run and its ledger are untouched.
+    Retrains the run's generator once with its config and budget, with canaries, on the holdout
+    split (default: not in the model's training split, so the release's epsilon is unchanged) or
+    on the training split with its own audit ledger (--on train); the saved run is untouched.
 
     \b
     Example:
@@ -484,10 +493,13 @@ def audit(run_dir, canaries, method, confidence, seed, out, as_json, overwrite):
     """
     if not Path(run_dir).is_dir():
         raise DpsynthError(f"model directory not found: {run_dir}")
-    target = Path(out) if out is not None else Path(run_dir) / "audit.json"
+    from dpsynth.reports.internal import default_internal_dir
+
+    target = Path(out) if out is not None else default_internal_dir(run_dir) / "audit.json"
     _hold(safe_io.output_lock(target))
     safe_io.check_output_file(target, overwrite=overwrite, option="--out")
-    result = api.audit(run=run_dir, canaries=canaries, method=method, seed=seed, confidence=confidence, out=out)
+    result = api.audit(run=run_dir, canaries=canaries, method=method, seed=seed, confidence=confidence, out=out,
+                       data_split=data_split)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
         return
@@ -496,7 +508,40 @@ def audit(run_dir, canaries, method, confidence, seed, out, as_json, overwrite):
                f"{result['correct']}/{result['guesses']} guesses correct")
     click.echo(f"empirical epsilon lower bound ({result['confidence']:.0%}): {result['epsilon_lower_bound']:.3f}  "
                f"claimed: {'inf (non-private reference)' if claimed is None else f'{claimed:.3f}'}  -> {result['verdict']}")
+    click.echo(f"audit budget: {result['audit_budget']}")
     click.echo(f"written to {result['out']} in {result['seconds']:.1f}s")
+
+
+# ---- release ------------------------------------------------------------------------------
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Release bundle directory to create.")
+@click.option("--synthetic-rows", type=int, default=0, show_default=True,
+              help="Also ship this many synthetic rows (or images) sampled from the model in BUNDLE/synthetic/.")
+@click.option("--seed", type=int, default=0, help="Sampling seed for the synthetic data and the report's summary.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle directory.")
+@click.option("--no-scan", is_flag=True, help="Skip the artifact scan (it needs the run's real data).")
+@_friendly
+def release(run_dir, out, synthetic_rows, seed, overwrite, no_scan):
+    """Build a release bundle (what may leave the hospital) from a trained run.
+
+    Verifies the run's manifest and ledger, refuses anything that is not DP (evaluation
+    reports, audit results, data), copies weights, generator/config/schema files, ledger and
+    privacy card, optionally samples synthetic data, writes a release report from DP outputs
+    and public facts only, a manifest of SHA-256 hashes, and runs the artifact scanner.
+
+    \b
+    Example:
+      dpsynth release runs/actg175 --out release/actg175 --synthetic-rows 5000
+    """
+    result = api.release(run=run_dir, out=out, synthetic_rows=synthetic_rows, seed=seed, overwrite=overwrite,
+                         scan=not no_scan)
+    from dpsynth.reports.readable import eps_text
+
+    click.echo(f"release bundle {result.out}: epsilon={eps_text(result.epsilon)} (recomputed from the ledger), "
+               f"{sum(1 for p in Path(result.out).rglob('*') if p.is_file())} files with SHA-256 in manifest.json")
+    click.echo(f"artifact scan: {result.scan['status']}; findings: {len(result.scan['findings'])}")
+    click.echo("release report: " + ", ".join(str(p) for p in result.report_files.values()))
 
 
 # ---- sweep --------------------------------------------------------------------------------

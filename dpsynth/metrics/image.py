@@ -67,9 +67,16 @@ def downstream_utility(train, synthetic, test, *, n_classes: int, rng: np.random
     def mean(scores, key):
         return float(np.mean([s[key] for s in scores]))
 
+    majority = int(np.bincount(np.asarray(train.labels, dtype=int), minlength=n_classes).argmax())
+    test_labels = np.asarray(test.labels)
     breakdown = {
         "synthetic_accuracy": mean(syn, "accuracy"), "synthetic_auroc": mean(syn, "auroc"),
         "real_accuracy": mean(real, "accuracy"), "real_auroc": mean(real, "auroc"),
+        "synthetic_balanced_accuracy": mean(syn, "balanced_accuracy"),
+        "real_balanced_accuracy": mean(real, "balanced_accuracy"),
+        # the baseline every accuracy is read against: always predict the training split's majority class
+        "majority_class": majority, "majority_accuracy": float((test_labels == majority).mean()),
+        "majority_balanced_accuracy": 1.0 / len(np.unique(test_labels)),
         "epochs": epochs, "repeats": repeats, "n_synthetic": len(synthetic.labels), "n_test": len(test.labels),
     }
     breakdown["accuracy_ratio"] = (breakdown["synthetic_accuracy"] / breakdown["real_accuracy"]
@@ -80,7 +87,7 @@ def downstream_utility(train, synthetic, test, *, n_classes: int, rng: np.random
                 values = [s[key] for s in scores]
                 breakdown[f"{side}_{key}_repeats"] = values
                 breakdown[f"{side}_{key}_std"] = float(np.std(values))
-    per_repeat = [subgroup_scores(test, r, s) for r, s in zip(real_probs, syn_probs)]
+    per_repeat = [subgroup_scores(test, r, s, majority=majority) for r, s in zip(real_probs, syn_probs)]
     if per_repeat[0] is not None:
         breakdown["subgroups"] = _mean_subgroups(per_repeat)
     return (MetricResult("image_downstream_accuracy", breakdown["synthetic_accuracy"], "maximize", (0.0, 1.0), breakdown),
@@ -99,7 +106,8 @@ def _mean_subgroups(per_repeat: list[list[dict]]) -> list[dict]:
     return out
 
 
-def subgroup_scores(test, real_probs: np.ndarray, syn_probs: np.ndarray, *, min_size: int = 30) -> list[dict] | None:
+def subgroup_scores(test, real_probs: np.ndarray, syn_probs: np.ndarray, *, min_size: int = 30,
+                    majority: int | None = None) -> list[dict] | None:
     """Per-subgroup accuracy / AUROC on the real test split of the real-trained and the
     synthetic-trained CNN, for each sensitive metadata attribute of the test images (numeric
     ones binned on their public bounds). None when the test images carry no metadata.
@@ -119,7 +127,8 @@ def subgroup_scores(test, real_probs: np.ndarray, syn_probs: np.ndarray, *, min_
         r, s = classification_scores(real_probs[mask], labels[mask]), classification_scores(syn_probs[mask], labels[mask])
         out.append({**row, "status": "ok", "real_accuracy": r["accuracy"], "synthetic_accuracy": s["accuracy"],
                     "accuracy_gap": r["accuracy"] - s["accuracy"], "real_auroc": _nan(r["auroc"]),
-                    "synthetic_auroc": _nan(s["auroc"])})
+                    "synthetic_auroc": _nan(s["auroc"]),
+                    **({"majority_accuracy": float((labels[mask] == majority).mean())} if majority is not None else {})})
     return out
 
 

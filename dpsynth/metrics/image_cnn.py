@@ -79,10 +79,13 @@ def extract_features(model: SmallCNN, images: np.ndarray, *, batch_size: int = 5
 
 
 def classification_scores(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy and AUROC (binary: of class 1; multi-class: one-vs-rest macro over present classes)."""
+    """Accuracy, balanced accuracy (mean recall over present classes) and AUROC (binary: of
+    class 1; multi-class: one-vs-rest macro over present classes)."""
     labels = np.asarray(labels)
-    out = {"accuracy": float((probs.argmax(axis=1) == labels).mean())}
+    pred = probs.argmax(axis=1)
+    out = {"accuracy": float((pred == labels).mean())}
     present = np.unique(labels)
+    out["balanced_accuracy"] = float(np.mean([(pred[labels == c] == c).mean() for c in present]))
     if len(present) < 2:
         out["auroc"] = math.nan
     elif probs.shape[1] == 2:

@@ -34,8 +34,11 @@ def marginal_overlays(results: dict) -> bytes | None:
     hists = results.get("fidelity", {}).get("column_shapes", {}).get("histograms") or []
     if not hists:
         return None
+    from dpsynth.reports.readable import axis_label
+
+    descriptions = results.get("meta", {}).get("column_descriptions")
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(hists), figsize=(4.2 * len(hists), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(hists), figsize=(4.2 * len(hists), 3.4), squeeze=False)
     for ax, h in zip(axes[0], hists):
         x = np.arange(len(h["labels"]))
         ax.bar(x - 0.2, h["real"], width=0.4, color=REAL, label="real")
@@ -43,7 +46,9 @@ def marginal_overlays(results: dict) -> bytes | None:
         step = max(1, len(x) // 8)
         ax.set_xticks(x[::step], [h["labels"][i] for i in range(0, len(x), step)], rotation=45, fontsize=7)
         ax.set_title(h["column"], fontsize=10)
-        ax.set_ylabel("share")
+        label = axis_label(h["column"], descriptions)
+        ax.set_xlabel(label if len(label) <= 45 else label[:42] + "...", fontsize=8)
+        ax.set_ylabel("share of rows")
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Marginals of the most different columns", fontsize=11, y=1.06)
     return _png(fig)
@@ -136,8 +141,12 @@ def km_curves(results: dict) -> bytes | None:
     ax.step(km["grid"], km["real"], where="post", color=REAL, label="real (train)")
     ax.step(km["grid"], km["synthetic"], where="post", color=SYNTH, label="synthetic")
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("time")
-    ax.set_ylabel("survival")
+    from dpsynth.reports.readable import axis_label
+
+    meta = results.get("meta", {})
+    duration = meta.get("duration")
+    ax.set_xlabel(axis_label(duration, meta.get("column_descriptions")) if duration else "time")
+    ax.set_ylabel("share without event (survival)")
     ax.set_title(f"Kaplan-Meier (sup |diff| {km['sup']:.3f})", fontsize=10)
     ax.legend(fontsize=8)
     return _png(fig)

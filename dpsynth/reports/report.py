@@ -10,37 +10,159 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from pathlib import Path
 
 from dpsynth.errors import DataError
 from dpsynth.metrics.base import _plain
 from dpsynth.reports.plots import all_plots
-from dpsynth.reports.tables import Table, all_tables
+from dpsynth.reports.readable import (CSS, LEDGER_HEADERS, html_table, ledger_appendix_html, ledger_summary_rows,
+                                     md_table, privacy_claim_rows, verdict_html, verdict_sentence)
+from dpsynth.reports.tables import LIGHTS, Table, all_tables, fmt
 from dpsynth.reports.terminal import format_terminal_summary
 
 __all__ = ["write_report", "format_terminal_summary", "render_markdown", "render_html"]
 
-_COLORS = {"GREEN": "#1a7f37", "AMBER": "#b7791f", "RED": "#c53030"}
+_COLORS = {"GREEN": "#1a7f37", "AMBER": "#b7791f", "RED": "#c53030", "FLAG": "#c53030"}
 
 
 def write_report(out_dir: str | Path, results: dict, *, ledger_dict: dict | None = None,
                  privacy_card: dict | str | None = None, title: str | None = None,
                  plots: bool = True) -> dict[str, Path]:
-    """Write the three files into ``out_dir`` (created if needed); return their paths."""
+    """Write the three files into ``out_dir`` (created if needed); return their paths.
+
+    This is an internal evaluation: each file says so on its first line (report.json: its first
+    key, ``notice``), and the reader meets the release verdict, then the privacy claim, then
+    the ledger per mechanism; raw ledger entries and the privacy card sit in a collapsed appendix."""
+    from dpsynth.reports.internal import INTERNAL_NOTICE
+
     if not isinstance(results, dict) or "verdicts" not in results:
         raise DataError("write_report needs the dict returned by evaluate_table (no 'verdicts' key found)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     title = title or f"dpsynth evaluation: {results.get('meta', {}).get('schema', 'table')}"
-    payload = {**results, "ledger": ledger_dict, "privacy_card": privacy_card}
+    payload = {"notice": INTERNAL_NOTICE, **results, "ledger": ledger_dict, "privacy_card": privacy_card}
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
     paths["json"].write_text(json.dumps(_plain(payload), indent=2, default=str))
-    tables = all_tables(results, ledger=ledger_dict, card=privacy_card)
+    tables = all_tables(results, ledger=None, card=None)
+    support = support_table(results)
+    if support is not None:
+        tables.insert(1, support)
     summary = format_terminal_summary(results)
-    paths["md"].write_text(render_markdown(title, tables, summary))
+    fit, sentence = release_verdict(results, ledger_dict)
+    claim = claim_rows(results, ledger_dict, privacy_card)
+    paths["md"].write_text(render_internal_markdown(title, tables, summary, sentence=sentence, claim=claim,
+                                                    ledger=ledger_dict, card=privacy_card))
     figures = all_plots(results) if plots else {}
-    paths["html"].write_text(render_html(title, tables, summary, figures))
+    paths["html"].write_text(render_internal_html(title, tables, figures, fit=fit, sentence=sentence, claim=claim,
+                                                  cards=area_cards(results), ledger=ledger_dict, card=privacy_card))
     return paths
+
+
+def release_verdict(results: dict, ledger: dict | None) -> tuple[bool, str]:
+    """'Fit for release at epsilon=E: yes/no, because ...': no when the run is non-private or any
+    check is red; the reasons name the red checks (or the amber ones when it is a yes)."""
+    eps = (ledger or {}).get("epsilon")
+    if eps is None:
+        eps = results.get("privacy", {}).get("summary", {}).get("claimed_epsilon")
+    reasons_red, reasons_amber = [], []
+    for area, block in results.get("verdicts", {}).items():
+        for c in block["checks"]:
+            text = f"{area}: {c['label']} = {fmt(c['value'])}" if c.get("value") is not None else f"{area}: {c['label']}"
+            if c["verdict"] == "red":
+                reasons_red.append(text + (" (red)" if c.get("value") is not None else ""))
+            elif c["verdict"] == "amber":
+                reasons_amber.append(text + " (amber)")
+    if eps is None:
+        return False, verdict_sentence(fit=False, epsilon=None, reasons=["no privacy ledger was given (no DP claim)"])
+    if eps == "inf" or (isinstance(eps, float) and math.isinf(eps)):
+        return False, verdict_sentence(fit=False, epsilon=eps, reasons=["this is a NON-PRIVATE reference run"])
+    if reasons_red:
+        return False, verdict_sentence(fit=False, epsilon=eps, reasons=reasons_red[:4]
+                                       + ([f"{len(reasons_red) - 4} more red checks"] if len(reasons_red) > 4 else []))
+    because = ["no check is red"] + ([f"watch: {'; '.join(reasons_amber[:3])}"] if reasons_amber else [])
+    return True, verdict_sentence(fit=True, epsilon=eps, reasons=because)
+
+
+def claim_rows(results: dict, ledger: dict | None, card) -> list[list[str]]:
+    meta = results.get("meta", {})
+    card = card if isinstance(card, dict) else {}
+    return privacy_claim_rows(ledger, privacy_unit=meta.get("privacy_unit") or card.get("privacy_unit"),
+                              public=card.get("public_inputs"), n_train=meta.get("n_train"),
+                              generator=card.get("generator"))
+
+
+def area_cards(results: dict) -> list[tuple[str, str, str]]:
+    """(area, light, the one number behind it) per area, worst check first."""
+    rank = {"green": 0, "amber": 1, "red": 2, "n/a": -1}
+    cards = []
+    for area, block in results.get("verdicts", {}).items():
+        checks = [c for c in block["checks"] if c.get("value") is not None]
+        worst = max(checks, key=lambda c: rank.get(c["verdict"], -1)) if checks else None
+        detail = f"{worst['label']}: {fmt(worst['value'])}" if worst else "not measured"
+        cards.append((area, LIGHTS.get(block["verdict"], block["verdict"]), detail))
+    return cards
+
+
+def support_table(results: dict) -> Table | None:
+    sup = results.get("support")
+    if not sup:
+        return None
+    rows = [[g["column"], g["region"], str(g["n_synthetic"]), f"{100 * g['share_synthetic']:.1f}%", "0", "FLAG"]
+            for g in sup["regions"][:15]]
+    if not rows:
+        rows = [["every column", "-", "0", "0.0%", "-", "ok"]]
+    name = (f"Synthetic rows where the real training split has no rows: {sup['rows_in_unsupported_regions']} "
+            f"({100 * sup['share_in_unsupported_regions']:.1f}% of the synthetic rows)")
+    return (name, ["column", "region (public bins)", "synthetic rows", "share of synthetic", "real rows", "flag"], rows)
+
+
+def render_internal_markdown(title: str, tables: list[Table], summary: str, *, sentence: str, claim, ledger, card) -> str:
+    from dpsynth.reports.internal import INTERNAL_NOTICE
+
+    lines = [f"**{INTERNAL_NOTICE}.**", "", f"# {title}", "", f"**{sentence}**", "", "## Privacy claim", "",
+             *md_table(["item", "value"], claim), ""]
+    summary_rows = ledger_summary_rows(ledger)
+    if summary_rows:
+        lines += ["## Privacy ledger (per mechanism)", "", *md_table(LEDGER_HEADERS, summary_rows), ""]
+    lines += ["## Summary", "", "```", summary, "```", ""]
+    for name, headers, rows in tables:
+        lines += [f"## {name}", "", *md_table(headers, rows), ""]
+    if ledger or card:
+        lines += ["## Appendix: raw ledger entries and privacy card", "", "<details><summary>show</summary>", "",
+                  "```json", json.dumps({"ledger": ledger, "privacy_card": card}, indent=2, default=str), "```", "",
+                  "</details>", ""]
+    return "\n".join(lines)
+
+
+def render_internal_html(title: str, tables: list[Table], figures: dict[str, bytes], *, fit: bool, sentence: str,
+                         claim, cards, ledger, card) -> str:
+    from dpsynth.reports.internal import INTERNAL_NOTICE
+
+    card_html = "".join(f"<div class='card'><b>{html.escape(a.capitalize())}</b>{_cell(light)}"
+                        f"<div class='sub'>{html.escape(detail)}</div></div>" for a, light, detail in cards)
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{CSS}</style></head><body>",
+             f"<div class='banner internal'>{html.escape(INTERNAL_NOTICE)}.</div>",
+             f"<h1>{html.escape(title)}</h1>", verdict_html(sentence, fit), f"<div class='cards'>{card_html}</div>",
+             "<div class='cols'><div><h2>Privacy claim</h2>", html_table(["item", "value"], claim, cls="claim"), "</div>"]
+    summary_rows = ledger_summary_rows(ledger)
+    if summary_rows:
+        parts.append("<div><h2>Privacy ledger, per mechanism</h2>" + html_table(LEDGER_HEADERS, summary_rows) + "</div>")
+    parts.append("</div>")
+    for name, headers, rows in tables:
+        parts.append(f"<h2>{html.escape(name)}</h2>{_html_table(headers, rows)}")
+    if figures:
+        parts.append("<h2>Figures</h2>")
+    for caption, png in figures.items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f"<figure><figcaption>{html.escape(caption)}</figcaption>"
+                     f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'></figure>")
+    extra = {"Privacy card": card} if isinstance(card, dict) else None
+    parts.append("<h2>Appendix</h2>" + (ledger_appendix_html(ledger, extra=extra) if ledger else
+                                        "<p class='note'>No ledger was given.</p>"))
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
 
 # ---- Markdown -----------------------------------------------------------------------------------

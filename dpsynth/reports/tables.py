@@ -20,9 +20,15 @@ def fmt(value: Any, digits: int = 3) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    if isinstance(value, (list, dict)):
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={fmt(v, digits)}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
         return json.dumps(value, default=str)
     return str(value)
+
+
+def _delta(value) -> str:
+    return "-" if value is None else f"{float(value):.3g}"
 
 
 def verdict_table(results: dict) -> Table:
@@ -38,11 +44,13 @@ def verdict_table(results: dict) -> Table:
 
 def epsilon_table(results: dict, ledger: dict | None) -> Table:
     s = results.get("privacy", {}).get("summary", {})
-    rows = [["claimed epsilon (ledger)", fmt(s.get("claimed_epsilon") if s.get("claimed_epsilon") is not None
-                                              else (ledger or {}).get("epsilon"))],
-            ["claimed delta", fmt(s.get("claimed_delta") if s.get("claimed_delta") is not None
-                                  else (ledger or {}).get("delta"), 8)],
-            ["empirical epsilon lower bound", fmt(s.get("epsilon_lower_bound"))],
+    from dpsynth.reports.readable import eps_text
+
+    rows = [["claimed epsilon (ledger)", eps_text(s.get("claimed_epsilon") if s.get("claimed_epsilon") is not None
+                                                  else (ledger or {}).get("epsilon"))],
+            ["claimed delta", _delta(s.get("claimed_delta") if s.get("claimed_delta") is not None
+                                     else (ledger or {}).get("delta"))],
+            ["empirical epsilon lower bound", eps_text(s.get("epsilon_lower_bound"))],
             ["from attack", fmt(s.get("epsilon_lower_bound_attack"))],
             ["joint confidence", fmt(s.get("epsilon_confidence"), 2)]]
     return ("Claimed vs empirical epsilon", ["quantity", "value"], rows)
@@ -145,7 +153,7 @@ def subgroup_tables(results: dict) -> list[Table]:
     rows = []
     for x in g["groups"]:
         rows.append([x["group"], str(x["n_real"]), str(x["n_synthetic"]), fmt(x["representation_ratio"], 2),
-                     x["flag"] or ("too small" if x["status"] != "ok" else "ok"), fmt(x["fidelity_tvd"]),
+                     x["flag"] or _small_status(x), fmt(x["fidelity_tvd"]),
                      fmt(x.get("trtr_auroc")), fmt(x.get("tstr_auroc"))])
     out = [("Subgroups (real = training rows; AUROC on real test rows)",
             ["group", "n real", "n synthetic", "repr. ratio", "status", "within-group TVD", "TRTR AUROC",
@@ -169,6 +177,15 @@ def subgroup_tables(results: dict) -> list[Table]:
                     ["attribute", "DP diff (real model)", "DP diff (synthetic model)", "EO diff (real model)",
                      "EO diff (synthetic model)"], fr))
     return out
+
+
+def _small_status(group: dict) -> str:
+    """'ok', 'too small', or a flag when the synthetic data puts rows where the real split has none."""
+    if group["status"] == "ok":
+        return "ok"
+    if group["n_real"] == 0 and group["n_synthetic"] > 0:
+        return f"FLAG: {group['n_synthetic']} synthetic rows, 0 real rows"
+    return "too small"
 
 
 def error_table(results: dict) -> Table | None:

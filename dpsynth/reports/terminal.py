@@ -16,8 +16,13 @@ def _light(verdict: str, color: bool) -> str:
 
 def format_terminal_summary(results: dict, *, color: bool = False, width: int = 88) -> str:
     """Verdict per area, the checks behind it, and the claimed vs empirical epsilon."""
+    import textwrap
+
+    from dpsynth.reports.report import release_verdict
+
     meta = results.get("meta", {})
-    lines = [f"dpsynth evaluation: {meta.get('schema', '?')}  (train {meta.get('n_train')}, holdout "
+    lines = textwrap.wrap(release_verdict(results, None)[1], width=width)
+    lines += [f"dpsynth evaluation: {meta.get('schema', '?')}  (train {meta.get('n_train')}, holdout "
              f"{meta.get('n_holdout')}, test {meta.get('n_test')}, synthetic {meta.get('n_synthetic')})",
              "-" * width]
     for area, block in results.get("verdicts", {}).items():

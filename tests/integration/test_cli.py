@@ -184,7 +184,8 @@ def test_defaults_yaml_matches_code_defaults():
 def test_full_evaluation_writes_a_report(trained):
     result = run("evaluate", "--run", trained / "run", "--thresholds", REPO / "configs" / "evaluation_thresholds.yaml")
     assert "UTILITY" in result.output and "PRIVACY" in result.output and "SUBGROUPS" in result.output
-    report = trained / "run" / "report"
+    report = trained / "internal_eval" / "run"  # an internal evaluation: beside the run, never inside it
+    assert not (trained / "run" / "report").exists()
     for name in ("report.json", "report.md", "report.html"):
         assert (report / name).is_file()
     numbers = json.loads((report / "report.json").read_text())

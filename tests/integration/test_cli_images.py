@@ -35,10 +35,33 @@ def test_image_cli_end_to_end(tmp_path):
     assert len(list((tmp_path / "pngs").glob("*.png"))) == 5 and (tmp_path / "pngs" / "labels.csv").is_file()
     out = run("evaluate", "--run", tmp_path / "run")
     assert "image_domain_fid" in out and "image_dcr_attack_auroc" in out
+    internal = tmp_path / "internal_eval" / "run"  # beside the run, never inside it
     for name in ("report.json", "report.md", "report.html", "synthetic_grid.png"):
-        assert (tmp_path / "run" / "report" / name).is_file()
-    report = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
+        assert (internal / name).is_file()
+    assert not (tmp_path / "run" / "report").exists() and not (internal / "real_grid.png").exists()
+    report = json.loads((internal / "report.json").read_text())
+    assert report["notice"].startswith("INTERNAL EVALUATION")
     util = report["metrics"]["image_downstream_accuracy"]["breakdown"]
     assert util["repeats"] == 3 and len(util["synthetic_accuracy_repeats"]) == 3
-    assert "Downstream CNN on the real test split (mean of 3 CNN(s) per side)" in (
-        tmp_path / "run" / "report" / "report.md").read_text()
+    test_labels = arrays["test_labels"][:, 0]
+    majority = np.bincount(arrays["train_labels"][:, 0]).argmax()
+    assert util["majority_accuracy"] == float((test_labels == majority).mean())
+    assert 0 <= util["synthetic_balanced_accuracy"] <= 1 and util["majority_balanced_accuracy"] == 0.5
+    md = (internal / "report.md").read_text()
+    assert md.startswith("**INTERNAL EVALUATION") and "majority-class baseline" in md and "balanced accuracy" in md
+    page = (internal / "report.html").read_text()
+    assert "Synthetic images, one row per class" in page and "Real test images" not in page
+
+    # the release bundle of an image run holds no real image, and the scanner would see one
+    from dpsynth.data.images import load_image_source
+    from dpsynth.metrics.image import save_image_grid
+    from dpsynth.privacy.artifact_scan import scan_for_images
+
+    out = run("release", tmp_path / "run", "--out", tmp_path / "bundle", "--synthetic-rows", 20)
+    assert "findings: 0" in out and "real training images" in out
+    train = load_image_source(tmp_path / "breastmnist.npz")
+    assert scan_for_images(tmp_path / "run", train.images, schema=train.schema) == []
+    assert scan_for_images(internal, train.images, schema=train.schema) == []
+    save_image_grid(train.images[:15], tmp_path / "leak" / "grid.png", labels=train.labels[:15])
+    shown = sum(min(10, int((train.labels[:15] == c).sum())) for c in (0, 1))
+    assert scan_for_images(tmp_path / "leak", train.images, schema=train.schema) == [f"grid.png: {shown} real image(s) found"]

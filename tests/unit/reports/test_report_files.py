@@ -59,7 +59,10 @@ def test_three_files_and_json_roundtrip(written):
 
 def test_markdown_has_every_section(written):
     md = written[0]["md"].read_text()
-    for heading in ("## Verdicts", "## Claimed vs empirical epsilon", "## Privacy ledger", "## Privacy card",
+    assert md.startswith("**INTERNAL EVALUATION")  # first line: real-data statistics, stays inside
+    assert md.splitlines()[4].startswith("**Fit for release at epsilon=1.00: no, because ")
+    for heading in ("## Verdicts", "## Claimed vs empirical epsilon", "## Privacy claim", "## Privacy ledger (per mechanism)",
+                    "## Appendix: raw ledger entries and privacy card",
                     "## Utility", "## Survival", "## Fidelity", "## Membership attacks", "## Subgroups",
                     "## Fairness"):
         assert heading in md, heading
