@@ -20,6 +20,7 @@ Accounting (sample-level; the privacy unit is the site's patient/row):
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -133,6 +134,7 @@ def run_site_round(*, job: FederatedJob, site_index: int, arrays: list[np.ndarra
     ``state`` is what this site kept from its previous rounds (None in round 1): its ledger, its
     plan and its one-off releases. Returns the new weights, the new state and the metrics the
     site reports (its ledger and releases: DP outputs and its row count, treated as public)."""
+    start = time.perf_counter()
     name, path = job.sites[site_index]
     schema = load_schema(job.schema_path)
     model: FederatedModel = federated_model(job.generator, job.params, schema)
@@ -159,5 +161,6 @@ def run_site_round(*, job: FederatedJob, site_index: int, arrays: list[np.ndarra
     state = {**state, "ledger": ledger.to_dict()}
     metrics = {"site": name, "n": n, "round": server_round, "epsilon": float(ledger.epsilon()),
                "steps": int(_dp_sgd_entry(ledger).steps), "ledger": json.dumps(ledger.to_dict()),
-               "released": json.dumps(state["released"])}
+               "released": json.dumps(state["released"]),
+               "seconds": round(time.perf_counter() - start, 3)}
     return RoundResult(arrays=model.to_arrays(new_state), state=state, metrics=metrics)
