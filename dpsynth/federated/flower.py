@@ -115,7 +115,8 @@ def run_rounds(*, job, initial_arrays: list[np.ndarray], site_level: SiteLevelPl
                 num_sampled_clients=n_sites)
         fit_workflow = None
         if site_level is not None and site_level.secure_aggregation:
-            fit_workflow = SecAggPlusWorkflow(num_shares=n_sites, reconstruction_threshold=n_sites)
+            # every site shares its key with every other, and all shares are needed to unmask (no dropouts here)
+            fit_workflow = SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=1.0)
         legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=job.rounds), strategy=strategy)
         DefaultWorkflow(fit_workflow=fit_workflow)(grid, legacy)
         outcome.arrays = legacy.state.array_records[MAIN_PARAMS_RECORD].to_numpy_ndarrays()
