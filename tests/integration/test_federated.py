@@ -139,6 +139,30 @@ def test_flower_two_sites_two_rounds_end_to_end(sites, tmp_path):
     assert len((tmp_path / "syn.csv").read_text().strip().splitlines()) == 51
 
 
+@pytest.mark.slow
+def test_site_level_dp_with_secure_aggregation_runs_in_simulation(sites, tmp_path):
+    """Flower's client-side fixed clipping + server noise under SecAgg+, reported as a second guarantee."""
+    pytest.importorskip("flwr", reason="flwr is not installed (pip install -e '.[federated]')")
+    pytest.importorskip("ray", reason="flwr[simulation] (ray) is not installed")
+    config_file = tmp_path / "fed.yaml"
+    config_file.write_text(yaml.safe_dump({"generator": "dp-diffusion", "params": TINY["dp-diffusion"],
+                                           "privacy": {"epsilon": 2.0}, "rounds": 1,
+                                           "site_level_dp": {"epsilon": 20.0, "clip_norm": 0.1}}))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["federated", "--config", str(config_file), "--sites", str(sites / "north.csv"),
+                                    str(sites / "south.csv"), "--schema", str(sites / "schema.yaml"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    card = json.loads((out / "privacy_card.json").read_text())
+    site_level = card["federated"]["site_level_dp"]
+    assert site_level["secure_aggregation"] is True and site_level["sites"] == 2
+    assert site_level["epsilon"] <= 20.0
+    assert site_level["epsilon"] == pytest.approx(
+        dp_accounting_epsilon([(site_level["noise_multiplier"], 1.0, 1)], site_level["delta"]), rel=1e-3)
+    assert card["epsilon"] <= 2.0  # the sample-level guarantee is unchanged and separate
+    assert "Site-level guarantee (separate)" in (out / "privacy_card.md").read_text()
+    assert "site-level guarantee (separate)" in res.output
+
+
 def test_site_level_noise_is_calibrated_by_the_accountant():
     from dpsynth.federated.workflow import site_level_plan
 
