@@ -50,7 +50,7 @@ PARAMS = {
     "dp-diffusion": {"batch_size": 32, "epochs": 30.0},
 }
 IMAGE_PARAMS = {"block_out_channels": [16, 32], "layers_per_block": 1, "norm_num_groups": 8, "noise_multiplicity": 2,
-                "batch_size": 64, "epochs": 1.0, "lr": 1e-3, "ema_decay": 0.99, "sample_steps": 20,
+                "batch_size": 64, "epochs": 0.5, "lr": 1e-3, "ema_decay": 0.99, "sample_steps": 20,
                 "max_physical_batch_size": 64, "sample_batch_size": 200, "device": "cpu"}
 
 

@@ -189,3 +189,36 @@ def test_config_yaml_form_and_duplicate_site_names(tmp_path):
     with pytest.raises(ConfigError, match="unknown key"):
         load_federated_config(f)
     assert isinstance(FederatedConfig().with_overrides(rounds=7).rounds, int)
+
+
+def test_image_site_rounds_continue_one_ledger(tmp_path):
+    """dp-diffusion-image at a site: class counts charged once, DP-SGD steps of both rounds in one entry."""
+    pytest.importorskip("diffusers", reason="diffusers is not installed")
+    from dpsynth.data.image_schema import ImageSchema
+
+    rng = np.random.default_rng(0)
+    schema = ImageSchema.from_dict({"name": "tiny", "modality": "image", "height": 8, "width": 8, "channels": 1,
+                                    "label": "label", "classes": [0, 1], "low": 0, "high": 255})
+    schema.save(tmp_path / "schema.yaml")
+    for name in ("a", "b"):  # random pixels: this checks the mechanics, not image quality
+        np.savez(tmp_path / f"{name}.npz", train_images=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8),
+                 train_labels=rng.integers(0, 2, (40, 1)))
+    params = {"block_out_channels": [8, 8], "layers_per_block": 1, "norm_num_groups": 8, "noise_multiplicity": 1,
+              "batch_size": 16, "epochs": 0.5, "sample_steps": 2, "device": "cpu"}
+    job = FederatedJob(generator="dp-diffusion-image", params=params, schema_path=str(tmp_path / "schema.yaml"),
+                       rounds=2, epsilon=5.0, sites=(("a", str(tmp_path / "a.npz")), ("b", str(tmp_path / "b.npz"))))
+    model = federated_model(job.generator, params, load_schema(job.schema_path))
+    arrays = model.to_arrays(model.initial_state(np.random.default_rng(0)))
+    state = None
+    for server_round in (1, 2):
+        result = run_site_round(job=job, site_index=1, arrays=arrays, server_round=server_round, state=state)
+        state, arrays = json.loads(json.dumps(result.state)), result.arrays
+    entries = result.state["ledger"]["entries"]
+    assert [e["mechanism"] for e in entries] == ["gaussian", "dp-sgd"]
+    k = steps_per_round(model.plan_steps(40), 2)
+    assert entries[1]["steps"] == 2 * k
+    history = [(e["noise_multiplier"], e["sample_rate"], e["steps"]) for e in entries]
+    assert result.metrics["epsilon"] == pytest.approx(dp_accounting_epsilon(history, result.state["ledger"]["delta"]),
+                                                      rel=1e-3)
+    fitted = model.finalize(model.from_arrays(arrays), [json.loads(result.metrics["released"])] * 2)
+    assert fitted.sample(3, rng=np.random.default_rng(1)).images.shape[0] == 3
