@@ -28,3 +28,23 @@ def read_site(folder: str | Path, site: str) -> pd.DataFrame:
         if col != "oldpeak" and len(values) and np.all(values == np.round(values)):
             raw[col] = raw[col].astype("Int64")
     return raw
+
+
+def main() -> None:
+    """Write the four sites as CSV files that fit the schema (for `dpsynth federated --sites ...`)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "ehr" /
+                   "uci_heart_disease", help="folder with the processed.*.data files")
+    p.add_argument("--out", type=Path, required=True, help="folder to write <site>.csv into")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for site in SITES:
+        frame = read_site(args.data, site)
+        frame.to_csv(args.out / f"{site}.csv", index=False)
+        print(f"{args.out / (site + '.csv')}: {len(frame)} rows")
+
+
+if __name__ == "__main__":
+    main()
