@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -124,17 +126,34 @@ def run_rounds(*, job, initial_arrays: list[np.ndarray], site_level: SiteLevelPl
     server_app = ServerApp()
     server_app.main()(server_main)
     _quiet(verbose)
-    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n_sites,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                   "init_args": {"num_cpus": 1, "include_dashboard": False,
-                                                 "log_to_driver": bool(verbose)}},
-                   verbose_logging=verbose)
+    with _ray_workers_not_niced():
+        run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n_sites,
+                       backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                       "init_args": {"num_cpus": 1, "include_dashboard": False,
+                                                     "log_to_driver": bool(verbose)}},
+                       verbose_logging=verbose)
     complete = len(outcome.reports) == job.rounds and all(len(r) == n_sites for r in outcome.reports)
     if not outcome.arrays or not complete:
         done = [len(r) for r in outcome.reports]
         raise DpsynthError(f"federated run did not complete: sites reporting per round {done} of {n_sites} over "
                            f"{job.rounds} rounds (see the Flower log above; rerun with --verbose)")
     return outcome
+
+
+@contextmanager
+def _ray_workers_not_niced():
+    """Ray starts its worker processes (the simulated sites) at niceness 15 unless
+    ``RAY_worker_niceness`` says otherwise; on a shared machine that starves the sites' training.
+    Run them at the driver's priority for this run only (an explicit user setting wins)."""
+    key = "RAY_worker_niceness"
+    before = os.environ.get(key)
+    if before is None:
+        os.environ[key] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
 
 
 def _quiet(verbose: bool) -> None:
