@@ -44,6 +44,13 @@ def _part(state: State, prefix: str) -> State:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def _valid_batchnorm(state: State) -> State:
+    """BatchNorm running variances stay positive. An average is, but site-level DP adds Gaussian
+    noise to every exchanged number, which can make a variance negative (and the network's
+    output NaN); clamping it is post-processing."""
+    return {k: v.clamp_min(1e-5) if k.endswith("running_var") else v for k, v in state.items()}
+
+
 def _probs(counts: list[float]) -> np.ndarray:
     c = np.clip(np.asarray(counts, dtype=float), 0.0, None)
     return c / c.sum() if c.sum() > 0 else np.full(len(c), 1.0 / len(c))
@@ -129,7 +136,7 @@ class GANModel(FederatedModel):
             g._build(self.schema)
             disc = self._discriminator()
         if state is not None:
-            g.generator_.load_state_dict(_part(state, "generator."), strict=False)
+            g.generator_.load_state_dict(_valid_batchnorm(_part(state, "generator.")), strict=False)
             disc.load_state_dict(_part(state, "discriminator."))
         return g.generator_, disc
 
@@ -168,7 +175,7 @@ class GANModel(FederatedModel):
     def finalize(self, state: State, released: list[dict]):
         g = self.generator
         pooled = _pooled_counts([r["category_counts"] for r in released])
-        full = {f"generator.{k}": v for k, v in _part(state, "generator.").items()}
+        full = {f"generator.{k}": v for k, v in _valid_batchnorm(_part(state, "generator.")).items()}
         with torch.random.fork_rng(devices=[]):
             g._build(self.schema)
         for name, value in g.generator_.state_dict().items():  # BatchNorm step counters are not exchanged

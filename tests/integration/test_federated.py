@@ -222,3 +222,15 @@ def test_image_site_rounds_continue_one_ledger(tmp_path):
                                                       rel=1e-3)
     fitted = model.finalize(model.from_arrays(arrays), [json.loads(result.metrics["released"])] * 2)
     assert fitted.sample(3, rng=np.random.default_rng(1)).images.shape[0] == 3
+
+
+def test_site_level_noise_on_batchnorm_variances_cannot_break_sampling(sites):
+    """Server noise can make an averaged BatchNorm variance negative; the model still samples."""
+    model = federated_model("dp-gan", TINY["dp-gan"], load_schema(sites / "schema.yaml"))
+    state = model.initial_state(np.random.default_rng(0))
+    noisy = {k: (v - 1.0 if k.endswith("running_var") else v) for k, v in state.items()}
+    assert min(float(v.min()) for k, v in noisy.items() if k.endswith("running_var")) < 0
+    counts = [[5.0] * span.dim for span in model.generator.cond_.spans]
+    fitted = model.finalize(noisy, [{"category_counts": counts}])
+    frame = fitted.sample(50, rng=np.random.default_rng(0)).frame
+    assert len(frame) == 50
