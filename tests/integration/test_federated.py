@@ -228,7 +228,7 @@ def test_site_level_noise_on_batchnorm_variances_cannot_break_sampling(sites):
     """Server noise can make an averaged BatchNorm variance negative; the model still samples."""
     model = federated_model("dp-gan", TINY["dp-gan"], load_schema(sites / "schema.yaml"))
     state = model.initial_state(np.random.default_rng(0))
-    noisy = {k: (v - 1.0 if k.endswith("running_var") else v) for k, v in state.items()}
+    noisy = {k: (v - 2.0 if k.endswith("running_var") else v) for k, v in state.items()}
     assert min(float(v.min()) for k, v in noisy.items() if k.endswith("running_var")) < 0
     counts = [[5.0] * span.dim for span in model.generator.cond_.spans]
     fitted = model.finalize(noisy, [{"category_counts": counts}])
