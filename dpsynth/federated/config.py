@@ -14,6 +14,7 @@ working directory. Example (configs/federated_uci_heart.yaml)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,9 @@ def sites_from(raw: Any) -> tuple[tuple[str, str], ...]:
     else:
         raise ConfigError("sites: expected a list of files or a mapping {name: file}")
     names = [n for n, _ in pairs]
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", n)]
+    if bad:
+        raise ConfigError(f"sites: site name(s) {bad} must be letters, digits, '_', '.' or '-'")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"sites: duplicate site name(s) {dupes}; give them as a mapping {{name: file}}")

@@ -185,6 +185,8 @@ def test_config_yaml_form_and_duplicate_site_names(tmp_path):
     assert cfg.site_level_dp == SiteLevelDP(epsilon=5.0, secure_aggregation=False)
     with pytest.raises(ConfigError, match="duplicate site name"):
         sites_from(["a/x.csv", "b/x.csv"])
+    with pytest.raises(ConfigError, match="site name"):
+        sites_from({"../evil": "x.csv", "b": "y.csv"})
     f.write_text(yaml.safe_dump({"sites": ["x.csv"], "epochs": 3}))
     with pytest.raises(ConfigError, match="unknown key"):
         load_federated_config(f)
