@@ -75,17 +75,30 @@ def fit_sample(generator: str, params: dict, frame: pd.DataFrame, schema, *, eps
     return gen.sample(len(frame), rng=rng).frame
 
 
-def tstr(train: pd.DataFrame, synthetic: pd.DataFrame, test: pd.DataFrame, schema, *, seed: int) -> tuple[float, float]:
+def tstr(train: pd.DataFrame, synthetic: pd.DataFrame, test: pd.DataFrame, schema, *, seed: int):
+    """(TSTR AUROC, TRTR AUROC); TSTR is None when the synthetic rows hold < 3 rows of a class
+    (no classifier can be cross-validated on them: the generator collapsed onto one outcome)."""
+    from dpsynth.errors import DataError
     from dpsynth.metrics.encoding import coerce_frame
     from dpsynth.metrics.utility import utility_table
 
-    res, _ = utility_table(train=coerce_frame(train, schema, role="train"),
-                           synthetic=coerce_frame(synthetic, schema, role="synthetic"),
-                           test=coerce_frame(test, schema, role="test"), schema=schema, seed=seed)
+    try:
+        res, _ = utility_table(train=coerce_frame(train, schema, role="train"),
+                               synthetic=coerce_frame(synthetic, schema, role="synthetic"),
+                               test=coerce_frame(test, schema, role="test"), schema=schema, seed=seed)
+    except DataError as exc:
+        if not str(exc).startswith("synthetic:"):
+            raise
+        print(f"  no TSTR: {exc}", flush=True)
+        empty = synthetic.iloc[:0]
+        res, _ = utility_table(train=coerce_frame(train, schema, role="train"), synthetic=coerce_frame(
+            pd.concat([train, empty]), schema, role="synthetic"), test=coerce_frame(test, schema, role="test"),
+            schema=schema, seed=seed)
+        return None, res["trtr"]["selected"]["auroc"]
     return res["tstr"]["selected"]["auroc"], res["trtr"]["selected"]["auroc"]
 
 
-def run_tables(args) -> list[dict]:
+def run_tables(args, save=None) -> list[dict]:
     import torch
 
     from dpsynth.config import PrivacyConfig
@@ -135,6 +148,8 @@ def run_tables(args) -> list[dict]:
                     print(json.dumps({k: row[k] for k in ("generator", "epsilon", "site", "federated", "local",
                                                           "pooled", "trtr_site")}), flush=True)
                     rows.append(row)
+                if save is not None:
+                    save(rows)
     return rows
 
 
@@ -253,17 +268,21 @@ def main() -> None:
     args = p.parse_args()
     if not DATA.exists():
         sys.exit(f"real data folder {DATA} is absent (set DPSYNTH_SHARED_DATA)")
-    rows = [] if args.images_only else run_tables(args)
-    images = run_images(args) if (args.images or args.images_only) else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     json_path = args.out.with_suffix(".json")
     previous = json.loads(json_path.read_text()) if json_path.exists() else {}
-    done = {(r["generator"], r["epsilon"]) for r in rows}
-    kept = [r for r in previous.get("tables", []) if (r["generator"], r["epsilon"]) not in done]
-    payload = {"tables": kept + rows, "images": images or previous.get("images")}
-    json_path.write_text(json.dumps(payload, indent=2, default=str))
-    write_markdown(payload["tables"], payload["images"], args.out.with_suffix(".md"), args)
-    print(f"wrote {args.out.with_suffix('.md')}")
+
+    def save(rows, images=None):
+        done = {(r["generator"], r["epsilon"]) for r in rows}
+        kept = [r for r in previous.get("tables", []) if (r["generator"], r["epsilon"]) not in done]
+        payload = {"tables": kept + rows, "images": images or previous.get("images")}
+        json_path.write_text(json.dumps(payload, indent=2, default=str))
+        write_markdown(payload["tables"], payload["images"], args.out.with_suffix(".md"), args)
+        print(f"wrote {args.out.with_suffix('.md')}", flush=True)
+
+    rows = [] if args.images_only else run_tables(args, save=save)
+    images = run_images(args) if (args.images or args.images_only) else None
+    save(rows, images)
 
 
 if __name__ == "__main__":
