@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -126,12 +127,19 @@ def run_rounds(*, job, initial_arrays: list[np.ndarray], site_level: SiteLevelPl
     server_app = ServerApp()
     server_app.main()(server_main)
     _quiet(verbose)
-    with _ray_workers_not_niced():
-        run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n_sites,
-                       backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                       "init_args": {"num_cpus": 1, "include_dashboard": False,
-                                                     "log_to_driver": bool(verbose)}},
-                       verbose_logging=verbose)
+    try:
+        with _ray_workers_not_niced(), warnings.catch_warnings():
+            if not verbose:
+                warnings.filterwarnings("ignore", category=FutureWarning, module="ray")
+            run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n_sites,
+                           backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                           "init_args": {"num_cpus": 1, "include_dashboard": False,
+                                                         "log_to_driver": bool(verbose)}},
+                           verbose_logging=verbose)
+    except RuntimeError as exc:  # Flower wraps what went wrong (e.g. Ray could not start) in a RuntimeError
+        cause = exc.__cause__ or exc
+        first = (str(cause).splitlines() or [type(cause).__name__])[0][:300]
+        raise DpsynthError(f"Flower's simulation engine failed: {first} (rerun with --verbose for Flower's log)") from None
     complete = len(outcome.reports) == job.rounds and all(len(r) == n_sites for r in outcome.reports)
     if not outcome.arrays or not complete:
         done = [len(r) for r in outcome.reports]
@@ -157,7 +165,8 @@ def _ray_workers_not_niced():
 
 
 def _quiet(verbose: bool) -> None:
-    """Flower logs every round at INFO; keep warnings and errors unless asked."""
+    """Flower logs every round at INFO and its own tracebacks at ERROR; without --verbose only
+    dpsynth's one-line message is shown."""
     from flwr.common.logger import FLOWER_LOGGER
 
-    FLOWER_LOGGER.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    FLOWER_LOGGER.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
