@@ -96,8 +96,18 @@ def _training_options(fn):
         click.option("--accountant", type=click.Choice(["rdp", "prv"]), default=None, help="Privacy accountant (default rdp)."),
         click.option("--secure-rng", "secure_mode", is_flag=True, default=None, help="Use opacus' secure RNG for DP noise."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="Run config YAML (configs/)."),
-        click.option("--seed", type=int, default=None, help="Seed for splits and training randomness (default 0)."),
+        click.option("--seed", type=int, default=None,
+                     help="Seed for training randomness: noise, batches, weights (default 0); the split uses --split-seed."),
+        click.option("--split-seed", type=int, default=None,
+                     help="Seed of the train/holdout/test split (default: the config's split.seed, 0)."),
         click.option("--threads", type=int, default=None, help="Torch threads (default 1: fastest for small MLPs)."),
+        click.option("--clip-to-schema", is_flag=True, default=False,
+                     help="Clip values outside the schema's bounds and map unlisted categories to the column's "
+                          "'other' level (as clip: true per column) instead of refusing the file."),
+        click.option("--target", "infer_target", default=None,
+                     help="With --infer-schema: the outcome column (binary) for TSTR/TRTR."),
+        click.option("--sensitive", "infer_sensitive", default=None, metavar="COLS",
+                     help="With --infer-schema: subgroup columns, comma-separated (e.g. age,sex,race)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -140,13 +150,15 @@ class _Progress:
 
 
 def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite):
+           threads, out, overwrite, *, split_seed=None, clip_to_schema=False, infer_target=None, infer_sensitive=None):
     config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta, accountant=accountant,
-                             secure_mode=secure_mode, seed=seed, threads=threads)
+                             secure_mode=secure_mode, seed=seed, threads=threads, split_seed=split_seed)
+    sensitive = tuple(c.strip() for c in infer_sensitive.split(",") if c.strip()) if infer_sensitive else ()
     progress = _Progress()
     try:
         result = api.train(data=data, out=out, config=config, schema_path=schema_path, infer_schema=infer_schema,
-                           overwrite=overwrite, progress=progress)
+                           overwrite=overwrite, progress=progress, target=infer_target, sensitive=sensitive,
+                           clip_to_schema=clip_to_schema)
     finally:
         progress.close()
     click.echo(f"trained {config.generator} on {len(result.splits.train)} rows in {result.fit_seconds:.1f}s -> {out}")
@@ -161,15 +173,50 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
 @_friendly
 def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-          threads, out, overwrite):
+          split_seed, threads, clip_to_schema, infer_target, infer_sensitive, out, overwrite):
     """Train a DP generator and save weights, config, schema, ledger and privacy card to OUT.
 
     \b
-    Example:
+    Examples:
       dpsynth train --data actg175 --generator dp-gan --epsilon 1 --out runs/actg175
+      dpsynth schema draft mytable.csv -o schema.yaml     # then fill the TODOs, set reviewed: true
+      dpsynth train --data mytable.csv --schema schema.yaml --clip-to-schema --epsilon 1 --out runs/mine
+      dpsynth train --data mytable.csv --infer-schema --target died --sensitive age,sex --epsilon 1 --out runs/mine
     """
     _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite)
+           threads, out, overwrite, split_seed=split_seed, clip_to_schema=clip_to_schema, infer_target=infer_target,
+           infer_sensitive=infer_sensitive)
+
+
+# ---- schema -------------------------------------------------------------------------------
+@main.group()
+def schema() -> None:
+    """Public schemas: write a draft for your own table."""
+
+
+@schema.command("draft")
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Draft schema YAML to write.")
+@click.option("--target", default=None, help="Prefill the outcome column.")
+@click.option("--sensitive", default=None, metavar="COLS", help="Prefill subgroup columns, comma-separated.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@_friendly
+def schema_draft(data, out, target, sensitive, overwrite):
+    """Write a commented schema draft for DATA (.csv/.parquet) from its header and storage types only.
+
+    Bounds and category lists are TODOs to fill from the data dictionary (never from the data);
+    the draft says `reviewed: false`, and training refuses it until you set `reviewed: true`.
+
+    \b
+    Example:
+      dpsynth schema draft mytable.csv -o schema.yaml
+    """
+    from dpsynth.data.draft import draft_schema
+
+    cols = tuple(c.strip() for c in sensitive.split(",") if c.strip()) if sensitive else ()
+    path = draft_schema(data, out, target=target, sensitive=cols, overwrite=overwrite)
+    click.echo(f"wrote a schema draft to {path}: fill every TODO from the documentation, review the guessed kinds, "
+               "the target and the sensitive flags, then set reviewed: true")
 
 
 # ---- generate -----------------------------------------------------------------------------

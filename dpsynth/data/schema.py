@@ -201,6 +201,11 @@ class Schema:
             if bad:
                 raise SchemaError(f"{source}: column '{col['name']}': unknown key(s) {sorted(bad)}")
             kwargs = dict(col)
+            todo = [k for k, v in kwargs.items() if isinstance(v, str) and v.strip().upper().startswith("TODO")
+                    and k != "description"]
+            if todo:
+                raise SchemaError(f"{source}: column '{col['name']}': '{todo[0]}' is still TODO; fill it from the"
+                                  " data dictionary (public knowledge, never from the data)")
             if "categories" in kwargs:
                 if not isinstance(kwargs["categories"], list):
                     raise SchemaError(f"{source}: column '{col['name']}': 'categories' must be a list")
