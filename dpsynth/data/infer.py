@@ -122,9 +122,20 @@ def _decide(noisy: np.ndarray, tau: float, *, atom_share: float) -> _Seen | None
     if not seen[ZERO] and not len(ints) and not len(fracs):
         return None
     kind = "continuous" if len(fracs) else "integer"
-    lows = [float(EDGES[b]) for b in np.union1d(ints, fracs)]
+    # widen over adjacent power-of-two bins that still hold clear mass (thin bins near zero)
+    combined = noisy[INT0:FRAC0] + noisy[FRAC0:]
+    bins = np.union1d(ints, fracs).astype(int)
+    if len(bins):
+        lo, hi = int(bins[0]), int(bins[-1])
+        while lo > 0 and combined[lo - 1] > 2.0 * tau / 4.5:
+            lo -= 1
+        while hi < N_BINS - 1 and combined[hi + 1] > 2.0 * tau / 4.5:
+            hi += 1
+        ints = np.union1d(ints, [b for b in (lo, hi) if noisy[INT0 + b] > 0 and noisy[FRAC0 + b] <= noisy[INT0 + b]])
+        fracs = np.union1d(fracs, [b for b in (lo, hi) if noisy[FRAC0 + b] > noisy[INT0 + b]])
+    lows = [float(EDGES[b]) for b in np.union1d(ints, fracs).astype(int)]
     # integer bin [e, e') holds the integers ceil(e) .. ceil(e') - 1
-    highs = [float(EDGES[b + 1]) for b in fracs] + [float(math.ceil(EDGES[b + 1]) - 1) for b in ints]
+    highs = [float(EDGES[int(b) + 1]) for b in fracs] + [float(math.ceil(EDGES[int(b) + 1]) - 1) for b in ints]
     if seen[ZERO]:
         lows.append(0.0)
         highs.append(0.0)
@@ -256,8 +267,8 @@ def _numeric_column(c: str, series: pd.Series, d: _Seen, *, std: float, tau: flo
     noisy = counts + gaussian_noise(counts.shape, std=std, rng=rng, secure=secure)
     above = np.nonzero(noisy > tau)[0]
     if len(above):
-        width = edges[1] - edges[0]
-        low, high = max(a, edges[above[0]] - width), min(b, edges[above[-1] + 1] + width)
+        first, last = _trim(noisy, above, std=std)
+        low, high = float(edges[first]), float(edges[last + 1])
     else:
         low, high = a, b
     atoms = (0.0,) if d.zero_atom else ()
@@ -270,6 +281,25 @@ def _numeric_column(c: str, series: pd.Series, d: _Seen, *, std: float, tau: flo
         high = low + 1.0
     return Column(name=c, kind=d.kind, low=low, high=high, nullable=True, clip=True, atoms=atoms,
                   description="bounds estimated with DP; values outside are clipped")
+
+
+def _trim(noisy: np.ndarray, above: np.ndarray, *, std: float, z: float = 2.0, share: float = 0.01) -> tuple[int, int]:
+    """First and last bin kept: start from the outermost bins that clearly hold data and widen
+    while the noisy mass outside is more than ``share`` of the column plus ``z`` noise deviations
+    (so a tail is cut only where the counts say it is nearly empty)."""
+    total = float(np.clip(noisy, 0, None).sum())
+    typical = float(noisy[above].mean())
+
+    def full(mass: float, m: int) -> bool:  # the m outer bins may still hold data
+        return mass + z * std * math.sqrt(m) > share * total and mass / m > 0.02 * typical
+
+    first, last = int(above[0]), int(above[-1])
+    while first > 0 and full(noisy[:first].sum(), first):
+        first -= 1
+    n = len(noisy)
+    while last < n - 1 and full(noisy[last + 1:].sum(), n - 1 - last):
+        last += 1
+    return first, last
 
 
 def _fields(col: Column) -> dict:
