@@ -22,7 +22,7 @@ FAST_EVAL = {
 }
 
 
-def realistic_table(n: int = 4000, seed: int = 0) -> pd.DataFrame:
+def realistic_table(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     """Nullable lab, a few BMI values outside the documented [10, 100], 0/1 flags (target included),
     a text column, and point masses (coma score 0 for most patients, one day in hospital)."""
     rng = np.random.default_rng(seed)
@@ -104,7 +104,7 @@ def test_schema_draft_then_train_generate_evaluate(csv_file, tmp_path):
 
     _edit_draft(draft)
     run = tmp_path / "run"
-    res = _run(["train", "--data", csv_file, "--schema", draft, "--generator", "aim", "--epsilon", "2",
+    res = _run(["train", "--data", csv_file, "--schema", draft, "--generator", "mst", "--epsilon", "2",
                 "--seed", "3", "--split-seed", "1", "--out", run])
     assert res.exit_code == 0, res.output
     recorded = json.loads((run / "run.json").read_text())
@@ -138,7 +138,7 @@ def test_schema_draft_then_train_generate_evaluate(csv_file, tmp_path):
 def test_infer_schema_with_target_then_generate_evaluate(csv_file, tmp_path):
     run = tmp_path / "run"
     res = _run(["train", "--data", csv_file, "--infer-schema", "--target", "died", "--sensitive", "age,sex",
-                "--generator", "aim", "--epsilon", "2", "--out", run])
+                "--generator", "mst", "--epsilon", "2", "--out", run])
     assert res.exit_code == 0, res.output
     schema = yaml.safe_load((run / "schema.yaml").read_text())
     cols = {c["name"]: c for c in schema["columns"]}

@@ -74,7 +74,7 @@ def test_bounds_are_never_absurd_over_many_seeds(shape):
         col = schema["x"]
         span = float(x.max() - x.min())
         assert col.low >= x.min() - 10 * span and col.high <= x.max() + 10 * span, (shape, seed, col)
-        assert col.low <= np.quantile(x, 0.15) and col.high >= np.quantile(x, 0.85), (shape, seed, col)  # thin tails may be clipped at eps 1
+        assert col.low <= np.quantile(x, 0.25) and col.high >= np.quantile(x, 0.75), (shape, seed, col)  # tails may be clipped at eps 1
 
 
 def test_target_and_sensitive_must_name_columns(table):
