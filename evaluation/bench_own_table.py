@@ -129,6 +129,8 @@ def edit_draft(draft: Path, name: str) -> None:
         documented = yaml.safe_load((HERE / "schemas" / "diabetes130.yaml").read_text())
         facts = {"target": documented["target"], "drop": [],
                  "columns": {c["name"]: {k: v for k, v in c.items() if k != "name"} for c in documented["columns"]}}
+        for name_ in ("num_procedures", "number_outpatient", "number_emergency", "number_inpatient"):
+            facts["columns"][name_]["atoms"] = [0]  # 0 = "none": a documented value most patients have
     else:
         facts = DOCUMENTED[name]
     raw["target"] = facts["target"]
@@ -151,7 +153,7 @@ def edit_draft(draft: Path, name: str) -> None:
 
 
 def run_path(name: str, data: Path, path: str, out: Path, *, epsilon: float, generator: str, seed: int,
-             sensitive: str, target: str) -> dict:
+             sensitive: str, target: str, preprocessing_share: float | None = None) -> dict:
     work = out / f"{name}_{path}_eps{epsilon:g}"
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -161,8 +163,13 @@ def run_path(name: str, data: Path, path: str, out: Path, *, epsilon: float, gen
         edit_draft(work / "schema.yaml", name)
         proc = cli("train", "--data", data, "--schema", work / "schema.yaml", *common, check=False)
     else:
+        extra = []
+        if preprocessing_share is not None:
+            (work / "config.yaml").write_text(yaml.safe_dump(
+                {"generator": generator, "privacy": {"preprocessing_share": preprocessing_share}}))
+            extra = ["--config", work / "config.yaml"]
         proc = cli("train", "--data", data, "--infer-schema", "--target", target, "--sensitive", sensitive, *common,
-                   check=False)
+                   *extra, check=False)
     if proc.returncode != 0:
         return {"table": name, "path": path, "epsilon": epsilon, "error": proc.stderr.strip().splitlines()[-1]}
     n_train = json.loads((work / "run" / "run.json").read_text())["n_train"]
@@ -172,6 +179,7 @@ def run_path(name: str, data: Path, path: str, out: Path, *, epsilon: float, gen
                         "--json").stdout)
     b = ev["utility"]["breakdown"]
     return {"table": name, "path": path, "epsilon": epsilon, "n_train": n_train,
+            "preprocessing_share": preprocessing_share if path == "infer" else None,
             "epsilon_spent": eps.get("epsilon"), "tstr_auroc": b["tstr"]["selected"]["auroc"],
             "trtr_auroc": b["trtr"]["selected"]["auroc"], "ratio": ev["utility"]["value"],
             "ks_mean": ev["fidelity"]["breakdown"]["mean_ks"], "seconds": round(time.perf_counter() - start, 1)}
@@ -186,6 +194,8 @@ def main() -> None:
     parser.add_argument("--generator", default="aim")
     parser.add_argument("--diabetes-rows", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preprocessing-share", type=float, default=None,
+                        help="infer path: share of the budget (zCDP rho) for the DP schema (default 0.05)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     tables = write_tables(args.out, args.diabetes_rows, args.seed)
@@ -199,7 +209,8 @@ def main() -> None:
             for path in args.paths:
                 target, sensitive = setup[name]
                 row = run_path(name, tables[name], path, args.out, epsilon=eps, generator=args.generator,
-                               seed=args.seed, sensitive=sensitive, target=target)
+                               seed=args.seed, sensitive=sensitive, target=target,
+                               preprocessing_share=args.preprocessing_share)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))

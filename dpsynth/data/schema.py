@@ -199,7 +199,9 @@ class Schema:
                 raise SchemaError(f"{source}: column #{i} needs at least 'name' and 'kind'")
             bad = set(col) - _COLUMN_KEYS
             if bad:
-                raise SchemaError(f"{source}: column '{col['name']}': unknown key(s) {sorted(bad)}")
+                hint = ("; a comma inside an unquoted value splits it into keys: quote the text, e.g. "
+                        "description: \"score [0, 100)\"") if any(not str(k).isidentifier() for k in bad) else ""
+                raise SchemaError(f"{source}: column '{col['name']}': unknown key(s) {sorted(map(str, bad))}{hint}")
             kwargs = dict(col)
             todo = [k for k, v in kwargs.items() if isinstance(v, str) and v.strip().upper().startswith("TODO")
                     and k != "description"]

@@ -58,3 +58,11 @@ def test_other_must_be_a_declared_category_and_schema_round_trip(tmp_path):
     schema.save(path)
     again = Schema.load(path)
     assert again["bmi"].clip and again["ward"].other == "other" and not again["age"].clip
+
+
+def test_unquoted_comma_in_a_description_gets_a_hint(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("columns:\n  - {name: vas, kind: integer, low: 0, high: 100, description: visual analogue scale (0, 0-100)}\n")
+    with pytest.raises(SchemaError, match="quote the text") as exc:
+        Schema.load(path)
+    assert "\n" not in str(exc.value)
