@@ -21,6 +21,10 @@ budget:
    of each text column's values (kept when above a threshold set for an additive delta of
    ``delta / 10``, entered in the ledger; values not kept map to ``__other__``).
 
+A column none of whose value classes clears the noise (mostly missing, or spread too thin for
+this budget) is listed under the schema's ``drop`` (a DP decision, charged like the rest) unless it
+is the target or a sensitive column, which is then a one-line error.
+
 Public rules that cost nothing: every column is nullable except the target (so whether a column
 has missing values is not revealed); every inferred column has ``clip: true`` (values outside the
 estimated bounds are clipped, unknown categories map to ``__other__``, a stray small integer to the
@@ -178,12 +182,17 @@ def infer_schema_dp(
         counts = np.bincount(cell_classes(frame[c]), minlength=N_CLASSES).astype(float)
         noisy = counts + gaussian_noise(counts.shape, std=std1, rng=rng, secure=secure)
         seen = _decide(noisy, tau1, atom_share=atom_share)
-        if seen is None:
+        if seen is None and (c == target or c in set(sensitive)):
             raise DataError(
                 f"column '{c}': too few rows to infer its kind and range privately at this budget; declare it in a"
                 " schema (dpsynth schema draft) or raise privacy.preprocessing_share"
             )
-        decisions[c] = seen
+        if seen is not None:
+            decisions[c] = seen
+    dropped = [c for c in names if c not in decisions]
+    if len(dropped) == len(names):
+        raise DataError("too few rows to infer any column's kind privately at this budget; declare a schema "
+                        "(dpsynth schema draft) or raise privacy.preprocessing_share")
 
     # ---- release 2: fine bounds of numeric columns, category lists of text columns -----------
     fine = [c for c, d in decisions.items() if d.coarse is not None]
@@ -222,12 +231,14 @@ def infer_schema_dp(
                                     nullable=True, clip=True,
                                     description=f"categories selected with DP; others map to {OTHER}")
     cols = []
-    for c in names:
+    for c in [c for c in names if c in decisions]:
         col = columns[c]
         changes = {"sensitive": c in set(sensitive), "nullable": col.nullable and c != target}
         cols.append(Column(**{**_fields(col), **changes}))
-    schema = Schema(columns=tuple(cols), name=name, target=target,
-                    description="estimated with DP mechanisms (see the ledger); every column clip: true")
+    note = (f"; dropped (no value class clears the noise at this budget: mostly missing or too spread): "
+            f"{', '.join(dropped)}") if dropped else ""
+    schema = Schema(columns=tuple(cols), name=name, target=target, drop=tuple(dropped),
+                    description="estimated with DP mechanisms (see the ledger); every column clip: true" + note)
 
     def prepare(raw: pd.DataFrame) -> pd.DataFrame:
         from dpsynth.data.clip import prepare_clipped

@@ -93,3 +93,12 @@ def test_cli_trains_on_a_file_without_schema(table, tmp_path):
     bad = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "t.csv"), "--target", "flag",
                                     "--out", str(tmp_path / "run2")])
     assert bad.exit_code == 2 and "--infer-schema" in bad.output
+
+
+def test_a_column_too_thin_to_see_is_dropped_unless_it_is_the_target(table):
+    thin = table.assign(rare=np.where(np.arange(len(table)) < 30, 1.5, np.nan))
+    schema, prepare, _ = _infer(thin)
+    assert "rare" in schema.drop and "rare" not in schema.names and "rare" in schema.description
+    assert "rare" not in prepare(thin).columns
+    with pytest.raises(Exception, match="column 'rare': too few rows"):
+        _infer(thin, target="rare")
