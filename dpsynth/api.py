@@ -70,7 +70,7 @@ def resolve_table_clipped(data: str, *, schema_path: str | Path | None = None, c
     column -> missing, integers rounded)."""
     from dpsynth.data.clip import prepare_clipped
 
-    raw = load_source(data)
+    raw = load_source(data, as_text=inferred)
     if schema_path is not None:
         schema = Schema.load(schema_path)
     elif is_embedded(data):
@@ -170,7 +170,7 @@ def train(
             raise DpsynthError("give either --schema or --infer-schema, not both")
         if budget.non_private:
             raise DpsynthError("--infer-schema needs a finite epsilon (its statistics are charged to the budget)")
-        raw = load_source(data)
+        raw = load_source(data, as_text=True)  # no whole-file type inference: cells are classified one by one
         splits_raw = split_table(raw, config.split)
         ledger = Ledger(delta=budget.resolve_delta(len(splits_raw.train)), accountant=budget.accountant,
                         target_epsilon=budget.epsilon)
