@@ -13,7 +13,7 @@ Tables (read from ../shared/data, skipped with a message when absent):
   uci_heart     UCI Heart Disease, all four sites (920 rows, 13 features + site), target
                 disease = (num > 0); the UCI files have no header and mark missing values with '?':
                 they are written to one CSV with a header, blanks for '?', the binary outcome in
-                place of its 0-4 grade 'num' (kept, it would leak the target); nothing else changed
+                place of its 0-4 grade 'num' (not kept: it would leak the target); nothing else changed
 
 Run:  OMP_NUM_THREADS=1 python evaluation/bench_own_table.py --out /tmp/own_bench
 Prints one line per (table, path): rows, epsilon spent, TSTR AUROC, TRTR AUROC, ratio, seconds.
