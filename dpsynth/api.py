@@ -34,7 +34,7 @@ from dpsynth.data.loaders import is_embedded, load_source, read_table
 from dpsynth.data.schema import Schema
 from dpsynth.data.splits import SplitSpec, Splits, split_table
 from dpsynth.data.table import TableData
-from dpsynth.errors import DataError, DpsynthError, PrivacyError
+from dpsynth.errors import DataError, DpsynthError, PrivacyError, SchemaError
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.ledger import Ledger
 
@@ -54,9 +54,23 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 # ---- data -------------------------------------------------------------------------------
-def resolve_table(data: str, *, schema_path: str | Path | None = None) -> tuple[pd.DataFrame, Schema]:
-    """Load an embedded dataset or a CSV/Parquet file and validate it against its public schema."""
-    raw = load_source(data)
+def resolve_table(data: str, *, schema_path: str | Path | None = None,
+                  clip_all: bool = False) -> tuple[pd.DataFrame, Schema]:
+    """Load an embedded dataset or a CSV/Parquet file and validate it against its public schema
+    (columns marked ``clip: true``, or all with ``clip_all``, are clipped first)."""
+    frame, schema, _ = resolve_table_clipped(data, schema_path=schema_path, clip_all=clip_all)
+    return frame, schema
+
+
+def resolve_table_clipped(data: str, *, schema_path: str | Path | None = None, clip_all: bool = False,
+                          inferred: bool = False) -> tuple[pd.DataFrame, Schema, dict[str, int]]:
+    """``resolve_table`` plus the number of clipped values per column: a real-data statistic
+    for the internal evaluation only, never written into a run or a release. ``inferred``: the
+    schema was estimated with DP, so cells are coerced as the inference did (text in a numeric
+    column -> missing, integers rounded)."""
+    from dpsynth.data.clip import prepare_clipped
+
+    raw = load_source(data, as_text=inferred)
     if schema_path is not None:
         schema = Schema.load(schema_path)
     elif is_embedded(data):
@@ -64,17 +78,39 @@ def resolve_table(data: str, *, schema_path: str | Path | None = None) -> tuple[
     else:
         raise DataError(
             f"{data}: no schema given. Declare the public domain with --schema schema.yaml "
-            "(see `dpsynth schema-template`), or pass --infer-schema to estimate it with DP (charged to the budget)"
+            f"(write a draft with `dpsynth schema draft {data} -o schema.yaml`), or pass --infer-schema to estimate "
+            "it with DP (charged to the budget)"
         )
-    return schema.prepare(raw, source=str(data)), schema
+    if inferred:
+        from dpsynth.data.infer import coerce_cells
+
+        raw = coerce_cells(raw, schema)
+    frame, counts = prepare_clipped(raw, schema, all_columns=clip_all, source=str(data))
+    return frame, schema, counts
 
 
-def resolve_splits(data: str, *, schema_path=None, split: SplitSpec) -> tuple[Splits, Schema]:
-    frame, schema = resolve_table(data, schema_path=schema_path)
+def resolve_splits(data: str, *, schema_path=None, split: SplitSpec, clip_all: bool = False) -> tuple[Splits, Schema]:
+    frame, schema = resolve_table(data, schema_path=schema_path, clip_all=clip_all)
     try:
         return split_table(frame, split), schema
     except DataError as exc:  # e.g. too few rows: name the file
         raise DataError(f"{data}: {exc}") from None
+
+
+def resolve_splits_clipped(data: str, *, schema_path=None, split: SplitSpec, clip_all: bool = False,
+                           inferred: bool = False) -> tuple[Splits, Schema, dict[str, int]]:
+    """``resolve_splits`` plus the clip counts (internal evaluation only)."""
+    frame, schema, counts = resolve_table_clipped(data, schema_path=schema_path, clip_all=clip_all, inferred=inferred)
+    return split_table(frame, split), schema, counts
+
+
+def require_reviewed(schema: Schema, source) -> None:
+    """Training refuses a schema draft that nobody has reviewed (``reviewed: false``)."""
+    if not schema.reviewed:
+        raise SchemaError(
+            f"{source}: this schema is an unreviewed draft (reviewed: false); check every kind, bound, category, "
+            "the target and the sensitive flags against the data dictionary, then set reviewed: true"
+        )
 
 
 def run_split(loaded: LoadedRun) -> SplitSpec:
@@ -105,12 +141,18 @@ def train(
     progress: Callable[[dict], None] | None = None,
     budget: Budget | None = None,
     engine: str | None = None,
+    target: str | None = None,
+    sensitive: Sequence[str] = (),
+    clip_to_schema: bool = False,
 ) -> TrainResult:
     """Train a DP generator on ``data`` and save it to ``out`` (atomically).
 
     ``budget`` overrides ``config.privacy`` (the sweep passes ``Budget.non_private_reference()``
     for its explicitly named epsilon=inf reference cells). ``engine`` (auto, numpy, duckdb,
-    spark): where the marginal generators count; see :mod:`dpsynth.scale.train`."""
+    spark): where the marginal generators count; see :mod:`dpsynth.scale.train`. ``target`` and ``sensitive`` name the
+    outcome and the subgroup columns of an inferred schema (a declared schema says them itself).
+    ``clip_to_schema`` clips every column onto the declared schema (as ``clip: true`` does per
+    column) instead of refusing out-of-domain values; how many were clipped is not recorded."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DpsynthError(f"run directory {out} exists and is not empty (use --overwrite)")
@@ -124,25 +166,37 @@ def train(
     if image_data:
         return _train_images(data=data, out=out, config=config, generator=generator, budget=budget, rng=rng,
                              schema_path=schema_path, overwrite=overwrite, progress=progress)
+    if (target or sensitive) and not infer_schema:
+        raise DpsynthError("--target / --sensitive name the columns of an inferred schema (--infer-schema); "
+                           "a declared schema sets 'target:' and 'sensitive: true' itself")
     from dpsynth.scale.train import resolve_engine
 
     engine = resolve_engine(engine, data=data, generator=config.generator, schema_path=schema_path,
                             infer_schema=infer_schema)
     if engine != "numpy":
+        if clip_to_schema:
+            raise DpsynthError(f"--clip-to-schema is not supported with --engine {engine} (use --engine numpy)")
         return _train_streaming(data=data, out=out, config=config, generator=generator, budget=budget, rng=rng,
                                 schema_path=schema_path, overwrite=overwrite, progress=progress, engine=engine)
     if infer_schema:
         from dpsynth.data.infer import infer_schema_dp
 
-        raw = load_source(data)
+        if schema_path is not None:
+            raise DpsynthError("give either --schema or --infer-schema, not both")
+        if budget.non_private:
+            raise DpsynthError("--infer-schema needs a finite epsilon (its statistics are charged to the budget)")
+        raw = load_source(data, as_text=True)  # no whole-file type inference: cells are classified one by one
         splits_raw = split_table(raw, config.split)
         ledger = Ledger(delta=budget.resolve_delta(len(splits_raw.train)), accountant=budget.accountant,
                         target_epsilon=budget.epsilon)
-        schema, prepare = infer_schema_dp(splits_raw.train, budget=budget, ledger=ledger, rng=rng, name=Path(data).stem)
+        schema, prepare = infer_schema_dp(splits_raw.train, budget=budget, ledger=ledger, rng=rng,
+                                          name=Path(data).stem, target=target, sensitive=tuple(sensitive))
         splits = Splits(train=prepare(splits_raw.train), holdout=prepare(splits_raw.holdout),
                         test=prepare(splits_raw.test), spec=config.split)
     else:
-        splits, schema = resolve_splits(data, schema_path=schema_path, split=config.split)
+        if schema_path is not None:
+            require_reviewed(Schema.load(schema_path), schema_path)
+        splits, schema = resolve_splits(data, schema_path=schema_path, split=config.split, clip_all=clip_to_schema)
         ledger = None
     n_train = len(splits.train)
     budget.resolve_delta(n_train)  # refuse delta >= 1/n before any work
@@ -159,6 +213,7 @@ def train(
         "n_train": n_train,
         "fit_seconds": round(fit_seconds, 3),
         "schema_inferred_with_dp": infer_schema,
+        "clip_to_schema": bool(clip_to_schema),
         "dp_plan": getattr(generator, "dp_plan_", None),
     }
     save_run(out, generator=generator, schema=schema, ledger=ledger, config=config.to_dict(), run=run,
@@ -480,7 +535,10 @@ def evaluate_files(
         schema_path = schema_path or (Path(loaded.path) / "schema.yaml")
     if real is None:
         raise DpsynthError("evaluate needs --real (or --run, which records its data)")
-    splits, schema = resolve_splits(real, schema_path=schema_path, split=split or SplitSpec())
+    splits, schema, _ = resolve_splits_clipped(
+        real, schema_path=schema_path, split=split or SplitSpec(),
+        clip_all=bool(loaded is not None and loaded.run.get("clip_to_schema", False)),
+        inferred=bool(loaded is not None and loaded.run.get("schema_inferred_with_dp", False)))
     syn = load_synthetic(synthetic, schema)
     results = quick_evaluate(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=syn,
                              schema=schema, target=target)
@@ -530,6 +588,7 @@ def evaluate_full(
     target: str | None = None,
     config: dict | None = None,
     synthetic_source: str | None = None,
+    clipped: dict[str, int] | None = None,
 ) -> EvaluationResult:
     """The full evaluation suite (utility, fidelity, privacy attacks, subgroups) and its report.
 
@@ -567,6 +626,11 @@ def evaluate_full(
     results.setdefault("meta", {})["evaluate_seconds"] = round(seconds, 2)
     results["meta"].update(column_descriptions={c.name: c.description for c in schema.columns if c.description},
                            privacy_unit=schema.privacy_unit, duration=schema.duration)
+    if clipped:
+        # real-data counts: this internal evaluation is their only home (never a run or a release)
+        results["meta"]["clipped_values"] = {"by_column": dict(clipped), "total": int(sum(clipped.values())),
+                                             "note": "real values clipped onto the public schema (clip: true / "
+                                                     "--clip-to-schema); internal evaluation only"}
     files = None
     if report_dir is not None:
         from dpsynth.reports.privacy_card import privacy_card
@@ -613,7 +677,9 @@ def evaluate_run(*, run: str | Path, synthetic: str | Path | None = None, n: int
     data = loaded.run.get("data")
     if data is None:
         raise DpsynthError(f"{run}: run.json does not record its data source")
-    splits, _ = resolve_splits(data, schema_path=Path(loaded.path) / "schema.yaml", split=split)
+    splits, _, clipped = resolve_splits_clipped(data, schema_path=Path(loaded.path) / "schema.yaml", split=split,
+                                                clip_all=bool(loaded.run.get("clip_to_schema", False)),
+                                                inferred=bool(loaded.run.get("schema_inferred_with_dp", False)))
     if synthetic is not None:
         syn = load_synthetic(synthetic, loaded.schema)
     else:
@@ -623,7 +689,7 @@ def evaluate_run(*, run: str | Path, synthetic: str | Path | None = None, n: int
     return evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=syn,
                          schema=loaded.schema, loaded=loaded, shadow_models=shadow_models, config_path=config_path,
                          report_dir=report_dir, seed=seed, title=f"{loaded.generator.name} on {data}",
-                         synthetic_source=None if synthetic is None else str(synthetic))
+                         synthetic_source=None if synthetic is None else str(synthetic), clipped=clipped)
 
 
 def evaluate_explicit(*, real: str | None, train, holdout, test, synthetic, schema_path, split: SplitSpec,
@@ -692,7 +758,8 @@ def audit(*, run: str | Path, canaries: int = 1000, method: str = "auto", seed: 
                              what="audit result")
     config = config_from_dict(loaded.config, source=f"{loaded.path}/config.yaml")
     split = run_split(loaded)
-    splits, schema = resolve_splits(data, schema_path=Path(loaded.path) / "schema.yaml", split=split)
+    splits, schema = resolve_splits(data, schema_path=Path(loaded.path) / "schema.yaml", split=split,
+                                    clip_all=bool(loaded.run.get("clip_to_schema", False)))
     frame = splits.holdout if data_split == "holdout" else splits.train
     generator = build_generator(config.generator, config.params)
     start = time.perf_counter()

@@ -167,8 +167,18 @@ def _training_options(fn):
         click.option("--accountant", type=click.Choice(["rdp", "prv"]), default=None, help="Privacy accountant (default rdp)."),
         click.option("--secure-rng", "secure_mode", is_flag=True, default=None, help="Use opacus' secure RNG for DP noise."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="Run config YAML (configs/)."),
-        click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed for splits and training randomness (default 0)."),
+        click.option("--seed", type=click.IntRange(min=0), default=None,
+                     help="Seed for training randomness: noise, batches, weights (default 0); the split uses --split-seed."),
+        click.option("--split-seed", type=click.IntRange(min=0), default=None,
+                     help="Seed of the train/holdout/test split (default: the config's split.seed, 0)."),
         click.option("--threads", type=click.IntRange(1, 1024), default=None, help="Torch threads (default 1: fastest for small MLPs)."),
+        click.option("--clip-to-schema", is_flag=True, default=False,
+                     help="Clip values outside the schema's bounds and map unlisted categories to the column's "
+                          "'other' level (as clip: true per column) instead of refusing the file."),
+        click.option("--target", "infer_target", default=None,
+                     help="With --infer-schema: the outcome column (binary) for TSTR/TRTR."),
+        click.option("--sensitive", "infer_sensitive", default=None, metavar="COLS",
+                     help="With --infer-schema: subgroup columns, comma-separated (e.g. age,sex,race)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -224,9 +234,11 @@ class _Progress:
 
 
 def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite, verbose_losses=False, echo=True, engine=None):
+           threads, out, overwrite, verbose_losses=False, echo=True, engine=None, *, split_seed=None,
+           clip_to_schema=False, infer_target=None, infer_sensitive=None):
     config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta, accountant=accountant,
-                             secure_mode=secure_mode, seed=seed, threads=threads)
+                             secure_mode=secure_mode, seed=seed, threads=threads, split_seed=split_seed)
+    sensitive = tuple(c.strip() for c in infer_sensitive.split(",") if c.strip()) if infer_sensitive else ()
     _hold(safe_io.output_lock(out))  # a second writer to the same run directory fails here
     safe_io.check_output_dir(out, overwrite=overwrite)
     if verbose_losses:
@@ -234,7 +246,8 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
     progress = _Progress(verbose_losses=verbose_losses)
     try:
         result = api.train(data=data, out=out, config=config, schema_path=schema_path, infer_schema=infer_schema,
-                           overwrite=overwrite, progress=progress, engine=engine)
+                           overwrite=overwrite, progress=progress, engine=engine, target=infer_target,
+                           sensitive=sensitive, clip_to_schema=clip_to_schema)
     finally:
         progress.close()
     if echo:
@@ -258,15 +271,50 @@ def _echo_trained(result, generator: str) -> None:
 @_verbose_losses_option
 @_friendly
 def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-          threads, out, overwrite, engine, verbose_losses):
+          split_seed, threads, clip_to_schema, infer_target, infer_sensitive, out, overwrite, engine, verbose_losses):
     """Train a DP generator and save weights, config, schema, ledger and privacy card to OUT.
 
     \b
-    Example:
+    Examples:
       dpsynth train --data actg175 --generator dp-gan --epsilon 1 --out runs/actg175
+      dpsynth schema draft mytable.csv -o schema.yaml     # then fill the TODOs, set reviewed: true
+      dpsynth train --data mytable.csv --schema schema.yaml --clip-to-schema --epsilon 1 --out runs/mine
+      dpsynth train --data mytable.csv --infer-schema --target died --sensitive age,sex --epsilon 1 --out runs/mine
     """
     _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite, verbose_losses, engine=engine)
+           threads, out, overwrite, verbose_losses, engine=engine, split_seed=split_seed, clip_to_schema=clip_to_schema,
+           infer_target=infer_target, infer_sensitive=infer_sensitive)
+
+
+# ---- schema -------------------------------------------------------------------------------
+@main.group()
+def schema() -> None:
+    """Public schemas: write a draft for your own table."""
+
+
+@schema.command("draft")
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Draft schema YAML to write.")
+@click.option("--target", default=None, help="Prefill the outcome column.")
+@click.option("--sensitive", default=None, metavar="COLS", help="Prefill subgroup columns, comma-separated.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@_friendly
+def schema_draft(data, out, target, sensitive, overwrite):
+    """Write a commented schema draft for DATA (.csv/.parquet) from its header and storage types only.
+
+    Bounds and category lists are TODOs to fill from the data dictionary (never from the data);
+    the draft says `reviewed: false`, and training refuses it until you set `reviewed: true`.
+
+    \b
+    Example:
+      dpsynth schema draft mytable.csv -o schema.yaml
+    """
+    from dpsynth.data.draft import draft_schema
+
+    cols = tuple(c.strip() for c in sensitive.split(",") if c.strip()) if sensitive else ()
+    path = draft_schema(data, out, target=target, sensitive=cols, overwrite=overwrite)
+    click.echo(f"wrote a schema draft to {path}: fill every TODO from the documentation, review the guessed kinds, "
+               "the target and the sensitive flags, then set reviewed: true")
 
 
 # ---- generate -----------------------------------------------------------------------------

@@ -79,6 +79,8 @@ class RunConfig:
                 priv[key] = value
             elif key in ("generator", "seed", "threads"):
                 top[key] = value
+            elif key == "split_seed":
+                top["split"] = replace(top.get("split", self.split), seed=int(value))
             else:
                 raise ConfigError(f"unknown override '{key}'")
         cfg = replace(self, **top)

@@ -12,8 +12,11 @@ from dpsynth.errors import DataError
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file; raise DataError naming the file when it cannot be read."""
+def read_table(path: str | Path, *, as_text: bool = False) -> pd.DataFrame:
+    """Read a CSV or Parquet file; raise DataError naming the file when it cannot be read.
+
+    ``as_text``: CSV cells stay strings (missing stays missing), so no column type is inferred
+    from the whole file (the DP schema inference classifies each cell itself)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
@@ -22,7 +25,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(path, dtype=str) if as_text else pd.read_csv(path)
         elif suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
@@ -41,8 +44,8 @@ def is_embedded(source: str) -> bool:
     return source in EMBEDDED
 
 
-def load_source(source: str) -> pd.DataFrame:
-    """An embedded dataset name or a path to a CSV/Parquet file."""
+def load_source(source: str, *, as_text: bool = False) -> pd.DataFrame:
+    """An embedded dataset name or a path to a CSV/Parquet file (``as_text``: see read_table)."""
     if is_embedded(source):
         return get_embedded(source).load()
-    return read_table(source)
+    return read_table(source, as_text=as_text)

@@ -21,15 +21,23 @@ import yaml
 from dpsynth.errors import DataError, SchemaError
 
 KINDS = ("continuous", "integer", "categorical", "binary")
-_COLUMN_KEYS = {"name", "kind", "low", "high", "categories", "nullable", "sensitive", "description"}
+_COLUMN_KEYS = {
+    "name", "kind", "low", "high", "categories", "nullable", "sensitive", "description", "clip", "other", "atoms",
+}
 _SCHEMA_KEYS = {
-    "name", "columns", "target", "drop", "duration", "event", "privacy_unit", "description",
+    "name", "columns", "target", "drop", "duration", "event", "privacy_unit", "description", "reviewed",
 }
 
 
 @dataclass(frozen=True)
 class Column:
-    """One column. ``low``/``high`` for numeric kinds, ``categories`` for categorical/binary."""
+    """One column. ``low``/``high`` for numeric kinds, ``categories`` for categorical/binary.
+
+    ``clip``: values outside [low, high] are clipped to the bound, and categories outside the
+    list are mapped to the declared ``other`` level (see :mod:`dpsynth.data.clip`), instead of
+    being refused. ``atoms``: public values of a numeric column that hold a point mass (e.g. 0
+    for a zero-inflated lab, or a bound); generators keep them as exact values.
+    """
 
     name: str
     kind: str
@@ -39,6 +47,9 @@ class Column:
     nullable: bool = False
     sensitive: bool = False
     description: str = ""
+    clip: bool = False
+    other: Any = None
+    atoms: tuple = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -60,6 +71,26 @@ class Column:
             if len(set(cats)) != len(cats):
                 raise SchemaError(f"column '{self.name}': duplicate categories in {list(cats)}")
             object.__setattr__(self, "categories", cats)
+        self._check_clip_fields()
+
+    def _check_clip_fields(self) -> None:
+        if self.other is not None:
+            if self.is_numeric:
+                raise SchemaError(f"column '{self.name}': 'other' applies to categorical columns only")
+            if _key(self.other) not in {_key(c) for c in self.categories}:
+                raise SchemaError(f"column '{self.name}': 'other' level {self.other!r} is not one of its categories")
+        atoms = tuple(self.atoms or ())
+        if atoms:
+            if not self.is_numeric:
+                raise SchemaError(f"column '{self.name}': 'atoms' (point masses) apply to numeric columns only")
+            for a in atoms:
+                if isinstance(a, bool) or not isinstance(a, (int, float, np.integer, np.floating)) or not np.isfinite(a):
+                    raise SchemaError(f"column '{self.name}': atom {a!r} is not a finite number")
+                if not float(self.low) <= float(a) <= float(self.high):
+                    raise SchemaError(f"column '{self.name}': atom {a} is outside [{self.low}, {self.high}]")
+            if len(set(float(a) for a in atoms)) != len(atoms):
+                raise SchemaError(f"column '{self.name}': duplicate atoms in {list(atoms)}")
+        object.__setattr__(self, "atoms", tuple(sorted(float(a) for a in atoms)))
 
     @property
     def is_numeric(self) -> bool:
@@ -77,7 +108,19 @@ class Column:
             out["sensitive"] = True
         if self.description:
             out["description"] = self.description
+        if self.clip:
+            out["clip"] = True
+        if self.other is not None:
+            out["other"] = _plain(self.other)
+        if self.atoms:
+            out["atoms"] = [_plain(a) for a in self.atoms]
         return out
+
+
+def _reviewed_flag(value, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise SchemaError(f"{source}: 'reviewed' must be true or false, got {value!r}")
+    return value
 
 
 def _plain(value):
@@ -97,6 +140,7 @@ class Schema:
     event: str | None = None
     privacy_unit: str = "row"
     description: str = ""
+    reviewed: bool = True
     _index: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -158,12 +202,26 @@ class Schema:
                 raise SchemaError(f"{source}: column #{i} needs at least 'name' and 'kind'")
             bad = set(col) - _COLUMN_KEYS
             if bad:
-                raise SchemaError(f"{source}: column '{col['name']}': unknown key(s) {sorted(bad)}")
+                hint = ("; a comma inside an unquoted value splits it into keys: quote the text, e.g. "
+                        "description: \"score [0, 100)\"") if any(not str(k).isidentifier() for k in bad) else ""
+                raise SchemaError(f"{source}: column '{col['name']}': unknown key(s) {sorted(map(str, bad))}{hint}")
             kwargs = dict(col)
+            todo = [k for k, v in kwargs.items() if isinstance(v, str) and v.strip().upper().startswith("TODO")
+                    and k != "description"]
+            if todo:
+                raise SchemaError(f"{source}: column '{col['name']}': '{todo[0]}' is still TODO; fill it from the"
+                                  " data dictionary (public knowledge, never from the data)")
             if "categories" in kwargs:
                 if not isinstance(kwargs["categories"], list):
                     raise SchemaError(f"{source}: column '{col['name']}': 'categories' must be a list")
                 kwargs["categories"] = tuple(kwargs["categories"])
+            if "atoms" in kwargs:
+                if not isinstance(kwargs["atoms"], list):
+                    raise SchemaError(f"{source}: column '{col['name']}': 'atoms' must be a list of numbers")
+                kwargs["atoms"] = tuple(kwargs["atoms"])
+            for key in ("nullable", "sensitive", "clip"):
+                if key in kwargs and not isinstance(kwargs[key], bool):
+                    raise SchemaError(f"{source}: column '{col['name']}': '{key}' must be true or false")
             for key in ("low", "high"):
                 if key in kwargs and not isinstance(kwargs[key], (int, float)):
                     raise SchemaError(f"{source}: column '{col['name']}': '{key}' must be a number")
@@ -177,6 +235,7 @@ class Schema:
             event=raw.get("event"),
             privacy_unit=str(raw.get("privacy_unit", "row")),
             description=str(raw.get("description", "")),
+            reviewed=_reviewed_flag(raw.get("reviewed", True), source),
         )
 
     @classmethod
@@ -201,6 +260,8 @@ class Schema:
         if self.drop:
             out["drop"] = list(self.drop)
         out["privacy_unit"] = self.privacy_unit
+        if not self.reviewed:
+            out["reviewed"] = False
         out["columns"] = [c.to_dict() for c in self.columns]
         return out
 

@@ -2,7 +2,9 @@
 
 Numeric columns are scaled from the schema's public [low, high] to [-1, 1] (no data-fitted
 statistics); categorical and binary columns become one-hot blocks. A nullable column gets an
-extra "missing" category (categorical) or a 2-way present/missing block (numeric).
+extra "missing" category (categorical) or a 2-way present/missing block (numeric). A numeric
+column with declared ``atoms`` (public point masses) gets a one-hot block "which atom, or none",
+so a generator reproduces the exact value instead of smearing it over the continuous output.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class Span:
     kind: str  # "tanh" | "softmax"
     start: int
     dim: int
-    role: str = "value"  # "value" | "missing" (presence block of a nullable numeric column)
+    role: str = "value"  # "value" | "missing" (presence block of a nullable numeric column) | "atom"
 
     @property
     def stop(self) -> int:
@@ -41,6 +43,9 @@ class TableTransformer:
             if col.is_numeric:
                 spans.append(Span(col.name, "tanh", pos, 1))
                 pos += 1
+                if col.atoms:
+                    spans.append(Span(col.name, "softmax", pos, len(col.atoms) + 1, role="atom"))
+                    pos += len(col.atoms) + 1
                 if col.nullable:
                     spans.append(Span(col.name, "softmax", pos, 2, role="missing"))
                     pos += 2
@@ -75,6 +80,8 @@ class TableTransformer:
             elif span.role == "missing":
                 missing = frame[col.name].isna().to_numpy()
                 out[np.arange(len(frame)), span.start + missing.astype(int)] = 1.0
+            elif span.role == "atom":
+                out[np.arange(len(frame)), span.start + atom_codes(frame[col.name], col)] = 1.0
             else:
                 codes = self.category_codes(frame, col)
                 out[np.arange(len(frame)), span.start + codes] = 1.0
@@ -97,6 +104,11 @@ class TableTransformer:
                 codes = _choose(block, rng)
                 if span.role == "missing":
                     missing_mask[col.name] = codes == 1
+                elif span.role == "atom":
+                    values = np.asarray(data[col.name], dtype=float).copy()
+                    is_atom = codes < len(col.atoms)
+                    values[is_atom] = np.asarray(col.atoms, dtype=float)[codes[is_atom]]
+                    data[col.name] = values
                 else:
                     data[col.name] = _category_values(self.categories_of(col), codes)
         frame = pd.DataFrame(data)
@@ -105,6 +117,15 @@ class TableTransformer:
             values[mask] = np.nan
             frame[name] = values
         return restore_types(frame, self.schema)
+
+
+def atom_codes(series: pd.Series, col: Column) -> np.ndarray:
+    """Index of each value's atom, or len(atoms) for "not an atom" (missing included)."""
+    x = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    codes = np.full(len(x), len(col.atoms), dtype=np.int64)
+    for j, atom in enumerate(col.atoms):
+        codes[x == atom] = j
+    return codes
 
 
 def _category_values(cats: list, codes: np.ndarray) -> np.ndarray:

@@ -41,6 +41,7 @@ raises a clear error when the request cannot be met.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -315,7 +316,13 @@ class DPGAN(Generator):
             fake_count = None
             if self.clipping != "flat" or self.balanced_sampling:
                 opt_d, loader, fake_count = self._fair_dp_setup(engine, opt_d, loader, dataset, groups, schema)
-            self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, progress=progress, fake_count=fake_count)
+            with warnings.catch_warnings():
+                # opacus' per-sample hooks on the discriminator fire on batches whose inputs (real rows,
+                # detached fakes) need no gradient; torch warns once per run although the per-sample
+                # gradients of the weights are complete. Only that message is silenced, only here.
+                warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed",
+                                        category=UserWarning)
+                self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, progress=progress, fake_count=fake_count)
             self.dp_plan_ = plan.to_dict()
             if self.clipping != "flat" or self.balanced_sampling:
                 self.dp_plan_["fairness"] = {k: v for k, v in engine.entry.params.items()

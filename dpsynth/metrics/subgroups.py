@@ -160,8 +160,12 @@ def subgroup_report(*, train: pd.DataFrame, synthetic: pd.DataFrame, schema: Sch
     out["worst_group_fidelity_tvd"] = max(tvds) if tvds else None
     if use_utility:
         out["utility_gap"] = {"tstr": _gap(groups, "tstr_auroc"), "trtr": _gap(groups, "trtr_auroc")}
-        worst_t, worst_r = out["utility_gap"]["tstr"]["worst"], out["utility_gap"]["trtr"]["worst"]
-        out["worst_group_auroc_ratio"] = worst_t / worst_r if worst_t is not None and worst_r else None
+        # the ratio is taken within each group (its TSTR over its own TRTR), then the lowest is reported
+        within = [(g["tstr_auroc"] / g["trtr_auroc"], g["group"]) for g in groups
+                  if g.get("tstr_auroc") is not None and g.get("trtr_auroc")]
+        worst = min(within) if within else None
+        out["worst_group_auroc_ratio"] = worst[0] if worst else None
+        out["worst_group_auroc_ratio_group"] = worst[1] if worst else None
         out["fairness"] = _fairness_block(test, schema, attrs, y_test, proba, threshold, cfg)
     return out
 

@@ -25,6 +25,7 @@ def format_terminal_summary(results: dict, *, color: bool = False, width: int = 
     lines += [f"dpsynth evaluation: {meta.get('schema', '?')}  (train {meta.get('n_train')}, holdout "
              f"{meta.get('n_holdout')}, test {meta.get('n_test')}, synthetic {meta.get('n_synthetic')})",
              "-" * width]
+    lines.extend(utility_lines(results.get("utility") or {}))
     for area, block in results.get("verdicts", {}).items():
         lines.append(f"{_light(block['verdict'], color)} {area.upper()}")
         for c in block["checks"]:
@@ -53,3 +54,21 @@ def format_terminal_summary(results: dict, *, color: bool = False, width: int = 
         more = f" +{len(g['flagged']) - 4} more" if len(g["flagged"]) > 4 else ""
         lines.append(f"flagged groups: {names}{more}")
     return "\n".join(lines)
+
+
+def utility_lines(utility: dict) -> list[str]:
+    """The scores behind the TSTR/TRTR ratio, side by side: every score the target kind has
+    (AUROC, AUPRC, balanced accuracy, ... for a classification target; Cox C-index for survival)."""
+    lines = []
+    cls = utility.get("classification") or {}
+    if "tstr" in cls and "trtr" in cls:
+        tstr, trtr = cls["tstr"].get("selected", {}), cls["trtr"].get("selected", {})
+        keys = [k for k, v in trtr.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                and k not in ("cv_auroc",) and isinstance(tstr.get(k), (int, float))]
+        scores = ", ".join(f"{k} {fmt(tstr[k])} vs {fmt(trtr[k])}" for k in keys)
+        lines.append(f"utility, target '{cls.get('target')}' on the real test split (TSTR vs TRTR): {scores}")
+        lines.append(f"    models: TSTR {tstr.get('family')}, TRTR {trtr.get('family')} (chosen by CV on each training side)")
+    cox = (utility.get("survival") or {}).get("cox") or {}
+    if cox.get("tstr") and cox.get("trtr"):
+        lines.append(f"survival: Cox C-index TSTR {fmt(cox['tstr'].get('c_index'))} vs TRTR {fmt(cox['trtr'].get('c_index'))}")
+    return lines

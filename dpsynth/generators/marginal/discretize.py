@@ -4,7 +4,9 @@
 - integer: one code per value when the declared range has at most ``bins`` values, else
   ``bins`` equal-width bins over the integers of [low, high];
 - continuous: ``bins`` equal-width bins on [low, high];
-- a nullable column gets one more code, last, for "missing".
+- a nullable column gets one more code, last, for "missing";
+- a numeric column's declared ``atoms`` (public point masses, e.g. 0 or a score's maximum) get
+  one code each, first, so that they come back as exact values instead of smeared over a bin.
 
 Only the schema is read to build the bins (never the data's min, max or quantiles). Decoding
 draws numeric values uniformly inside their bin (integers uniformly among the bin's integers).
@@ -28,8 +30,9 @@ class ColumnBins:
     """The codes of one column: ``size`` codes, the last one "missing" when nullable."""
 
     column: Column
-    n_values: int  # codes that hold a value (categories or bins), missing excluded
-    edges: np.ndarray | None  # numeric: n_values + 1 edges (integers: bin b holds [ceil(e_b), ceil(e_b+1)))
+    n_values: int  # codes that hold a value (atoms, categories or bins), missing excluded
+    edges: np.ndarray | None  # numeric: n_bins + 1 edges (integers: bin b holds [ceil(e_b), ceil(e_b+1)))
+    atoms: tuple = ()  # numeric: codes 0 .. len(atoms) - 1 are these exact values, bins follow
 
     @property
     def size(self) -> int:
@@ -66,7 +69,11 @@ class ColumnBins:
         if np.any((x < col.low) | (x > col.high)):
             bad = x[(x < col.low) | (x > col.high)][0]
             raise DpsynthError(f"column '{col.name}' holds {bad!r}, outside its declared domain [{col.low}, {col.high}]")
-        return np.clip(np.searchsorted(self.edges, x, side="right") - 1, 0, self.n_values - 1).astype(np.int64)
+        n_atoms = len(self.atoms)
+        codes = n_atoms + np.clip(np.searchsorted(self.edges, x, side="right") - 1, 0, len(self.edges) - 2)
+        for j, atom in enumerate(self.atoms):
+            codes[x == atom] = j
+        return codes.astype(np.int64)
 
     def code_of(self, value: Any) -> int:
         """The code of one requested value (for conditioning); None/NaN is the missing code."""
@@ -95,13 +102,16 @@ class ColumnBins:
         col = self.column
         missing = codes == self.n_values if col.nullable else None
         if col.is_numeric:
-            b = np.minimum(codes, self.n_values - 1) if missing is not None else codes
+            n_atoms = len(self.atoms)
+            b = np.clip(codes - n_atoms, 0, len(self.edges) - 2)
             u = rng.random(len(codes))
             if col.kind == "integer":  # bin b holds the integers ceil(e_b) .. ceil(e_{b+1}) - 1
                 first = np.ceil(self.edges)
                 values = first[:-1][b] + np.floor(u * np.diff(first)[b])
             else:
                 values = self.edges[:-1][b] + u * np.diff(self.edges)[b]
+            for j, atom in enumerate(self.atoms):
+                values[codes == j] = atom
             if missing is not None:
                 values[missing] = np.nan
             return values
@@ -127,7 +137,7 @@ def column_bins(col: Column, *, bins: int) -> ColumnBins:
         else:
             n_values = bins
             edges = np.linspace(float(col.low), float(col.high), bins + 1)
-        return ColumnBins(col, n_values, edges)
+        return ColumnBins(col, n_values + len(col.atoms), edges, tuple(col.atoms))
     return ColumnBins(col, len(col.categories), None)
 
 

@@ -61,6 +61,11 @@ def test_per_group_utility_gap_and_fairness(schema, splits, synthetics):
     assert race1["n_test"] > 100 and 0.5 < race1["tstr_auroc"] <= 1.0 and 0.5 < race1["trtr_auroc"] <= 1.0
     gap = rep["utility_gap"]["tstr"]
     assert gap["gap"] == pytest.approx(gap["best"] - gap["worst"]) and gap["worst_group"]
+    # the worst-group ratio divides a group's TSTR by the SAME group's TRTR (issue 17)
+    within = {g["group"]: g["tstr_auroc"] / g["trtr_auroc"] for g in rep["groups"]
+              if g.get("tstr_auroc") is not None and g.get("trtr_auroc")}
+    assert rep["worst_group_auroc_ratio"] == pytest.approx(min(within.values()))
+    assert within[rep["worst_group_auroc_ratio_group"]] == pytest.approx(rep["worst_group_auroc_ratio"])
     for attr in ("race", "gender"):
         fair = rep["fairness"][attr]
         assert fair["status"] == "ok"
