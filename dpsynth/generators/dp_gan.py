@@ -344,6 +344,7 @@ class DPGAN(Generator):
             if self.clipping != "flat" or self.balanced_sampling:
                 opt_d, loader, fake_count = self._fair_dp_setup(engine, opt_d, loader, dataset, groups, schema)
             self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, progress=progress, fake_count=fake_count)
+            dist.average_buffers(self.generator_)  # data-parallel: one set of BatchNorm statistics
             self.dp_plan_ = {**plan.to_dict(), "schedule": self.schedule_, "grad_sample_mode": mode}
             if self.clipping != "flat" or self.balanced_sampling:
                 self.dp_plan_["fairness"] = {k: v for k, v in engine.entry.params.items()

@@ -141,3 +141,16 @@ def average_param_grads(params: Iterable[torch.nn.Parameter]) -> None:
     params = [p for p in params if p.grad is not None]
     for p, g in zip(params, average_gradients([p.grad for p in params])):
         p.grad = g
+
+
+def average_buffers(module: torch.nn.Module) -> None:
+    """Mean over ranks of a non-private module's floating buffers (BatchNorm running statistics
+    of dp-gan's generator, which each rank updates on its own fake rows)."""
+    if not is_distributed():
+        return
+    world = torch.distributed.get_world_size()
+    with torch.no_grad():
+        for b in module.buffers():
+            if b.is_floating_point():
+                torch.distributed.all_reduce(b.data, op=torch.distributed.ReduceOp.SUM)
+                b.data /= world
