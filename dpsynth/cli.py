@@ -159,17 +159,38 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
 @_training_options
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@click.option("--devices", type=click.IntRange(min=1), default=None,
+              help="Data-parallel DP-SGD on N local processes (opacus DPDDP via torchrun; one GPU each when CUDA is "
+                   "there, else gloo on CPU). Same epsilon as one process.")
 @_friendly
 def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-          threads, out, overwrite):
+          threads, out, overwrite, devices):
     """Train a DP generator and save weights, config, schema, ledger and privacy card to OUT.
 
     \b
     Example:
       dpsynth train --data actg175 --generator dp-gan --epsilon 1 --out runs/actg175
+      dpsynth train --data actg175 --generator dp-gan --devices 2 --out runs/ddp   # or: torchrun ... -m dpsynth.cli train
     """
-    _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite)
+    from dpsynth.privacy import distributed as dist
+
+    if devices and devices > 1 and not dist.launched_by_torchrun():
+        import subprocess
+
+        sys.exit(subprocess.call(dist.torchrun_command(sys.argv[1:], devices=devices)))
+    rank, _ = dist.init_from_env()
+    if rank == 0:
+        _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
+               threads, out, overwrite)
+    else:  # the other replicas train in lock-step; only rank 0 writes the run directory
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta,
+                                     accountant=accountant, secure_mode=secure_mode, seed=seed, threads=threads)
+            api.train(data=data, out=Path(scratch) / "run", config=config, schema_path=schema_path,
+                      infer_schema=infer_schema, overwrite=True, progress=None)
+    dist.shutdown()
 
 
 # ---- generate -----------------------------------------------------------------------------

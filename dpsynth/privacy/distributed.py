@@ -154,3 +154,24 @@ def average_buffers(module: torch.nn.Module) -> None:
             if b.is_floating_point():
                 torch.distributed.all_reduce(b.data, op=torch.distributed.ReduceOp.SUM)
                 b.data /= world
+
+
+def torchrun_command(argv: Sequence[str], *, devices: int) -> list[str]:
+    """The torchrun command that re-runs this ``dpsynth`` invocation (without ``--devices``) on
+    ``devices`` local processes: ``python -m torch.distributed.run --standalone --nproc_per_node N
+    -m dpsynth.cli ...``."""
+    import sys
+
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--devices":
+            skip = True
+            continue
+        if arg.startswith("--devices="):
+            continue
+        rest.append(arg)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={int(devices)}",
+            "-m", "dpsynth.cli", *rest]
