@@ -41,6 +41,7 @@ raises a clear error when the request cannot be met.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -343,7 +344,10 @@ class DPGAN(Generator):
             fake_count = None
             if self.clipping != "flat" or self.balanced_sampling:
                 opt_d, loader, fake_count = self._fair_dp_setup(engine, opt_d, loader, dataset, groups, schema)
-            self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, progress=progress, fake_count=fake_count)
+            with warnings.catch_warnings():
+                # opacus' hooks on the first layer warn because the (data) input needs no gradient
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, progress=progress, fake_count=fake_count)
             dist.average_buffers(self.generator_)  # data-parallel: one set of BatchNorm statistics
             self.dp_plan_ = {**plan.to_dict(), "schedule": self.schedule_, "grad_sample_mode": mode}
             if self.clipping != "flat" or self.balanced_sampling:

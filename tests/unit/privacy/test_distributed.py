@@ -4,6 +4,7 @@ identical replicas, Poisson sampling of the global batch, noise added on one ran
 from __future__ import annotations
 
 import json
+import math
 import socket
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import torch
 import torch.multiprocessing as mp
 
 from dpsynth.privacy.distributed import DistributedPoissonSampler, is_distributed, rank_and_world
+from dpsynth.privacy.schedule import plan_schedule
 
-PARAMS = {"steps": 6, "batch_size": 64, "generator_hidden": [16], "discriminator_hidden": [16], "noise_dim": 8}
+PARAMS = {"steps": 6, "generator_hidden": [16], "discriminator_hidden": [16], "noise_dim": 8}
 
 
 def _free_port() -> int:
@@ -42,7 +44,7 @@ def _worker(rank: int, world: int, port: int, out: str, mode: str) -> None:
         entry = [e for e in gen.ledger_.entries if e.mechanism == "dp-sgd"][0]
         Path(out, f"rank{rank}.json").write_text(json.dumps({
             "epsilon": gen.ledger_.epsilon(), "steps": entry.steps, "sample_rate": entry.sample_rate,
-            "noise_multiplier": entry.noise_multiplier, "digest": digest,
+            "noise_multiplier": entry.noise_multiplier, "digest": digest, "plan": gen.dp_plan_,
             "weights": {k: v.double().flatten()[:50].tolist() for k, v in state.items() if k.endswith("weight")}}))
     finally:
         torch.distributed.destroy_process_group()
@@ -61,7 +63,7 @@ def _single(mode: str) -> dict:
         TableData(frame, schema), budget=Budget(epsilon=2.0), rng=np.random.default_rng(0))
     entry = [e for e in gen.ledger_.entries if e.mechanism == "dp-sgd"][0]
     return {"epsilon": gen.ledger_.epsilon(), "steps": entry.steps, "sample_rate": entry.sample_rate,
-            "noise_multiplier": entry.noise_multiplier}
+            "noise_multiplier": entry.noise_multiplier, "delta": gen.ledger_.delta}
 
 
 @pytest.mark.parametrize("mode", ["ghost"])
@@ -75,6 +77,11 @@ def test_two_gloo_processes_same_epsilon_and_identical_replicas(tmp_path, mode):
     assert r0["sample_rate"] == one["sample_rate"] and r0["noise_multiplier"] == one["noise_multiplier"]
     assert r0["epsilon"] == pytest.approx(one["epsilon"], rel=1e-12)
     assert r0["epsilon"] == r1["epsilon"] <= 2.0
+    # the logical batch is the one the budget rule plans for 600 rows (global over both ranks)
+    planned = plan_schedule(n=600, epsilon=2.0, delta=one["delta"], steps=PARAMS["steps"], batch_size=None)
+    assert r0["plan"]["schedule"]["batch_size"] == planned.batch_size
+    assert r0["sample_rate"] == pytest.approx(1 / math.ceil(600 / planned.batch_size))
+    assert r0["plan"]["grad_sample_mode"] == mode
 
 
 def test_sampler_shards_partition_rows_and_sample_each_at_rate_q():
