@@ -6,7 +6,9 @@ UNet on PneumoniaMNIST) it trains a few full training steps (fixed logical batch
 the non-private reference (plain Adam on uniformly drawn batches of the same size), and DP-SGD in
 hooks, functorch, ew and ghost modes (and ``vmap``, dpsynth's torch.func path, for the UNet). A
 step is the generator's whole step (real-row DP-SGD step of the private network + fake rows +
-generator update where there is one); its time is the median interval between progress callbacks.
+generator update where there is one); its time is the median interval between progress callbacks in
+CPU time of the training thread (one torch thread: what the step costs on an idle core; wall time on
+the shared benchmark machine is inflated by other jobs).
 Peak memory is the peak RSS above the RSS just before the fit, sampled every 2 ms (CPU; freed
 memory is returned with malloc_trim between runs).
 
@@ -91,7 +93,7 @@ def run_one(name: str, params: dict, data, *, private: bool, seed: int = 0) -> d
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             REGISTRY[name](**params).fit(data, budget=budget, rng=np.random.default_rng(seed),
-                                         progress=lambda info: stamps.append(time.perf_counter()))
+                                         progress=lambda info: stamps.append(time.thread_time()))
         error = None
     except Exception as exc:  # a mode opacus cannot run on this network: reported, not hidden
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"

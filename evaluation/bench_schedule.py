@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--variants", nargs="*", default=[], help="extra NAME=JSON parameter sets")
     parser.add_argument("--no-legacy", action="store_true")
+    parser.add_argument("--no-default", action="store_true", help="skip the default budget schedule")
     parser.add_argument("--out", default=str(RESULTS / "bench_schedule_actg175.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -51,7 +52,8 @@ def main() -> None:
     metric = TSTRAbsoluteAUROC(target="cens")
     print(f"ACTG 175: train {len(splits.train)}, holdout {len(splits.holdout)} (validation), test {len(splits.test)}")
     variants = {} if args.no_legacy else {"legacy-epochs": None}
-    variants["budget-schedule"] = {}
+    if not args.no_default:
+        variants["budget-schedule"] = {}
     for item in args.variants:
         name, raw = item.split("=", 1)
         variants[name] = json.loads(raw)

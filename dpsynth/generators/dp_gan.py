@@ -191,6 +191,7 @@ class DPGAN(Generator):
         max_batch_size: int = 4096,
         noise_floor: float = 3.0,
         grad_sample_mode: str = "ghost",
+        min_fake_batch_size: int = 0,
         generator_lr: float = 1e-3,
         discriminator_lr: float = 1e-3,
         max_grad_norm: float = 1.0,
@@ -221,6 +222,7 @@ class DPGAN(Generator):
         self.max_batch_size = max_batch_size
         self.noise_floor = noise_floor
         self.grad_sample_mode = check_grad_sample_mode(grad_sample_mode)
+        self.min_fake_batch_size = int(min_fake_batch_size)
         self.generator_lr = generator_lr
         self.discriminator_lr = discriminator_lr
         self.max_grad_norm = max_grad_norm
@@ -248,7 +250,7 @@ class DPGAN(Generator):
             "discriminator_lr", "max_grad_norm", "generator_steps", "tau", "max_physical_batch_size", "max_tries",
             "clipping", "group_columns", "balanced_sampling", "clip_quantile", "clip_learning_rate", "count_noise_std",
             "group_clip_power", "group_clip_max_ratio", "balance_power", "steps", "min_batch_size", "max_batch_size",
-            "noise_floor", "grad_sample_mode")}
+            "noise_floor", "grad_sample_mode", "min_fake_batch_size")}
         out["group_columns"] = list(out["group_columns"])
         out["generator_hidden"] = list(out["generator_hidden"])
         out["discriminator_hidden"] = list(out["discriminator_hidden"])
@@ -465,6 +467,8 @@ class DPGAN(Generator):
     def _train_dp(self, engine: DPSGDEngine, disc, opt_d, opt_g, loader, *, gen, progress,
                   fake_count: int | None = None) -> None:
         m = fake_count or max(1, int(round(engine.plan.sample_rate * len(loader.dataset))))  # fixed fake count
+        # fake rows read no real row: their number (public, fixed) may exceed the small DP batches of small tables
+        m = max(m, self.min_fake_batch_size)
         if engine.distributed:  # each rank draws its share of the fake rows; gradients are averaged
             _, world = dist.rank_and_world()
             m = max(1, int(math.ceil(m / world)))
