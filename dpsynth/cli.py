@@ -269,9 +269,13 @@ def _echo_trained(result, generator: str) -> None:
               help="Where aim/mst/independent count marginals: DuckDB (auto for files of 2M+ rows) or Spark SQL over "
                    "the file, never loaded into memory; numpy loads it.")
 @_verbose_losses_option
+@click.option("--devices", type=click.IntRange(min=1), default=None,
+              help="Data-parallel DP-SGD on N local processes (opacus DPDDP via torchrun; one GPU each when CUDA is "
+                   "there, else gloo on CPU). Same epsilon as one process.")
 @_friendly
 def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-          split_seed, threads, clip_to_schema, infer_target, infer_sensitive, out, overwrite, engine, verbose_losses):
+          split_seed, threads, clip_to_schema, infer_target, infer_sensitive, out, overwrite, engine, verbose_losses,
+          devices):
     """Train a DP generator and save weights, config, schema, ledger and privacy card to OUT.
 
     \b
@@ -280,10 +284,31 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
       dpsynth schema draft mytable.csv -o schema.yaml     # then fill the TODOs, set reviewed: true
       dpsynth train --data mytable.csv --schema schema.yaml --clip-to-schema --epsilon 1 --out runs/mine
       dpsynth train --data mytable.csv --infer-schema --target died --sensitive age,sex --epsilon 1 --out runs/mine
+      dpsynth train --data actg175 --generator dp-gan --devices 2 --out runs/ddp   # or: torchrun ... -m dpsynth.cli train
     """
-    _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite, verbose_losses, engine=engine, split_seed=split_seed, clip_to_schema=clip_to_schema,
-           infer_target=infer_target, infer_sensitive=infer_sensitive)
+    from dpsynth.privacy import distributed as dist
+
+    if devices and devices > 1 and not dist.launched_by_torchrun():
+        import subprocess
+
+        sys.exit(subprocess.call(dist.torchrun_command(sys.argv[1:], devices=devices)))
+    rank, _ = dist.init_from_env()
+    if rank == 0:
+        _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
+               threads, out, overwrite, verbose_losses, engine=engine, split_seed=split_seed,
+               clip_to_schema=clip_to_schema, infer_target=infer_target, infer_sensitive=infer_sensitive)
+    else:  # the other replicas train in lock-step; only rank 0 writes the run directory
+        import tempfile
+
+        sensitive = tuple(c.strip() for c in infer_sensitive.split(",") if c.strip()) if infer_sensitive else ()
+        with tempfile.TemporaryDirectory() as scratch:
+            config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta,
+                                     accountant=accountant, secure_mode=secure_mode, seed=seed, threads=threads,
+                                     split_seed=split_seed)
+            api.train(data=data, out=Path(scratch) / "run", config=config, schema_path=schema_path,
+                      infer_schema=infer_schema, overwrite=True, progress=None, engine=engine, target=infer_target,
+                      sensitive=sensitive, clip_to_schema=clip_to_schema)
+    dist.shutdown()
 
 
 # ---- schema -------------------------------------------------------------------------------

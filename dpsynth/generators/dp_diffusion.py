@@ -57,12 +57,15 @@ from dpsynth.generators.tabular_diffusion.denoiser import MLPDenoiser
 from dpsynth.generators.tabular_diffusion.process import Layout, make_schedules, per_example_loss, sample_rows
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
+from dpsynth.privacy.grad_modes import check_grad_sample_mode, ghost_kwargs
 from dpsynth.privacy.ledger import Ledger
+from dpsynth.privacy.schedule import Schedule, plan_schedule
 
 _PARAMS = (
     "width", "depth", "time_dim", "num_train_timesteps", "beta_schedule", "sampling_steps", "sampling_eta",
     "sigma_data", "noise_multiplicity", "cond_rate", "guidance_scale", "batch_size", "epochs", "lr",
-    "max_grad_norm", "ema_decay", "max_physical_batch_size", "sample_chunk",
+    "max_grad_norm", "ema_decay", "max_physical_batch_size", "sample_chunk", "steps", "min_batch_size",
+    "max_batch_size", "noise_floor", "grad_sample_mode",
 )
 
 
@@ -89,8 +92,13 @@ class DPDiffusion(Generator):
         noise_multiplicity: int = 8,
         cond_rate: float = 0.1,
         guidance_scale: float = 1.0,
-        batch_size: int = 256,
-        epochs: float = 100.0,
+        batch_size: int | None = None,
+        epochs: float | None = None,
+        steps: int = 1000,
+        min_batch_size: int = 32,
+        max_batch_size: int = 4096,
+        noise_floor: float = 3.0,
+        grad_sample_mode: str = "ghost",
         lr: float = 3e-3,
         max_grad_norm: float = 1.0,
         ema_decay: float = 0.99,
@@ -110,6 +118,11 @@ class DPDiffusion(Generator):
         self.guidance_scale = guidance_scale
         self.batch_size = batch_size
         self.epochs = epochs
+        self.steps = steps
+        self.min_batch_size = min_batch_size
+        self.max_batch_size = max_batch_size
+        self.noise_floor = noise_floor
+        self.grad_sample_mode = check_grad_sample_mode(grad_sample_mode)
         self.lr = lr
         self.max_grad_norm = max_grad_norm
         self.ema_decay = ema_decay
@@ -142,9 +155,22 @@ class DPDiffusion(Generator):
                 x[:, s.start : s.stop] = 2.0 * x[:, s.start : s.stop] - 1.0
         return torch.from_numpy(x)
 
+    def plan_schedule(self, n: int, *, epsilon: float | None, delta: float) -> Schedule:
+        """Logical batch size and steps from public facts only (the row count n of the privacy unit,
+        epsilon, delta) and the compute settings, by the rule of :mod:`dpsynth.privacy.schedule`:
+        ``steps`` steps (default 1000), the smallest batch in [min_batch_size, max_batch_size] whose
+        noise multiplier reaches ``noise_floor`` (default 3): small tables get small batches, large
+        tables bigger ones, never more passes. Setting ``epochs`` restores the legacy plan
+        ``ceil(epochs * n / batch_size)`` (batch 256)."""
+        return plan_schedule(n=n, epsilon=epsilon, delta=delta, steps=self.steps, batch_size=self.batch_size,
+                             epochs=self.epochs, legacy_batch_size=256, min_batch_size=self.min_batch_size,
+                             max_batch_size=self.max_batch_size, noise_floor=self.noise_floor)
+
     def plan_steps(self, n: int) -> int:
-        """epochs x expected batches per epoch: uses only the row count n (public for the privacy unit)."""
-        return max(1, int(math.ceil(self.epochs * n / self.batch_size)))
+        """``steps``, or with ``epochs`` set epochs x expected batches per epoch (n only, public)."""
+        if self.epochs is not None:
+            return max(1, int(math.ceil(self.epochs * n / (self.batch_size or 256))))
+        return int(self.steps)
 
     # ---- training -----------------------------------------------------------------------
     def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
@@ -165,19 +191,23 @@ class DPDiffusion(Generator):
             model = self._audit_hook.wrap(model)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         ema = [p.detach().clone() for p in model.parameters()]
-        steps = self.plan_steps(n)
+        schedule = self.plan_schedule(n, epsilon=None if budget.non_private else budget.epsilon, delta=ledger.delta)
+        self.schedule_ = schedule.to_dict()
+        steps = schedule.steps
         if budget.non_private:
             ledger.record_non_private(purpose="non-private reference: plain (non-DP) training of the denoiser")
-            self._train_non_private(model, optimizer, ema, dataset, steps=steps, gen=gen, progress=progress)
+            self._train_non_private(model, optimizer, ema, dataset, steps=steps, gen=gen, progress=progress,
+                                    batch_size=schedule.batch_size)
             self.dp_plan_ = None
         else:
-            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps,
+            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=schedule.batch_size, steps=steps,
                                max_grad_norm=self.max_grad_norm)
             engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="denoiser DP-SGD", secure_mode=budget.secure_mode)
+            mode = "hooks" if self._audit_hook is not None else self.grad_sample_mode  # canaries read grad_sample
             private, optimizer, loader = engine.make_private(module=model, optimizer=optimizer, dataset=dataset,
-                                                             torch_rng=gen)
+                                                             torch_rng=gen, **ghost_kwargs(mode))
             self._train_dp(engine, private, optimizer, ema, loader, gen=gen, progress=progress)
-            self.dp_plan_ = plan.to_dict()
+            self.dp_plan_ = {**plan.to_dict(), "schedule": self.schedule_, "grad_sample_mode": mode}
         # a fresh module (no opacus hooks) holding the averaged weights: post-processing
         with torch.no_grad():
             for p, e in zip(self.denoiser_.parameters(), ema):
@@ -187,12 +217,15 @@ class DPDiffusion(Generator):
         return self
 
     def _loss(self, model, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        per_example = self._per_example_loss(model, x0, gen)
+        return per_example.sum() / max(1, x0.shape[0])  # mean over the batch (opacus loss_reduction="mean")
+
+    def _per_example_loss(self, model, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         k = self.noise_multiplicity
         cond = None
         if self.cond_rate > 0:
             cond = self.cond_.reveal((x0 + 1.0) / 2.0, copies=k, rate=self.cond_rate, gen=gen)
-        per_example = per_example_loss(model, x0, cond, self.schedules_, self.layout_, copies=k, gen=gen)
-        return per_example.sum() / max(1, x0.shape[0])  # mean over the batch (opacus loss_reduction="mean")
+        return per_example_loss(model, x0, cond, self.schedules_, self.layout_, copies=k, gen=gen)
 
     def _update_ema(self, model, ema: list[torch.Tensor], step: int) -> None:
         """Exponential moving average of the weights, with the usual warm-up of the decay."""
@@ -215,8 +248,9 @@ class DPDiffusion(Generator):
                     if not engine.can_step():
                         break
                     optimizer.zero_grad(set_to_none=True)
-                    loss = self._loss(model, x0, gen)
-                    loss.backward()
+                    per_example = self._per_example_loss(model, x0, gen)
+                    engine.backward(per_example)  # ghost mode: through opacus' criterion (clipped)
+                    loss = per_example.detach().sum() / max(1, x0.shape[0])
                     if self._audit_hook is not None:
                         self._audit_hook.before_dp_step(optimizer, sample_rate=engine.entry.sample_rate)
                     if not engine.step(optimizer):
@@ -226,11 +260,12 @@ class DPDiffusion(Generator):
                         progress({"step": engine.steps_taken, "steps": engine.plan.steps, "loss": loss.item(),
                                   "epsilon": engine.ledger.epsilon()})
 
-    def _train_non_private(self, model, optimizer, ema, dataset, *, steps: int, gen, progress) -> None:
+    def _train_non_private(self, model, optimizer, ema, dataset, *, steps: int, gen, progress,
+                           batch_size: int = 256) -> None:
         (x_all,) = dataset.tensors
         model.train()
         for step in range(steps):
-            idx = torch.randint(len(x_all), (min(self.batch_size, len(x_all)),), generator=gen)
+            idx = torch.randint(len(x_all), (min(batch_size, len(x_all)),), generator=gen)
             optimizer.zero_grad(set_to_none=True)
             loss = self._loss(model, x_all[idx], gen)
             loss.backward()

@@ -46,12 +46,13 @@ from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
 from dpsynth.privacy.functional_grads import per_example_grads, set_grad_samples
+from dpsynth.privacy.grad_modes import GRAD_SAMPLE_MODES, check_grad_sample_mode
 from dpsynth.privacy.ledger import Ledger
 
 _PARAMS = (
     "block_out_channels", "layers_per_block", "norm_num_groups", "num_train_timesteps", "beta_schedule",
     "noise_multiplicity", "batch_size", "epochs", "lr", "max_grad_norm", "ema_decay", "sample_steps", "ddim_eta",
-    "max_physical_batch_size", "sample_batch_size", "device", "cond_drop", "guidance_scale",
+    "max_physical_batch_size", "sample_batch_size", "device", "cond_drop", "guidance_scale", "grad_sample_mode",
 )
 
 
@@ -108,11 +109,16 @@ class DPDiffusionImage(ImageGenerator):
         device: str = "auto",
         cond_drop: float = 0.0,
         guidance_scale: float = 1.0,
+        grad_sample_mode: str = "vmap",
     ) -> None:
         """cond_drop: chance that a noisy copy's label is replaced by a learned null class during
         training (classifier-free guidance; drawn from the run's RNG, independent of the data, so
         it changes nothing in the privacy analysis); guidance_scale: w in eps = eps_null + w
         (eps_class - eps_null) at sampling (1 = plain class conditioning; needs cond_drop > 0)."""
+        self.grad_sample_mode = check_grad_sample_mode(grad_sample_mode, allowed=("vmap",) + GRAD_SAMPLE_MODES)
+        if grad_sample_mode != "vmap" and int(noise_multiplicity) != 1:
+            raise ConfigError(f"dp-diffusion-image: grad_sample_mode {grad_sample_mode!r} clips each forward row, so it"
+                              " needs noise_multiplicity 1; 'vmap' clips each image over its K noisy copies")
         if not 0.0 <= cond_drop < 1.0:
             raise ConfigError(f"dp-diffusion-image: cond_drop must be in [0, 1), got {cond_drop!r}")
         if guidance_scale != 1.0 and cond_drop <= 0.0:
@@ -194,11 +200,13 @@ class DPDiffusionImage(ImageGenerator):
             plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps, max_grad_norm=self.max_grad_norm)
             engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="UNet DP-SGD (noise multiplicity)",
                                  secure_mode=budget.secure_mode)
+            mode = "no_op" if self.grad_sample_mode == "vmap" else self.grad_sample_mode
             wrapped, opt, loader = engine.make_private(module=model, optimizer=opt, dataset=dataset, torch_rng=gen,
-                                                       grad_sample_mode="no_op",
+                                                       grad_sample_mode=mode,
                                                        noise_generator=self._noise_generator(gen, device))
-            self._train_dp(engine, model, opt, ema, loader, acp, gen=gen, device=device, progress=progress)
-            self.dp_plan_ = plan.to_dict()
+            self._train_dp(engine, model, opt, ema, loader, acp, gen=gen, device=device, progress=progress,
+                           private=wrapped)
+            self.dp_plan_ = {**plan.to_dict(), "grad_sample_mode": self.grad_sample_mode}
             self.opacus_history_ = [list(h) for h in engine.opacus_history()]
         self.unet_ = self._unet(schema)
         self.unet_.load_state_dict({k: v.cpu() for k, v in ema.items()})
@@ -207,7 +215,8 @@ class DPDiffusionImage(ImageGenerator):
         self.ledger_ = ledger
         return self
 
-    def _train_dp(self, engine: DPSGDEngine, model, opt, ema, loader, acp, *, gen, device, progress) -> None:
+    def _train_dp(self, engine: DPSGDEngine, model, opt, ema, loader, acp, *, gen, device, progress,
+                  private=None) -> None:
         while engine.can_step():
             with engine.batches(loader, opt, max_physical_batch_size=self.max_physical_batch_size) as batches:
                 for x0, y in batches:
@@ -215,8 +224,15 @@ class DPDiffusionImage(ImageGenerator):
                         break
                     opt.zero_grad(set_to_none=True)
                     inputs = self._noisy_copies(x0, y, acp, gen, device)
-                    grads, losses = per_example_grads(model, denoising_loss, *inputs)
-                    set_grad_samples(model, grads)
+                    if self.grad_sample_mode == "vmap":  # one clipped gradient per image over its K copies
+                        grads, losses = per_example_grads(model, denoising_loss, *inputs)
+                        set_grad_samples(model, grads)
+                    else:  # opacus' per-example machinery on K = 1 copy (one forward row per image)
+                        x_t, t, y_k, eps = (v.squeeze(1) for v in inputs)
+                        pred = private(x_t, t, class_labels=y_k, return_dict=False)[0]
+                        losses = ((pred - eps) ** 2).flatten(1).mean(1)
+                        engine.backward(losses)  # ghost mode: through opacus' criterion (clipped)
+                        losses = losses.detach()
                     if not engine.step(opt):
                         continue
                     ema_update(ema, model, decay=self.ema_decay, step=engine.steps_taken)

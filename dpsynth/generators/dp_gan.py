@@ -59,7 +59,9 @@ from dpsynth.generators.base import Generator, ProgressFn, seeded_torch, torch_g
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.clipping import AdaptiveClipDPOptimizer, GroupClipDPOptimizer, swap_optimizer
+from dpsynth.privacy import distributed as dist
 from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
+from dpsynth.privacy.grad_modes import check_grad_sample_mode, ghost_kwargs, without_per_example
 from dpsynth.privacy.groups import (
     GroupPoissonSampler,
     balanced_category_probs,
@@ -73,6 +75,7 @@ from dpsynth.privacy.groups import (
 )
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.mechanisms import noisy_counts, preprocessing_noise_multiplier
+from dpsynth.privacy.schedule import Schedule, plan_schedule
 
 
 class CondSpace:
@@ -181,8 +184,14 @@ class DPGAN(Generator):
         generator_hidden: tuple[int, ...] = (128, 128),
         discriminator_hidden: tuple[int, ...] = (128, 128),
         dropout: float = 0.0,
-        batch_size: int = 128,
-        epochs: float = 100.0,
+        batch_size: int | None = None,
+        epochs: float | None = None,
+        steps: int = 1000,
+        min_batch_size: int = 32,
+        max_batch_size: int = 4096,
+        noise_floor: float = 3.0,
+        grad_sample_mode: str = "ghost",
+        min_fake_batch_size: int = 0,
         generator_lr: float = 1e-3,
         discriminator_lr: float = 1e-3,
         max_grad_norm: float = 1.0,
@@ -208,6 +217,12 @@ class DPGAN(Generator):
         self.dropout = dropout
         self.batch_size = batch_size
         self.epochs = epochs
+        self.steps = steps
+        self.min_batch_size = min_batch_size
+        self.max_batch_size = max_batch_size
+        self.noise_floor = noise_floor
+        self.grad_sample_mode = check_grad_sample_mode(grad_sample_mode)
+        self.min_fake_batch_size = int(min_fake_batch_size)
         self.generator_lr = generator_lr
         self.discriminator_lr = discriminator_lr
         self.max_grad_norm = max_grad_norm
@@ -234,7 +249,8 @@ class DPGAN(Generator):
             "noise_dim", "generator_hidden", "discriminator_hidden", "dropout", "batch_size", "epochs", "generator_lr",
             "discriminator_lr", "max_grad_norm", "generator_steps", "tau", "max_physical_batch_size", "max_tries",
             "clipping", "group_columns", "balanced_sampling", "clip_quantile", "clip_learning_rate", "count_noise_std",
-            "group_clip_power", "group_clip_max_ratio", "balance_power")}
+            "group_clip_power", "group_clip_max_ratio", "balance_power", "steps", "min_batch_size", "max_batch_size",
+            "noise_floor", "grad_sample_mode", "min_fake_batch_size")}
         out["group_columns"] = list(out["group_columns"])
         out["generator_hidden"] = list(out["generator_hidden"])
         out["discriminator_hidden"] = list(out["discriminator_hidden"])
@@ -249,11 +265,21 @@ class DPGAN(Generator):
         )
         self.schema_ = schema
 
+    def plan_schedule(self, n: int, *, epsilon: float | None, delta: float) -> Schedule:
+        """Logical batch size and discriminator steps from public facts only (the row count n of
+        the privacy unit, epsilon, delta) and the compute settings, by the rule of
+        :mod:`dpsynth.privacy.schedule`: ``steps`` steps (default 1000), the smallest batch in
+        [min_batch_size, max_batch_size] whose noise multiplier reaches ``noise_floor`` (default 3).
+        Setting ``epochs`` restores the legacy plan ``ceil(epochs * n / batch_size)`` (batch 128)."""
+        return plan_schedule(n=n, epsilon=epsilon, delta=delta, steps=self.steps, batch_size=self.batch_size,
+                             epochs=self.epochs, legacy_batch_size=128, min_batch_size=self.min_batch_size,
+                             max_batch_size=self.max_batch_size, noise_floor=self.noise_floor)
+
     def plan_steps(self, n: int) -> int:
-        """Discriminator steps: epochs x (expected batches per epoch). Uses only the row count
-        n, which is public for the chosen privacy unit (add/remove neighbouring with Poisson
-        sampling depends on n only through the sample rate, fixed before training)."""
-        return max(1, int(math.ceil(self.epochs * n / self.batch_size)))
+        """Discriminator steps: ``steps``, or with ``epochs`` set epochs x expected batches per epoch."""
+        if self.epochs is not None:
+            return max(1, int(math.ceil(self.epochs * n / (self.batch_size or 128))))
+        return int(self.steps)
 
     # ---- training -----------------------------------------------------------------------
     def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
@@ -294,7 +320,9 @@ class DPGAN(Generator):
             disc = self._audit_hook.wrap(disc)
         opt_d = torch.optim.Adam(disc.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.9))
         opt_g = torch.optim.Adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.9))
-        steps = self.plan_steps(n)
+        schedule = self.plan_schedule(n, epsilon=None if budget.non_private else budget.epsilon, delta=ledger.delta)
+        self.schedule_ = schedule.to_dict()
+        steps, batch_size = schedule.steps, schedule.batch_size
         real_cond = self.cond_.for_rows(encoded, gen=gen)  # part of each row's own example
         tensors = (encoded, real_cond) if groups is None else (encoded, real_cond, torch.from_numpy(groups["codes"]))
         dataset = TensorDataset(*tensors)
@@ -307,12 +335,14 @@ class DPGAN(Generator):
                 self._balance_cond_probs(groups, rates, schema)
                 self.balance_rates_ = rates / rates.max()
             self._train_non_private(disc, opt_d, opt_g, dataset, steps=steps, gen=gen, progress=progress,
-                                    weights=weights)
+                                    weights=weights, batch_size=batch_size)
         else:
-            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps,
+            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=batch_size, steps=steps,
                                max_grad_norm=self.max_grad_norm)
             engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="discriminator DP-SGD", secure_mode=budget.secure_mode)
-            disc, opt_d, loader = engine.make_private(module=disc, optimizer=opt_d, dataset=dataset, torch_rng=gen)
+            mode = self._effective_grad_sample_mode()
+            disc, opt_d, loader = engine.make_private(module=disc, optimizer=opt_d, dataset=dataset, torch_rng=gen,
+                                                      **ghost_kwargs(mode))
             fake_count = None
             if self.clipping != "flat" or self.balanced_sampling:
                 opt_d, loader, fake_count = self._fair_dp_setup(engine, opt_d, loader, dataset, groups, schema)
@@ -323,13 +353,21 @@ class DPGAN(Generator):
                 warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed",
                                         category=UserWarning)
                 self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, progress=progress, fake_count=fake_count)
-            self.dp_plan_ = plan.to_dict()
+            dist.average_buffers(self.generator_)  # data-parallel: one set of BatchNorm statistics
+            self.dp_plan_ = {**plan.to_dict(), "schedule": self.schedule_, "grad_sample_mode": mode}
             if self.clipping != "flat" or self.balanced_sampling:
                 self.dp_plan_["fairness"] = {k: v for k, v in engine.entry.params.items()
                                              if k not in ("planned_steps", "poisson_sampling", "secure_mode")}
         self.generator_.eval()
         self.ledger_ = ledger
         return self
+
+    def _effective_grad_sample_mode(self) -> str:
+        """Adaptive / group clipping and the audit's canary gradients read per-example gradients
+        (``p.grad_sample``), which ghost clipping never forms: they run in hooks mode."""
+        if self.grad_sample_mode == "ghost" and (self.clipping != "flat" or self._audit_hook is not None):
+            return "hooks"
+        return self.grad_sample_mode
 
     # ---- fairness-aware training ---------------------------------------------------------
     def _groups(self, frame: pd.DataFrame, schema: Schema, *, budget: Budget, ledger: Ledger,
@@ -411,7 +449,7 @@ class DPGAN(Generator):
         logits = disc_forward(torch.cat([fake, cond], dim=1))
         loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits)) + self._cond_loss(fake, block, category)
         opt_g.zero_grad(set_to_none=True)
-        grads = torch.autograd.grad(loss, list(self.generator_.parameters()))
+        grads = dist.average_gradients(torch.autograd.grad(loss, list(self.generator_.parameters())))
         for p, g in zip(self.generator_.parameters(), grads):
             p.grad = g
         opt_g.step()
@@ -432,6 +470,12 @@ class DPGAN(Generator):
     def _train_dp(self, engine: DPSGDEngine, disc, opt_d, opt_g, loader, *, gen, progress,
                   fake_count: int | None = None) -> None:
         m = fake_count or max(1, int(round(engine.plan.sample_rate * len(loader.dataset))))  # fixed fake count
+        # fake rows read no real row: their number (public, fixed) may exceed the small DP batches of small tables
+        m = max(m, self.min_fake_batch_size)
+        if engine.distributed:  # each rank draws its share of the fake rows; gradients are averaged
+            _, world = dist.rank_and_world()
+            m = max(1, int(math.ceil(m / world)))
+            dist.broadcast_module(self.generator_)
         d_params = [p for p in disc.parameters()]
         while engine.can_step():
             with engine.batches(loader, opt_d, max_physical_batch_size=self.max_physical_batch_size) as batches:
@@ -446,43 +490,43 @@ class DPGAN(Generator):
                     # (1) per-example clipped + noised gradient of the loss on real rows
                     inputs = torch.cat([x_real, c_real], dim=1).requires_grad_(True)  # full backward hooks need it
                     logits_real = disc(inputs)
-                    loss_real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
-                    loss_real.backward()
+                    per_example = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real),
+                                                                     reduction="none")
+                    engine.backward(per_example)  # ghost mode: through opacus' criterion (clipped)
+                    loss_real = per_example.detach().mean() if len(per_example) else per_example.detach().sum()
                     # (2) gradient on fake rows: data-independent, added after noising
                     with torch.no_grad():
                         fake, cond, _, _ = self._fake_batch(m, gen)
-                    disc.disable_hooks()
-                    logits_fake = disc(torch.cat([fake, cond], dim=1))
-                    loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
-                    fake_grads = torch.autograd.grad(loss_fake, d_params)
-                    disc.enable_hooks()
+                    with without_per_example(disc) as plain:
+                        logits_fake = plain(torch.cat([fake, cond], dim=1))
+                        loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+                        fake_grads = torch.autograd.grad(loss_fake, d_params)
                     if self._audit_hook is not None:
                         self._audit_hook.before_dp_step(opt_d, sample_rate=engine.entry.sample_rate)
                     took = engine.step(opt_d, extra_grads=fake_grads)
                     if not took:
                         continue
                     # (3) generator update through the (private) discriminator
-                    disc.disable_hooks()
                     disc.eval()
-                    for _ in range(self.generator_steps):
-                        g_loss = self._generator_step(disc, opt_g, m, gen)
-                    disc.enable_hooks()
+                    with without_per_example(disc) as plain:
+                        for _ in range(self.generator_steps):
+                            g_loss = self._generator_step(plain, opt_g, m, gen)
                     if progress is not None:
                         progress({"step": engine.steps_taken, "steps": engine.plan.steps,
                                   "d_loss": (loss_real + loss_fake).item(), "g_loss": g_loss,
                                   "epsilon": engine.ledger.epsilon()})
 
     def _train_non_private(self, disc, opt_d, opt_g, dataset, *, steps: int, gen, progress,
-                           weights: torch.Tensor | None = None) -> None:
+                           weights: torch.Tensor | None = None, batch_size: int = 128) -> None:
         n = len(dataset)
         x_all, c_all = dataset.tensors[:2]
         for step in range(steps):
             if weights is None:
-                idx = torch.randint(n, (self.batch_size,), generator=gen)
+                idx = torch.randint(n, (batch_size,), generator=gen)
             else:
-                idx = torch.multinomial(weights, self.batch_size, replacement=True, generator=gen)
+                idx = torch.multinomial(weights, batch_size, replacement=True, generator=gen)
             disc.train()
-            fake, cond, _, _ = self._fake_batch(self.batch_size, gen)
+            fake, cond, _, _ = self._fake_batch(batch_size, gen)
             lr = disc(torch.cat([x_all[idx], c_all[idx]], dim=1))
             lf = disc(torch.cat([fake.detach(), cond], dim=1))
             d_loss = F.binary_cross_entropy_with_logits(lr, torch.ones_like(lr)) + \
@@ -490,11 +534,11 @@ class DPGAN(Generator):
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             if self._audit_hook is not None:
-                self._audit_hook.before_plain_step(batch_size=self.batch_size, n=n)
+                self._audit_hook.before_plain_step(batch_size=batch_size, n=n)
             opt_d.step()
             disc.eval()
             for _ in range(self.generator_steps):
-                g_loss = self._generator_step(disc, opt_g, self.batch_size, gen)
+                g_loss = self._generator_step(disc, opt_g, batch_size, gen)
             if progress is not None:
                 progress({"step": step + 1, "steps": steps, "d_loss": d_loss.item(), "g_loss": g_loss,
                           "epsilon": math.inf})

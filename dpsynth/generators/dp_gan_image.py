@@ -34,12 +34,15 @@ from dpsynth.generators.base import ProgressFn, torch_generator
 from dpsynth.generators.image_base import ImageGenerator, init_weights
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
+from dpsynth.privacy import distributed as dist
 from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
+from dpsynth.privacy.grad_modes import check_grad_sample_mode, ghost_kwargs, without_per_example
 from dpsynth.privacy.ledger import Ledger
 
 _PARAMS = (
     "noise_dim", "generator_channels", "discriminator_channels", "batch_size", "epochs", "generator_lr",
     "discriminator_lr", "max_grad_norm", "generator_steps", "max_physical_batch_size", "sample_batch_size", "device",
+    "grad_sample_mode",
 )
 
 
@@ -112,7 +115,9 @@ class DPGANImage(ImageGenerator):
         max_physical_batch_size: int = 256,
         sample_batch_size: int = 512,
         device: str = "auto",
+        grad_sample_mode: str = "hooks",
     ) -> None:
+        self.grad_sample_mode = check_grad_sample_mode(grad_sample_mode)
         self.noise_dim = noise_dim
         self.generator_channels = generator_channels
         self.discriminator_channels = discriminator_channels
@@ -165,9 +170,11 @@ class DPGANImage(ImageGenerator):
             engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="image discriminator DP-SGD",
                                  secure_mode=budget.secure_mode)
             disc, opt_d, loader = engine.make_private(module=disc, optimizer=opt_d, dataset=dataset, torch_rng=gen,
-                                                      noise_generator=self._noise_generator(gen, device))
+                                                      noise_generator=self._noise_generator(gen, device),
+                                                      **ghost_kwargs(self.grad_sample_mode))
             self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, device=device, progress=progress)
-            self.dp_plan_ = plan.to_dict()
+            dist.average_buffers(self.generator_)  # data-parallel: one set of normalisation statistics
+            self.dp_plan_ = {**plan.to_dict(), "grad_sample_mode": self.grad_sample_mode}
             self.opacus_history_ = [list(h) for h in engine.opacus_history()]
         self.generator_.cpu().eval()
         self.ledger_ = ledger
@@ -184,7 +191,7 @@ class DPGANImage(ImageGenerator):
         logits = disc(with_label_maps(fake, labels, self.schema_.n_classes))
         loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
         opt_g.zero_grad(set_to_none=True)
-        grads = torch.autograd.grad(loss, list(self.generator_.parameters()))
+        grads = dist.average_gradients(torch.autograd.grad(loss, list(self.generator_.parameters())))
         for p, g in zip(self.generator_.parameters(), grads):
             p.grad = g
         opt_g.step()
@@ -193,6 +200,9 @@ class DPGANImage(ImageGenerator):
     def _train_dp(self, engine: DPSGDEngine, disc, opt_d, opt_g, loader, *, gen, device, progress) -> None:
         k = self.schema_.n_classes
         m = max(1, int(round(engine.plan.sample_rate * len(loader.dataset))))  # fixed fake count
+        if engine.distributed:  # each rank draws its share of the fake images; gradients are averaged
+            m = max(1, int(math.ceil(m / dist.rank_and_world()[1])))
+            dist.broadcast_module(self.generator_)
         d_params = list(disc.parameters())
         while engine.can_step():
             with engine.batches(loader, opt_d, max_physical_batch_size=self.max_physical_batch_size) as batches:
@@ -204,24 +214,24 @@ class DPGANImage(ImageGenerator):
                     # (1) per-example clipped + noised gradient of the loss on real images
                     inputs = with_label_maps(x_real.to(device), y_real.to(device), k).requires_grad_(True)
                     logits_real = disc(inputs)
-                    loss_real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
-                    loss_real.backward()
+                    per_example = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real),
+                                                                     reduction="none")
+                    engine.backward(per_example)  # ghost mode: through opacus' criterion (clipped)
+                    loss_real = per_example.detach().mean() if len(per_example) else per_example.detach().sum()
                     # (2) gradient on fake images: data-independent, added after noising
                     with torch.no_grad():
                         fake, labels = self._fakes(m, gen, device)
-                    disc.disable_hooks()
-                    logits_fake = disc(with_label_maps(fake, labels, k).requires_grad_(True))
-                    loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
-                    fake_grads = torch.autograd.grad(loss_fake, d_params)
-                    disc.enable_hooks()
+                    with without_per_example(disc) as plain:
+                        logits_fake = plain(with_label_maps(fake, labels, k).requires_grad_(True))
+                        loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
+                        fake_grads = torch.autograd.grad(loss_fake, d_params)
                     if not engine.step(opt_d, extra_grads=fake_grads):
                         continue
                     # (3) generator update through the (private) discriminator
-                    disc.disable_hooks()
                     disc.eval()
-                    for _ in range(self.generator_steps):
-                        g_loss = self._generator_step(disc, opt_g, m, gen, device)
-                    disc.enable_hooks()
+                    with without_per_example(disc) as plain:
+                        for _ in range(self.generator_steps):
+                            g_loss = self._generator_step(plain, opt_g, m, gen, device)
                     if progress is not None:
                         progress({"step": engine.steps_taken, "steps": engine.plan.steps,
                                   "d_loss": (loss_real + loss_fake).item(), "g_loss": g_loss,

@@ -27,7 +27,9 @@ from opacus.validators import ModuleValidator
 from torch.utils.data import DataLoader, Dataset
 
 from dpsynth.errors import PrivacyError
+from dpsynth.privacy import distributed as dist
 from dpsynth.privacy.accountants import calibrate_noise
+from dpsynth.privacy.grad_modes import PerExampleLoss, check_grad_sample_mode
 from dpsynth.privacy.ledger import Ledger, LedgerEntry
 
 
@@ -115,6 +117,9 @@ class DPSGDEngine:
                     "secure RNG (--secure-rng) needs opacus' optional 'torchcsprng' package, which is not installed"
                 ) from None
         self.entry: LedgerEntry | None = None
+        self.grad_sample_mode = "hooks"
+        self.criterion = None  # ghost clipping: the criterion make_private returns (see backward)
+        self.distributed = False
 
     def make_private(
         self, *, module: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset: Dataset, torch_rng: torch.Generator,
@@ -124,11 +129,18 @@ class DPSGDEngine:
         and stores them in ``p.grad_sample`` before :meth:`step`; clipping and noise stay opacus'.
         ``noise_generator``: a generator on the parameters' device (defaults to ``torch_rng``)."""
         validate_module(module, name=self.purpose)
+        if grad_sample_mode != "no_op":
+            check_grad_sample_mode(grad_sample_mode)
+        self.grad_sample_mode = grad_sample_mode
+        self.distributed = dist.is_distributed()
+        if self.distributed:  # opacus' DPDDP: make_private then returns a DistributedDPOptimizer
+            module = dist.wrap_module(module)
         n = len(dataset)
         batch_size = _batch_size_for(n, batches=int(round(1.0 / self.plan.sample_rate)))
         loader = DataLoader(dataset, batch_size=batch_size, generator=None if self.secure_mode else torch_rng)
         plain_loader = loader
-        module, optimizer, loader = self.privacy_engine.make_private(
+        ghost = {"criterion": PerExampleLoss()} if grad_sample_mode == "ghost" else {}
+        out = self.privacy_engine.make_private(
             module=module,
             optimizer=optimizer,
             data_loader=plain_loader,
@@ -137,8 +149,16 @@ class DPSGDEngine:
             poisson_sampling=True,
             noise_generator=None if self.secure_mode else (torch_rng if noise_generator is None else noise_generator),
             grad_sample_mode=grad_sample_mode,
+            **ghost,
         )
-        if not self.secure_mode:
+        if ghost:  # opacus returns (module, optimizer, criterion, loader) in ghost mode
+            module, optimizer, self.criterion, loader = out
+        else:
+            module, optimizer, loader = out
+        self._optimizer = optimizer
+        if self.distributed:
+            loader = self._distributed_loader(plain_loader, loader, torch_rng)
+        elif not self.secure_mode:
             # opacus seeds its Poisson sampler only in secure mode (else it draws from torch's global RNG);
             # rebuild the same Poisson loader on our seeded generator so a run is reproducible from its seed
             loader = DPDataLoader.from_data_loader(plain_loader, generator=torch_rng)
@@ -175,6 +195,10 @@ class DPSGDEngine:
             raise PrivacyError(f"{self.purpose}: a further DP-SGD step would cross epsilon={self.ledger.target_epsilon:g}")
         if not optimizer.pre_step():
             return False  # virtual step of BatchMemoryManager: gradients accumulate, nothing released
+        if self.distributed:  # sum the ranks' clipped sums (noise came from rank 0 only), then mean
+            optimizer.reduce_gradients()
+            if extra_grads is not None:
+                extra_grads = dist.average_gradients(extra_grads)
         if extra_grads is not None:
             params = [p for group in optimizer.param_groups for p in group["params"]]
             for p, g in zip(params, extra_grads):
@@ -183,6 +207,38 @@ class DPSGDEngine:
         optimizer.original_optimizer.step()
         self.ledger.record_step(self.entry)
         return True
+
+    def backward(self, per_example_losses: torch.Tensor) -> None:
+        """Backward pass of the DP-SGD loss from the per-example losses ``[B]``.
+
+        In ghost mode the losses go through the criterion ``make_private`` returned (two backward
+        passes; ``p.grad`` ends as the sum of clipped per-example gradients); a plain backward
+        there would release the unclipped gradient. Other modes back-propagate the batch mean
+        (opacus' ``loss_reduction="mean"``)."""
+        if self.criterion is not None:
+            if per_example_losses.shape[0] == 0:  # empty Poisson batch: zero clipped sum
+                for p in self._params():
+                    p.grad = torch.zeros_like(p)
+                return
+            self.criterion(per_example_losses).backward()
+            return
+        per_example_losses.sum().div(max(1, per_example_losses.shape[0])).backward()
+
+    def _params(self) -> list[torch.nn.Parameter]:
+        return [p for group in self._optimizer.param_groups for p in group["params"]]
+
+    def _distributed_loader(self, plain_loader: DataLoader, dp_loader: DataLoader, torch_rng: torch.Generator):
+        """Poisson sampling of the global batch over this rank's shard (see privacy/distributed.py)."""
+        rank, world = dist.rank_and_world()
+        gen, shard_seed = dist.rank_generator(torch_rng, rank=rank, world_size=world)
+        if self.secure_mode:  # the Poisson draws come from opacus' secure RNG, as in one process
+            gen = self.privacy_engine.secure_rng
+        sampler = dist.DistributedPoissonSampler(num_rows=len(plain_loader.dataset), sample_rate=dp_loader.sample_rate,
+                                                 steps=len(dp_loader), generator=gen, shard_seed=shard_seed,
+                                                 rank=rank, world_size=world)
+        loader = DataLoader(plain_loader.dataset, batch_sampler=sampler, collate_fn=dp_loader.collate_fn)
+        loader.sample_rate = dp_loader.sample_rate  # what opacus' accountant charges
+        return loader
 
     @contextmanager
     def batches(self, loader: DataLoader, optimizer, *, max_physical_batch_size: int) -> Iterator[DataLoader]:

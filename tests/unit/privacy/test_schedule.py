@@ -1,0 +1,56 @@
+"""DP-SGD planned from the budget: batch from n / epsilon / delta, steps from the compute budget."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from opacus.accountants.analysis import rdp as rdp_analysis
+
+from dpsynth.errors import ConfigError
+from dpsynth.privacy.schedule import plan_schedule, planning_noise_multiplier, subsampled_gaussian_epsilon
+
+
+@pytest.mark.parametrize("sigma,q,steps,delta", [(1.0, 0.01, 1000, 1e-5), (3.0, 0.1, 500, 1e-6), (0.8, 0.002, 2000, 1e-7)])
+def test_planning_epsilon_matches_opacus_rdp_on_integer_orders(sigma, q, steps, delta):
+    orders = list(range(2, 257))
+    rdp = rdp_analysis.compute_rdp(q=q, noise_multiplier=sigma, steps=steps, orders=orders)
+    expected, _ = rdp_analysis.get_privacy_spent(orders=orders, rdp=rdp, delta=delta)
+    ours = subsampled_gaussian_epsilon(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=delta)
+    assert ours == pytest.approx(expected, rel=1e-6)
+
+
+def test_planning_noise_meets_the_target():
+    sigma = planning_noise_multiplier(n=1283, batch_size=128, steps=1003, epsilon=1.0, delta=1e-5)
+    q = 1 / math.ceil(1283 / 128)
+    assert subsampled_gaussian_epsilon(noise_multiplier=sigma, sample_rate=q, steps=1003, delta=1e-5) <= 1.0
+    assert subsampled_gaussian_epsilon(noise_multiplier=sigma * 0.98, sample_rate=q, steps=1003, delta=1e-5) > 1.0
+
+
+def test_small_sets_small_batches_large_sets_bigger_batches_same_steps():
+    plans = {n: plan_schedule(n=n, epsilon=1.0, delta=min(1e-5, 1 / (10 * n)), steps=1000, batch_size=None)
+             for n in (1283, 10_000, 100_000, 1_000_000)}
+    batches = [plans[n].batch_size for n in sorted(plans)]
+    assert batches == sorted(batches) and batches[0] < batches[-1]
+    assert plans[1283].batch_size == 32 and plans[100_000].batch_size == 2048 and plans[1_000_000].batch_size == 4096
+    assert all(p.steps == 1000 for p in plans.values())  # more rows: less noise per step, not more passes
+    for n, p in plans.items():  # the chosen batch is the smallest power of two reaching the floor
+        if p.batch_size < 4096:
+            assert p.planning_noise_multiplier >= 3.0
+            smaller = planning_noise_multiplier(n=n, batch_size=p.batch_size // 2, steps=1000, epsilon=1.0,
+                                                delta=min(1e-5, 1 / (10 * n)))
+            assert p.batch_size == 32 or smaller < 3.0
+    # a larger epsilon needs a larger batch to keep the noise multiplier at the floor
+    assert plan_schedule(n=1283, epsilon=4.0, delta=1e-5, steps=1000, batch_size=None).batch_size == 128
+
+
+def test_tiny_table_keeps_sampling_amplification_and_legacy_and_fixed_plans():
+    assert plan_schedule(n=40, epsilon=1.0, delta=1e-3, steps=100, batch_size=None).batch_size <= 20
+    legacy = plan_schedule(n=100_000, epsilon=1.0, delta=1e-6, steps=1000, batch_size=None, epochs=100)
+    assert (legacy.batch_size, legacy.steps) == (128, 78_125)  # the old plan: ceil(100 * n / 128)
+    fixed = plan_schedule(n=5000, epsilon=1.0, delta=1e-6, steps=300, batch_size=256)
+    assert (fixed.batch_size, fixed.steps) == (256, 300)
+    with pytest.raises(ConfigError, match="steps"):
+        plan_schedule(n=5000, epsilon=1.0, delta=1e-6, steps=0, batch_size=None)
+    with pytest.raises(ConfigError, match="epochs"):
+        plan_schedule(n=5000, epsilon=1.0, delta=1e-6, steps=10, batch_size=None, epochs=-1)
