@@ -316,7 +316,7 @@ def _check_column(series: pd.Series, col: Column, source: str) -> pd.Series:
         from dpsynth.data import icd9
 
         kept = frozenset(col.categories)
-        coarse = present.map(lambda v: icd9.coarsen(v, kept))
+        coarse = present.map({v: icd9.coarsen(v, kept) for v in present.unique()})
         bad = coarse.isna()
         if bad.any():
             raise DataError(f"{source}: column '{col.name}' holds {present[bad].iloc[0]!r}, not an ICD-9-CM code")
@@ -325,7 +325,7 @@ def _check_column(series: pd.Series, col: Column, source: str) -> pd.Series:
         return result
     # categorical / binary: match values to the declared categories, respecting their type
     lookup = {_key(c): c for c in col.categories}
-    mapped = present.map(lambda v: lookup.get(_key(v), _UNKNOWN))
+    mapped = present.map({v: lookup.get(_key(v), _UNKNOWN) for v in present.unique()})  # each distinct value once
     unknown = mapped.map(lambda v: v is _UNKNOWN)
     if unknown.any():
         raise DataError(
