@@ -105,6 +105,7 @@ def test_per_unit_grad_samples_are_the_gradient_of_each_patients_summed_loss():
 def test_dp_sgd_samples_patients_and_k1_equals_row_level(generator):
     schema = Schema.from_dict(SCHEMA)
     params = {"epochs": 1, "batch_size": 40}
+    params.update({"generator_hidden": (16,), "discriminator_hidden": (16,)} if generator == "dp-gan" else {})
     cls = get_generator_class(generator)
     # every patient has one row: the per-patient path (k=2) must plan and charge exactly the row-level run
     single, _ = _prepared(_table(n_patients=200, rows=1), schema)
