@@ -23,7 +23,7 @@ from dpsynth.errors import DataError, SchemaError
 
 KINDS = ("continuous", "integer", "categorical", "binary")
 _COLUMN_KEYS = {"name", "kind", "low", "high", "categories", "nullable", "sensitive", "description", "codes",
-                "top_codes"}
+                "top_codes", "origin", "unit"}
 _SCHEMA_KEYS = {
     "name", "columns", "target", "drop", "duration", "event", "privacy_unit", "description",
     "max_rows_per_unit",
@@ -46,10 +46,14 @@ class Column:
     description: str = ""
     codes: str | None = None  # a public code hierarchy ("icd9"): raw codes map to its categories
     top_codes: int | None = None  # DP-select at most this many fine categories at training (the rest -> chapters)
+    origin: str | None = None  # dates: a numeric column of offsets in `unit`s since this public date
+    unit: str | None = None
 
     def __post_init__(self) -> None:
         if self.codes is not None:
             self._init_codes()
+        if self.origin is not None or self.unit is not None:
+            self._init_dates()
         if self.kind not in KINDS:
             raise SchemaError(f"column '{self.name}': kind '{self.kind}' is not one of {', '.join(KINDS)}")
         if self.kind in ("continuous", "integer"):
@@ -80,6 +84,20 @@ class Column:
                                            or self.top_codes < 1):
             raise SchemaError(f"column '{self.name}': top_codes must be an integer >= 1, got {self.top_codes!r}")
 
+    def _init_dates(self) -> None:
+        from dpsynth.data.dates import UNITS, parse_origin
+
+        if self.origin is None or self.unit not in UNITS:
+            raise SchemaError(f"column '{self.name}': a date column needs 'origin' (a date) and 'unit'"
+                              f" (one of {', '.join(UNITS)})")
+        if self.kind not in ("integer", "continuous"):
+            raise SchemaError(f"column '{self.name}': a date column holds offsets: kind integer or continuous")
+        try:
+            parse_origin(str(self.origin))
+        except (ValueError, TypeError):
+            raise SchemaError(f"column '{self.name}': origin {self.origin!r} is not a date") from None
+        object.__setattr__(self, "origin", str(self.origin))
+
     @property
     def is_numeric(self) -> bool:
         return self.kind in ("continuous", "integer")
@@ -88,6 +106,8 @@ class Column:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind}
         if self.is_numeric:
             out["low"], out["high"] = _plain(self.low), _plain(self.high)
+            if self.origin is not None:
+                out["origin"], out["unit"] = self.origin, self.unit
         elif self.codes is not None:
             from dpsynth.data import icd9
 
@@ -294,6 +314,13 @@ def _check_column(series: pd.Series, col: Column, source: str) -> pd.Series:
             " (set nullable: true)"
         )
     present = series[~isna]
+    if col.is_numeric and col.origin is not None and not pd.api.types.is_numeric_dtype(present.dtype):
+        from dpsynth.data.dates import to_offsets  # dates -> offsets from the public origin
+
+        offsets = to_offsets(present, origin=col.origin, unit=col.unit)
+        if offsets.isna().any():
+            raise DataError(f"{source}: column '{col.name}' holds {present[offsets.isna()].iloc[0]!r}, not a date")
+        present = offsets
     if col.is_numeric:
         values = pd.to_numeric(present, errors="coerce")
         bad = values.isna()

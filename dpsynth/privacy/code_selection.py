@@ -82,5 +82,6 @@ def recode(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
         if col.codes is not None:
             kept = frozenset(col.categories)
             present = out[col.name].notna()
-            out.loc[present, col.name] = out.loc[present, col.name].map(lambda v: icd9.coarsen(v, kept))
+            values = out.loc[present, col.name]
+            out.loc[present, col.name] = values.map({v: icd9.coarsen(v, kept) for v in values.unique()})
     return out
