@@ -235,7 +235,7 @@ class _Progress:
 
 def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
            threads, out, overwrite, verbose_losses=False, echo=True, engine=None, *, split_seed=None,
-           clip_to_schema=False, infer_target=None, infer_sensitive=None):
+           clip_to_schema=False, infer_target=None, infer_sensitive=None, max_rows_per_unit=None):
     config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta, accountant=accountant,
                              secure_mode=secure_mode, seed=seed, threads=threads, split_seed=split_seed)
     sensitive = tuple(c.strip() for c in infer_sensitive.split(",") if c.strip()) if infer_sensitive else ()
@@ -247,7 +247,7 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
     try:
         result = api.train(data=data, out=out, config=config, schema_path=schema_path, infer_schema=infer_schema,
                            overwrite=overwrite, progress=progress, engine=engine, target=infer_target,
-                           sensitive=sensitive, clip_to_schema=clip_to_schema)
+                           sensitive=sensitive, clip_to_schema=clip_to_schema, max_rows_per_unit=max_rows_per_unit)
     finally:
         progress.close()
     if echo:
@@ -272,10 +272,13 @@ def _echo_trained(result, generator: str) -> None:
 @click.option("--devices", type=click.IntRange(min=1), default=None,
               help="Data-parallel DP-SGD on N local processes (opacus DPDDP via torchrun; one GPU each when CUDA is "
                    "there, else gloo on CPU). Same epsilon as one process.")
+@click.option("--max-rows-per-patient", "max_rows_per_unit", type=click.IntRange(min=1), default=None,
+              help="Public bound k on rows per patient when the schema's privacy_unit names a patient-id column"
+                   " (default: the schema's max_rows_per_unit, else 1); extra rows are dropped at random.")
 @_friendly
 def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
           split_seed, threads, clip_to_schema, infer_target, infer_sensitive, out, overwrite, engine, verbose_losses,
-          devices):
+          devices, max_rows_per_unit):
     """Train a DP generator and save weights, config, schema, ledger and privacy card to OUT.
 
     \b
@@ -296,7 +299,8 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
     if rank == 0:
         _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
                threads, out, overwrite, verbose_losses, engine=engine, split_seed=split_seed,
-               clip_to_schema=clip_to_schema, infer_target=infer_target, infer_sensitive=infer_sensitive)
+               clip_to_schema=clip_to_schema, infer_target=infer_target, infer_sensitive=infer_sensitive,
+               max_rows_per_unit=max_rows_per_unit)
     else:  # the other replicas train in lock-step; only rank 0 writes the run directory
         import tempfile
 
@@ -307,7 +311,7 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
                                      split_seed=split_seed)
             api.train(data=data, out=Path(scratch) / "run", config=config, schema_path=schema_path,
                       infer_schema=infer_schema, overwrite=True, progress=None, engine=engine, target=infer_target,
-                      sensitive=sensitive, clip_to_schema=clip_to_schema)
+                      sensitive=sensitive, clip_to_schema=clip_to_schema, max_rows_per_unit=max_rows_per_unit)
     dist.shutdown()
 
 

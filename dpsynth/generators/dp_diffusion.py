@@ -60,6 +60,7 @@ from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
 from dpsynth.privacy.grad_modes import check_grad_sample_mode, ghost_kwargs
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.schedule import Schedule, plan_schedule
+from dpsynth.privacy.unit_sgd import sum_grad_samples_by_unit, unit_dataset, unit_rows
 
 _PARAMS = (
     "width", "depth", "time_dim", "num_train_timesteps", "beta_schedule", "sampling_steps", "sampling_eta",
@@ -186,11 +187,17 @@ class DPDiffusion(Generator):
         self._build(schema)
         gen = torch_generator(rng)
         dataset = TensorDataset(self._encode(frame))
+        self._per_unit = data.units is not None and data.max_rows_per_unit > 1 and not budget.non_private
+        if self._per_unit:  # patient-level DP-SGD: Poisson-sample patients, clip each patient's gradient
+            if self._audit_hook is not None:
+                raise DpsynthError("dp-diffusion: the audit needs one row per patient (max_rows_per_unit = 1)")
+            dataset = unit_dataset(dataset.tensors, data.units, max_rows=data.max_rows_per_unit)
         model = self._new_denoiser()
         if self._audit_hook is not None:  # white-box audit: the inert canary layer (never saved)
             model = self._audit_hook.wrap(model)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         ema = [p.detach().clone() for p in model.parameters()]
+        n = len(dataset)  # with a privacy-unit column: patients (the sampling unit), not rows
         schedule = self.plan_schedule(n, epsilon=None if budget.non_private else budget.epsilon, delta=ledger.delta)
         self.schedule_ = schedule.to_dict()
         steps = schedule.steps
@@ -203,7 +210,8 @@ class DPDiffusion(Generator):
             plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=schedule.batch_size, steps=steps,
                                max_grad_norm=self.max_grad_norm)
             engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="denoiser DP-SGD", secure_mode=budget.secure_mode)
-            mode = "hooks" if self._audit_hook is not None else self.grad_sample_mode  # canaries read grad_sample
+            # canaries and patient-level sums read per-example grad_sample: hooks mode
+            mode = "hooks" if self._audit_hook is not None or self._per_unit else self.grad_sample_mode
             private, optimizer, loader = engine.make_private(module=model, optimizer=optimizer, dataset=dataset,
                                                              torch_rng=gen, **ghost_kwargs(mode))
             self._train_dp(engine, private, optimizer, ema, loader, gen=gen, progress=progress)
@@ -244,13 +252,24 @@ class DPDiffusion(Generator):
     def _dp_loop(self, engine: DPSGDEngine, model, optimizer, ema, loader, *, gen, progress) -> None:
         while engine.can_step():
             with engine.batches(loader, optimizer, max_physical_batch_size=self.max_physical_batch_size) as batches:
-                for (x0,) in batches:
+                for batch in batches:
                     if not engine.can_step():
                         break
+                    row_unit = None
+                    if getattr(self, "_per_unit", False):
+                        (x0,), row_unit = unit_rows(batch)
+                    else:
+                        (x0,) = batch
                     optimizer.zero_grad(set_to_none=True)
-                    per_example = self._per_example_loss(model, x0, gen)
-                    engine.backward(per_example)  # ghost mode: through opacus' criterion (clipped)
-                    loss = per_example.detach().sum() / max(1, x0.shape[0])
+                    if row_unit is not None:  # patient level (hooks): per-row gradients -> one sum per patient
+                        loss = self._loss(model, x0, gen)
+                        loss.backward()
+                        sum_grad_samples_by_unit(model, row_unit, n_units=len(batch[0]))
+                        loss = loss.detach()
+                    else:
+                        per_example = self._per_example_loss(model, x0, gen)
+                        engine.backward(per_example)  # ghost mode: through opacus' criterion (clipped)
+                        loss = per_example.detach().sum() / max(1, x0.shape[0])
                     if self._audit_hook is not None:
                         self._audit_hook.before_dp_step(optimizer, sample_rate=engine.entry.sample_rate)
                     if not engine.step(optimizer):

@@ -60,7 +60,7 @@ class IndependentMarginals(Generator):
             )
             counts = noisy_histograms(
                 exact, ledger=ledger, noise_multiplier=sigma, rng=rng, purpose="all one-way marginals",
-                secure=budget.secure_mode,
+                secure=budget.secure_mode, contribution=getattr(data, "max_rows_per_unit", 1),
             )
         self.probs_ = [_normalise(c) for c in counts]
         self.schema_, self.ledger_ = schema, ledger

@@ -40,16 +40,18 @@ def noisy_counts(
     rng: np.random.Generator,
     purpose: str,
     secure: bool = False,
+    contribution: int = 1,
 ) -> list[np.ndarray]:
     """Gaussian-noised histograms of several integer-coded columns released together.
 
     Each row adds 1 to one bin of each of the k histograms, so the joint L2 sensitivity is
     sqrt(k); the noise std is ``noise_multiplier * sqrt(k)``. Counts are clipped at 0
-    (post-processing).
+    (post-processing). ``contribution``: the public bound on rows per privacy unit; one unit
+    moves each histogram by up to that many, so the sensitivity and the std scale by it.
     """
     exact = [np.bincount(c, minlength=size).astype(float) for c, size in zip(codes, sizes)]
     return noisy_histograms(exact, ledger=ledger, noise_multiplier=noise_multiplier, rng=rng, purpose=purpose,
-                            secure=secure)
+                            secure=secure, contribution=contribution)
 
 
 def noisy_histograms(
@@ -60,14 +62,17 @@ def noisy_histograms(
     rng: np.random.Generator,
     purpose: str,
     secure: bool = False,
+    contribution: int = 1,
 ) -> list[np.ndarray]:
     """:func:`noisy_counts` for histograms already counted exactly (e.g. by a SQL engine):
-    one Gaussian release of the k histograms, L2 sensitivity sqrt(k), clipped at 0."""
+    one Gaussian release of the k histograms, L2 sensitivity sqrt(k) x ``contribution``, clipped at 0."""
     k = len(exact)
     ledger.record_gaussian(
-        purpose=purpose, noise_multiplier=noise_multiplier, params={"histograms": k, "l2_sensitivity": math.sqrt(k)}
+        purpose=purpose, noise_multiplier=noise_multiplier,
+        params={"histograms": k, "l2_sensitivity": math.sqrt(k) * contribution,
+                **({"rows_per_unit": contribution} if contribution > 1 else {})},
     )
-    std = noise_multiplier * math.sqrt(k)
+    std = noise_multiplier * math.sqrt(k) * contribution
     out = []
     for counts in exact:
         out.append(np.clip(counts + gaussian_noise(counts.shape, std=std, rng=rng, secure=secure), 0.0, None))

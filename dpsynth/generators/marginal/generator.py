@@ -77,6 +77,7 @@ class GraphicalModelGenerator(Generator):
             measurer = Measurer(
                 codes, discretizer.sizes, ledger=ledger, rng=rng, secure=budget.secure_mode,
                 non_private=budget.non_private, names=discretizer.names, counter=counter,
+                contribution=getattr(data, "max_rows_per_unit", 1),
             )
             self._fit_measured(measurer, schema, discretizer, budget, ledger, progress)
         return self
