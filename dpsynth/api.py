@@ -56,6 +56,17 @@ def torch_threads(n: int) -> Iterator[None]:
 # ---- data -------------------------------------------------------------------------------
 def resolve_table(data: str, *, schema_path: str | Path | None = None) -> tuple[pd.DataFrame, Schema]:
     """Load an embedded dataset or a CSV/Parquet file and validate it against its public schema."""
+    frame, schema, _ = resolve_table_units(data, schema_path=schema_path)
+    return frame, schema
+
+
+def resolve_table_units(data: str, *, schema_path: str | Path | None = None
+                        ) -> tuple[pd.DataFrame, Schema, np.ndarray | None]:
+    """:func:`resolve_table` plus each row's privacy-unit code (None when the unit is a row).
+
+    A row-level schema whose patient-id column repeats is refused (one line, naming the column)."""
+    from dpsynth.privacy.contribution import check_row_level, unit_index
+
     raw = load_source(data)
     if schema_path is not None:
         schema = Schema.load(schema_path)
@@ -66,12 +77,39 @@ def resolve_table(data: str, *, schema_path: str | Path | None = None) -> tuple[
             f"{data}: no schema given. Declare the public domain with --schema schema.yaml "
             "(see `dpsynth schema-template`), or pass --infer-schema to estimate it with DP (charged to the budget)"
         )
-    return schema.prepare(raw, source=str(data)), schema
+    check_row_level(raw, schema, source=str(data))
+    frame = schema.prepare(raw, source=str(data))
+    unit = schema.unit_column
+    if unit is not None and unit not in raw.columns:
+        raise DataError(f"{data}: privacy-unit column '{unit}' named by schema '{schema.name}' is missing")
+    return frame, schema, (unit_index(raw[unit]) if unit is not None else None)
 
 
 def resolve_splits(data: str, *, schema_path=None, split: SplitSpec) -> tuple[Splits, Schema]:
-    frame, schema = resolve_table(data, schema_path=schema_path)
-    return split_table(frame, split), schema
+    """Splits of the prepared table; with a privacy-unit column all of a patient's rows fall in one split."""
+    frame, schema, units = resolve_table_units(data, schema_path=schema_path)
+    return split_table(frame, split, units=units), schema
+
+
+def training_data(splits: Splits, schema: Schema, *, seed: int, max_rows_per_unit: int | None = None) -> TableData:
+    """The train split as the generator sees it: with a privacy-unit column, contributions are
+    bounded to k rows per patient (k: ``max_rows_per_unit``, else the schema's, else
+    ``contribution.DEFAULT_MAX_ROWS``), rows beyond k dropped by a rule seeded from ``seed``.
+    The number of dropped rows is not returned or recorded."""
+    from dpsynth.privacy.contribution import DEFAULT_MAX_ROWS, bound_contributions, check_max_rows, unit_index
+
+    if splits.train_units is None:
+        if max_rows_per_unit is not None and max_rows_per_unit != 1:
+            raise DataError(f"--max-rows-per-patient needs a privacy-unit column: schema '{schema.name}' has"
+                            f" privacy_unit '{schema.privacy_unit}' (one row per person)")
+        return TableData(splits.train, schema)
+    k = check_max_rows(max_rows_per_unit if max_rows_per_unit is not None
+                       else schema.max_rows_per_unit if schema.max_rows_per_unit is not None else DEFAULT_MAX_ROWS)
+    unit_key = "__privacy_unit__"
+    train = splits.train.assign(**{unit_key: splits.train_units})
+    bounded = bound_contributions(train, unit_column=unit_key, max_rows=k, rng=np.random.default_rng([seed, 13]))
+    return TableData(bounded.drop(columns=unit_key).reset_index(drop=True), schema,
+                     units=unit_index(bounded[unit_key].to_numpy()), max_rows_per_unit=k)
 
 
 def run_split(loaded: LoadedRun) -> SplitSpec:
@@ -100,11 +138,13 @@ def train(
     overwrite: bool = False,
     progress: Callable[[dict], None] | None = None,
     budget: Budget | None = None,
+    max_rows_per_unit: int | None = None,
 ) -> TrainResult:
     """Train a DP generator on ``data`` and save it to ``out`` (atomically).
 
     ``budget`` overrides ``config.privacy`` (the sweep passes ``Budget.non_private_reference()``
-    for its explicitly named epsilon=inf reference cells)."""
+    for its explicitly named epsilon=inf reference cells). ``max_rows_per_unit``: the public bound
+    k on rows per patient when the schema names a privacy-unit column (overrides the schema's)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DpsynthError(f"run directory {out} exists and is not empty (use --overwrite)")
@@ -133,9 +173,10 @@ def train(
         ledger = None
     n_train = len(splits.train)
     budget.resolve_delta(n_train)  # refuse delta >= 1/n before any work
+    train_data = training_data(splits, schema, seed=config.seed, max_rows_per_unit=max_rows_per_unit)
     start = time.perf_counter()
     with torch_threads(config.threads):
-        generator.fit(TableData(splits.train, schema), budget=budget, rng=rng, ledger=ledger, progress=progress)
+        generator.fit(train_data, budget=budget, rng=rng, ledger=ledger, progress=progress)
     fit_seconds = time.perf_counter() - start
     ledger = generator.ledger_
     if not budget.non_private and ledger.epsilon() > budget.epsilon * (1 + 1e-9):
@@ -148,6 +189,8 @@ def train(
         "schema_inferred_with_dp": infer_schema,
         "dp_plan": getattr(generator, "dp_plan_", None),
     }
+    if train_data.units is not None:  # the public bound only; how many rows it dropped is never recorded
+        run["privacy_unit"] = {"column": schema.unit_column, "max_rows_per_unit": train_data.max_rows_per_unit}
     save_run(out, generator=generator, schema=schema, ledger=ledger, config=config.to_dict(), run=run,
              secure_mode=budget.secure_mode, overwrite=overwrite)
     return TrainResult(run_dir=out, generator=generator, ledger=ledger, schema=schema, splits=splits,

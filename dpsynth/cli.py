@@ -140,13 +140,13 @@ class _Progress:
 
 
 def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite):
+           threads, out, overwrite, max_rows_per_unit=None):
     config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta, accountant=accountant,
                              secure_mode=secure_mode, seed=seed, threads=threads)
     progress = _Progress()
     try:
         result = api.train(data=data, out=out, config=config, schema_path=schema_path, infer_schema=infer_schema,
-                           overwrite=overwrite, progress=progress)
+                           overwrite=overwrite, progress=progress, max_rows_per_unit=max_rows_per_unit)
     finally:
         progress.close()
     click.echo(f"trained {config.generator} on {len(result.splits.train)} rows in {result.fit_seconds:.1f}s -> {out}")
@@ -159,9 +159,12 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
 @_training_options
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@click.option("--max-rows-per-patient", "max_rows_per_unit", type=click.IntRange(min=1), default=None,
+              help="Public bound k on rows per patient when the schema's privacy_unit names a patient-id column"
+                   " (default: the schema's max_rows_per_unit, else 1); extra rows are dropped at random.")
 @_friendly
 def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-          threads, out, overwrite):
+          threads, out, overwrite, max_rows_per_unit):
     """Train a DP generator and save weights, config, schema, ledger and privacy card to OUT.
 
     \b
@@ -169,7 +172,7 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
       dpsynth train --data actg175 --generator dp-gan --epsilon 1 --out runs/actg175
     """
     _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
-           threads, out, overwrite)
+           threads, out, overwrite, max_rows_per_unit=max_rows_per_unit)
 
 
 # ---- generate -----------------------------------------------------------------------------

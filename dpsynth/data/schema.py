@@ -10,6 +10,7 @@ column at fault.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,10 @@ KINDS = ("continuous", "integer", "categorical", "binary")
 _COLUMN_KEYS = {"name", "kind", "low", "high", "categories", "nullable", "sensitive", "description"}
 _SCHEMA_KEYS = {
     "name", "columns", "target", "drop", "duration", "event", "privacy_unit", "description",
+    "max_rows_per_unit",
 }
+#: privacy_unit values that mean "one row per person" (old free-text schemas stay row-level)
+_ROW_LEVEL_WORDS = {"row", "rows", "record", "records", "patient", "person", "individual", "subject", "image"}
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class Schema:
     event: str | None = None
     privacy_unit: str = "row"
     description: str = ""
+    max_rows_per_unit: int | None = None
     _index: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +116,32 @@ class Schema:
         overlap = set(self.drop) & set(names)
         if overlap:
             raise SchemaError(f"schema '{self.name}': column(s) {sorted(overlap)} are both declared and dropped")
+        self._check_privacy_unit()
+
+    def _check_privacy_unit(self) -> None:
+        unit = self.privacy_unit.strip()
+        is_token = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", unit) is not None
+        if is_token and unit.lower() not in _ROW_LEVEL_WORDS and self.unit_column is None:
+            raise SchemaError(
+                f"schema '{self.name}': privacy_unit '{unit}' is neither a declared nor a dropped column"
+                " (name the patient-id column, or write 'row')"
+            )
+        if self.max_rows_per_unit is not None:
+            if self.unit_column is None:
+                raise SchemaError(f"schema '{self.name}': max_rows_per_unit needs privacy_unit to name a patient-id column")
+            if isinstance(self.max_rows_per_unit, bool) or not isinstance(self.max_rows_per_unit, int) \
+                    or self.max_rows_per_unit < 1:
+                raise SchemaError(f"schema '{self.name}': max_rows_per_unit must be an integer >= 1,"
+                                  f" got {self.max_rows_per_unit!r}")
+
+    @property
+    def unit_column(self) -> str | None:
+        """The privacy-unit (patient-id) column, or None when the unit is one row.
+
+        ``privacy_unit`` equal to a declared or dropped column name names that column; any
+        other value ("row", "patient (one row per patient)", ...) means one row per person."""
+        unit = self.privacy_unit.strip()
+        return unit if unit in self._index or unit in self.drop else None
 
     # ---- access -----------------------------------------------------------------------
     def __getitem__(self, name: str) -> Column:
@@ -174,6 +205,7 @@ class Schema:
             event=raw.get("event"),
             privacy_unit=str(raw.get("privacy_unit", "row")),
             description=str(raw.get("description", "")),
+            max_rows_per_unit=raw.get("max_rows_per_unit"),
         )
 
     @classmethod
@@ -198,6 +230,8 @@ class Schema:
         if self.drop:
             out["drop"] = list(self.drop)
         out["privacy_unit"] = self.privacy_unit
+        if self.max_rows_per_unit is not None:
+            out["max_rows_per_unit"] = self.max_rows_per_unit
         out["columns"] = [c.to_dict() for c in self.columns]
         return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from dpsynth.data.schema import Schema
@@ -11,10 +12,17 @@ from dpsynth.data.schema import Schema
 
 @dataclass(frozen=True)
 class TableData:
-    """A prepared real table (declared columns only, validated against the schema)."""
+    """A prepared real table (declared columns only, validated against the schema).
+
+    ``units``: with a privacy-unit column, each row's unit code (0..U-1, after contribution
+    bounding, see :mod:`dpsynth.privacy.contribution`); None when one row is one person.
+    ``max_rows_per_unit``: the public bound k; marginal sensitivity scales by it and DP-SGD
+    samples and clips whole units."""
 
     frame: pd.DataFrame
     schema: Schema
+    units: np.ndarray | None = None
+    max_rows_per_unit: int = 1
 
     def __len__(self) -> int:
         return len(self.frame)

@@ -58,6 +58,7 @@ from dpsynth.generators.tabular_diffusion.process import Layout, make_schedules,
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
 from dpsynth.privacy.ledger import Ledger
+from dpsynth.privacy.unit_sgd import sum_grad_samples_by_unit, unit_dataset, unit_rows
 
 _PARAMS = (
     "width", "depth", "time_dim", "num_train_timesteps", "beta_schedule", "sampling_steps", "sampling_eta",
@@ -160,18 +161,23 @@ class DPDiffusion(Generator):
         self._build(schema)
         gen = torch_generator(rng)
         dataset = TensorDataset(self._encode(frame))
+        self._per_unit = data.units is not None and data.max_rows_per_unit > 1 and not budget.non_private
+        if self._per_unit:  # patient-level DP-SGD: Poisson-sample patients, clip each patient's gradient
+            if self._audit_hook is not None:
+                raise DpsynthError("dp-diffusion: the audit needs one row per patient (max_rows_per_unit = 1)")
+            dataset = unit_dataset(dataset.tensors, data.units, max_rows=data.max_rows_per_unit)
         model = self._new_denoiser()
         if self._audit_hook is not None:  # white-box audit: the inert canary layer (never saved)
             model = self._audit_hook.wrap(model)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         ema = [p.detach().clone() for p in model.parameters()]
-        steps = self.plan_steps(n)
+        steps = self.plan_steps(len(dataset))
         if budget.non_private:
             ledger.record_non_private(purpose="non-private reference: plain (non-DP) training of the denoiser")
             self._train_non_private(model, optimizer, ema, dataset, steps=steps, gen=gen, progress=progress)
             self.dp_plan_ = None
         else:
-            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps,
+            plan = plan_dp_sgd(ledger=ledger, n=len(dataset), batch_size=self.batch_size, steps=steps,
                                max_grad_norm=self.max_grad_norm)
             engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="denoiser DP-SGD", secure_mode=budget.secure_mode)
             private, optimizer, loader = engine.make_private(module=model, optimizer=optimizer, dataset=dataset,
@@ -211,12 +217,19 @@ class DPDiffusion(Generator):
     def _dp_loop(self, engine: DPSGDEngine, model, optimizer, ema, loader, *, gen, progress) -> None:
         while engine.can_step():
             with engine.batches(loader, optimizer, max_physical_batch_size=self.max_physical_batch_size) as batches:
-                for (x0,) in batches:
+                for batch in batches:
                     if not engine.can_step():
                         break
+                    row_unit = None
+                    if getattr(self, "_per_unit", False):
+                        (x0,), row_unit = unit_rows(batch)
+                    else:
+                        (x0,) = batch
                     optimizer.zero_grad(set_to_none=True)
                     loss = self._loss(model, x0, gen)
                     loss.backward()
+                    if row_unit is not None:  # per-row gradients -> one summed gradient per patient
+                        sum_grad_samples_by_unit(model, row_unit, n_units=len(batch[0]))
                     if self._audit_hook is not None:
                         self._audit_hook.before_dp_step(optimizer, sample_rate=engine.entry.sample_rate)
                     if not engine.step(optimizer):

@@ -72,6 +72,7 @@ from dpsynth.privacy.groups import (
 )
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.mechanisms import noisy_counts, preprocessing_noise_multiplier
+from dpsynth.privacy.unit_sgd import sum_grad_samples_by_unit, unit_dataset, unit_rows
 
 
 class CondSpace:
@@ -279,7 +280,8 @@ class DPGAN(Generator):
         elif codes:
             sigma = preprocessing_noise_multiplier(budget, delta=ledger.delta, releases=releases)
             counts = noisy_counts(codes, sizes, ledger=ledger, noise_multiplier=sigma, rng=rng,
-                                  purpose="category frequencies for the conditional vector", secure=budget.secure_mode)
+                                  purpose="category frequencies for the conditional vector", secure=budget.secure_mode,
+                                  contribution=data.max_rows_per_unit)
         else:
             counts = []
         self.cond_probs_ = [c / c.sum() if c.sum() > 0 else np.full(len(c), 1.0 / len(c)) for c in counts]
@@ -297,6 +299,14 @@ class DPGAN(Generator):
         real_cond = self.cond_.for_rows(encoded, gen=gen)  # part of each row's own example
         tensors = (encoded, real_cond) if groups is None else (encoded, real_cond, torch.from_numpy(groups["codes"]))
         dataset = TensorDataset(*tensors)
+        self._per_unit = data.units is not None and data.max_rows_per_unit > 1 and not budget.non_private
+        if self._per_unit:  # patient-level DP-SGD: Poisson-sample patients, clip each patient's gradient
+            if groups is not None or self._audit_hook is not None:
+                raise DpsynthError("dp-gan: group clipping, balanced sampling and the audit need one row per"
+                                   " patient (max_rows_per_unit = 1)")
+            dataset = unit_dataset(tensors, data.units, max_rows=data.max_rows_per_unit)
+            n = len(dataset)
+            steps = self.plan_steps(n)
 
         if budget.non_private:
             weights = None
@@ -431,7 +441,11 @@ class DPGAN(Generator):
                 for batch in batches:
                     if not engine.can_step():
                         break
-                    x_real, c_real = batch[0], batch[1]
+                    row_unit = None
+                    if getattr(self, "_per_unit", False):
+                        (x_real, c_real), row_unit = unit_rows(batch)
+                    else:
+                        x_real, c_real = batch[0], batch[1]
                     if isinstance(opt_d, GroupClipDPOptimizer):
                         opt_d.set_batch_groups(batch[2])
                     disc.train()
@@ -441,6 +455,8 @@ class DPGAN(Generator):
                     logits_real = disc(inputs)
                     loss_real = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
                     loss_real.backward()
+                    if row_unit is not None:  # per-row gradients -> one summed gradient per patient
+                        sum_grad_samples_by_unit(disc, row_unit, n_units=len(batch[0]))
                     # (2) gradient on fake rows: data-independent, added after noising
                     with torch.no_grad():
                         fake, cond, _, _ = self._fake_batch(m, gen)

@@ -56,7 +56,7 @@ class IndependentMarginals(Generator):
             )
             counts = noisy_counts(
                 [c for c, _ in coded], [s for _, s in coded], ledger=ledger, noise_multiplier=sigma, rng=rng,
-                purpose="all one-way marginals", secure=budget.secure_mode,
+                purpose="all one-way marginals", secure=budget.secure_mode, contribution=data.max_rows_per_unit,
             )
         self.probs_ = [_normalise(c) for c in counts]
         self.schema_, self.ledger_ = schema, ledger

@@ -40,18 +40,22 @@ def noisy_counts(
     rng: np.random.Generator,
     purpose: str,
     secure: bool = False,
+    contribution: int = 1,
 ) -> list[np.ndarray]:
     """Gaussian-noised histograms of several integer-coded columns released together.
 
     Each row adds 1 to one bin of each of the k histograms, so the joint L2 sensitivity is
     sqrt(k); the noise std is ``noise_multiplier * sqrt(k)``. Counts are clipped at 0
-    (post-processing).
+    (post-processing). ``contribution``: the public bound on rows per privacy unit; one unit
+    moves each histogram by up to that many, so the sensitivity and the std scale by it.
     """
     k = len(codes)
     ledger.record_gaussian(
-        purpose=purpose, noise_multiplier=noise_multiplier, params={"histograms": k, "l2_sensitivity": math.sqrt(k)}
+        purpose=purpose, noise_multiplier=noise_multiplier,
+        params={"histograms": k, "l2_sensitivity": math.sqrt(k) * contribution,
+                **({"rows_per_unit": contribution} if contribution > 1 else {})},
     )
-    std = noise_multiplier * math.sqrt(k)
+    std = noise_multiplier * math.sqrt(k) * contribution
     out = []
     for c, size in zip(codes, sizes):
         counts = np.bincount(c, minlength=size).astype(float)

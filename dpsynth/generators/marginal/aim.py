@@ -133,7 +133,7 @@ def run_aim(
         current = tree.cells()
         allowed = [r for r in candidates if tree.node_holding(r) is not None or cells[r] * (current + 1) <= limit
                    or augmented_cells(tree, r) <= limit]
-        bias = math.sqrt(2 / math.pi) * sigma
+        bias = math.sqrt(2 / math.pi) * sigma * measurer.contribution  # cell noise std is sigma x k
         scores = np.array([
             weights[r] * (np.abs(answers[r] - fit.total * fit.model.marginal(r).ravel()).sum() - bias * cells[r])
             for r in allowed

@@ -74,7 +74,7 @@ class GraphicalModelGenerator(Generator):
         discretizer = Discretizer(schema, bins=self.bins)
         measurer = Measurer(
             discretizer.encode(frame), discretizer.sizes, ledger=ledger, rng=rng, secure=budget.secure_mode,
-            non_private=budget.non_private, names=discretizer.names,
+            non_private=budget.non_private, names=discretizer.names, contribution=data.max_rows_per_unit,
         )
         if budget.non_private:
             rho = float("inf")

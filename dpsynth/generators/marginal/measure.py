@@ -76,8 +76,12 @@ class Measurer:
         secure: bool = False,
         non_private: bool = False,
         names: Sequence[str] | None = None,
+        contribution: int = 1,
     ) -> None:
+        """``contribution``: the public bound k on rows per privacy unit (patient); one unit then
+        moves each marginal by up to k (L2 and L1), so noise and selection sensitivity scale by k."""
         self._codes = codes
+        self.contribution = int(contribution)
         self.sizes = tuple(sizes)
         self.ledger = ledger
         self.rng = rng
@@ -90,7 +94,7 @@ class Measurer:
         """The same private table and ledger, on model codes (``maps[j]``: code -> model code)."""
         codes = np.stack([m[self._codes[:, j]] for j, m in enumerate(maps)], axis=1)
         other = Measurer(codes, [int(m.max()) + 1 for m in maps], ledger=self.ledger, rng=self.rng, secure=self.secure,
-                         non_private=self.non_private, names=self.names)
+                         non_private=self.non_private, names=self.names, contribution=self.contribution)
         other._recorded_non_private = self._recorded_non_private
         return other
 
@@ -118,9 +122,10 @@ class Measurer:
         self.ledger.record_gaussian(
             purpose=purpose,
             noise_multiplier=noise_multiplier,
-            params={"marginals": [self.label(c) for c in cliques], "l2_sensitivity": math.sqrt(k)},
+            params={"marginals": [self.label(c) for c in cliques], "l2_sensitivity": math.sqrt(k) * self.contribution,
+                    **({"rows_per_unit": self.contribution} if self.contribution > 1 else {})},
         )
-        sigma = noise_multiplier * math.sqrt(k)
+        sigma = noise_multiplier * math.sqrt(k) * self.contribution
         out = []
         for c in cliques:
             exact = self.answer(c)
@@ -134,6 +139,7 @@ class Measurer:
         if self.non_private:
             self._charge_non_private("exact marginals and selections (non-private reference)")
             return int(np.argmax(scores))
+        sensitivity = sensitivity * self.contribution  # one unit moves up to k rows of every score
         self.ledger.record_zcdp(
             purpose=purpose, rho=epsilon**2 / 8.0,
             params={"mechanism": "exponential", "epsilon": epsilon, "sensitivity": sensitivity, "candidates": len(scores)},
