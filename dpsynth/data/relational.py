@@ -199,8 +199,9 @@ class RelationalSchema:
             parent = self[table.parent]
             for col in table.condition_on:
                 columns.append(_column(parent, col))
-        return Schema(columns=tuple(columns), name=name, privacy_unit=self.privacy_unit,
-                      description=table.description)
+        # the patient id is the privacy unit (never modelled); one patient has at most m rows here
+        return Schema(columns=tuple(columns), name=name, privacy_unit=self.privacy_unit, drop=(self.privacy_unit,),
+                      max_rows_per_unit=self.rows_per_unit(name), description=table.description)
 
     # ---- (de)serialisation --------------------------------------------------------------
     @classmethod

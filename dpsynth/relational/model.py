@@ -31,14 +31,15 @@ from safetensors.torch import load_file, save_file
 import dpsynth
 from dpsynth.config import build_generator
 from dpsynth.data.relational import START, RelationalSchema, TableSpec
-from dpsynth.data.relational_load import RelationalFrames
+from dpsynth.relational.load import UNIT, RelationalFrames
 from dpsynth.data.schema import Schema
 from dpsynth.data.table import TableData
 from dpsynth.errors import DataError, DpsynthError
 from dpsynth.generators.marginal.discretize import column_bins
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.ledger import Ledger
-from dpsynth.relational.accounting import TablePlan, charge_table, plan_tables, table_ledger
+from dpsynth.privacy.contribution import unit_index
+from dpsynth.relational.accounting import TablePlan, plan_tables, table_stage
 
 MARGINAL_GENERATORS = ("aim", "mst", "independent")
 KEY_PREFIX = "syn-"
@@ -172,15 +173,15 @@ def fit_relational(train: RelationalFrames, *, generator: str, params: dict, bud
         if len(frame) == 0:
             raise DataError(f"table '{plan.table}' has no rows among the {n_patients} training patients")
         gen = build_generator(generator, params)
-        sub = table_ledger(ledger, plan)
-        row_budget = Budget(epsilon=plan.row_epsilon, delta=delta, accountant=budget.accountant,
-                            secure_mode=budget.secure_mode)
+        stage_budget = Budget(epsilon=plan.stage_epsilon, delta=delta, accountant=budget.accountant,
+                              secure_mode=budget.secure_mode)
         table_progress = None
         if progress is not None:
             table_progress = lambda info, _t=plan.table: progress({**info, "table": _t})  # noqa: E731
-        gen.fit(TableData(frame, model), budget=row_budget, rng=rng, ledger=sub, progress=table_progress)
-        charge_table(ledger, sub, plan)
-        gen.ledger_ = ledger
+        data = TableData(frame, model, units=unit_index(train.tables[plan.table][UNIT]),
+                         max_rows_per_unit=plan.rows_per_patient)
+        with table_stage(ledger, plan):
+            gen.fit(data, budget=stage_budget, rng=rng, ledger=ledger, progress=table_progress)
         generators[plan.table] = gen
     return RelationalModel(schema, generators, ledger, plans)
 

@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from dpsynth.data.relational import RelationalSchema
-from dpsynth.data.relational_load import RelationalSplits, load_relational, split_relational
+from dpsynth.relational.load import RelationalSplits, load_relational, split_relational
 from dpsynth.errors import DataError, DpsynthError, PrivacyError
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.ledger import Ledger
@@ -112,10 +112,11 @@ def relational_card(ledger: Ledger, *, generator: str, schema: RelationalSchema,
              "max_per_parent": schema[p.table].max_per_parent}
             for p in plans
         ]
-    card["accounting"] = ("one patient-level budget split across tables by budget_share; a table where one patient"
-                          " has at most m rows (m = product of the public bounds k from the root) is fitted with"
-                          " row-level zCDP rho share x R / m^2 and charged m^2 times that (group privacy of zCDP):"
-                          " Gaussian noise multipliers divided by m, exponential-mechanism rho multiplied by m^2")
+    card["accounting"] = ("one patient-level zCDP budget R split across tables by budget_share; in a table where one"
+                          " patient has at most m rows (m = product of the public bounds k on rows per parent from"
+                          " the root) the marginal generator scales its Gaussian noise and its selection"
+                          " sensitivity by m (max_rows_per_unit), so every ledger entry is a patient-level expense;"
+                          " while a table is fitted the ledger's target is the epsilon of the cumulative shares")
     card["public_inputs"] = ("relational schema (keys, column kinds, bounds, categories, bounds k on rows per parent,"
                              " budget shares) and the number of training patients")
     return card

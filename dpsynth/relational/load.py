@@ -7,8 +7,10 @@ never change another patient's derived values), so it needs no privacy budget:
 - keys: primary keys unique and present, every foreign key refers to an existing parent
   (else a one-line DataError naming the table and column);
 - bounding: a parent keeps at most ``max_per_parent`` children, the first k in ``order_by``
-  order (a seeded random order when the table has none); the children of a dropped row are
-  dropped with it. How many rows were dropped is never written anywhere;
+  order (when the table has no order, k rows chosen by the seeded rule of
+  :func:`dpsynth.privacy.contribution.bound_contributions` with the parent key as the unit);
+  the children of a dropped row are dropped with it. How many rows were dropped is never
+  written anywhere;
 - derivations (``derive:``) and the added model columns, see :mod:`dpsynth.data.relational`;
 - every frame is validated against its model schema (``Schema.prepare``).
 
@@ -29,6 +31,7 @@ from dpsynth.data.relational import START, RelationalSchema, TableSpec
 from dpsynth.data.schema import Column
 from dpsynth.data.splits import SplitSpec
 from dpsynth.errors import DataError
+from dpsynth.privacy.contribution import bound_contributions
 
 UNIT = "_unit"
 ORDER = "_order"
@@ -45,6 +48,9 @@ class RelationalFrames:
     @property
     def n_units(self) -> int:
         return len(self.tables[self.schema.root.name])
+
+    def __len__(self) -> int:  # patients
+        return self.n_units
 
     def subset(self, units) -> "RelationalFrames":
         keep = set(units)
@@ -200,10 +206,11 @@ def _bound(frame: pd.DataFrame, table: TableSpec, kept: dict[str, pd.DataFrame],
     if table.order_by is not None:
         frame = frame.assign(_sortkey=_sort_key(frame[table.order_by]))
         frame = frame.sort_values([fk, "_sortkey"], kind="stable", na_position="last").drop(columns="_sortkey")
-    else:  # no public order: a seeded random order within each parent (data-independent)
-        frame = frame.iloc[rng.permutation(len(frame))].sort_values(fk, kind="stable")
-    position = frame.groupby(fk, sort=False).cumcount()
-    frame = frame[position < table.max_per_parent].copy()
+        position = frame.groupby(fk, sort=False).cumcount()
+        frame = frame[position < table.max_per_parent].copy()
+    else:  # no public order: k rows per parent kept uniformly at random by the seeded rule
+        frame = bound_contributions(frame, unit_column=fk, max_rows=table.max_per_parent, rng=rng)
+        frame = frame.sort_values(fk, kind="stable").copy()
     frame[ORDER] = frame.groupby(fk, sort=False).cumcount() + 1
     frame[UNIT] = frame[fk].map(parent_rows.set_index(parent.primary_key)[UNIT])
     return frame.reset_index(drop=True), all_keys
