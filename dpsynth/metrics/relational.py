@@ -118,9 +118,11 @@ def sequence_metrics(real, synthetic, schema: RelationalSchema) -> dict:
                  "length_synthetic": {int(k): round(float(v), 4) for k, v in shares(s_len).sort_index().items()},
                  "transitions": {}}
         r_frame, s_frame = real[t.name], synthetic[t.name]
+        # synthetic encounters in the order of their offset when the output has one (else row order)
+        s_order = t.sequence.offset if t.sequence.offset is not None and t.sequence.offset in s_frame else None
         for col in t.sequence.previous:
             rt = transitions(r_frame, t.foreign_key, col, ORDER)
-            st = transitions(s_frame, t.foreign_key, col, None)
+            st = transitions(s_frame, t.foreign_key, col, s_order)
             ordered = _ordered(r_frame, t.foreign_key, ORDER)
             prev = ordered[col].groupby(ordered[t.foreign_key].astype(str).to_numpy(), sort=False).shift(1) \
                 .astype(object).fillna(START)
@@ -131,7 +133,7 @@ def sequence_metrics(real, synthetic, schema: RelationalSchema) -> dict:
             }
         if t.sequence.gap is not None:
             rg = _ordered(r_frame, t.foreign_key, ORDER)
-            sg = _ordered(s_frame, t.foreign_key, None)
+            sg = _ordered(s_frame, t.foreign_key, s_order)
             r_gaps = rg[t.sequence.gap][rg.groupby(rg[t.foreign_key].astype(str)).cumcount() > 0].dropna()
             s_gaps = sg[t.sequence.gap][sg.groupby(sg[t.foreign_key].astype(str)).cumcount() > 0].dropna()
             entry["gap_ks"] = float(ks_2samp(r_gaps, s_gaps).statistic) if len(r_gaps) and len(s_gaps) else None
