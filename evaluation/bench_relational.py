@@ -263,6 +263,13 @@ def main() -> None:
     schema = RelationalSchema.load(SCHEMA)
     splits = split_relational(load_relational(data, schema, rng=np.random.default_rng(0)), SplitSpec(seed=0))
     records, detail = [], {"distributions": {}}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every run, so a long benchmark keeps what it has measured
+        out.with_suffix(".json").write_text(json.dumps(records, indent=2, default=str))
+        out.with_suffix(".md").write_text(markdown(records, detail, args))
+
     for generator in args.generators:
         for eps in args.epsilons:
             for seed in args.seeds:
@@ -274,6 +281,7 @@ def main() -> None:
                     if generator == args.generators[0]:
                         detail["budget"] = record
                     detail["distributions"][f"dpsynth:{generator}, epsilon 4, seed {seed}"] = results
+                save()
     if not args.no_hma:
         for seed in args.seeds:
             record, results = run_hma(splits, schema, seed)
@@ -281,10 +289,7 @@ def main() -> None:
             print(json.dumps(record, default=str), flush=True)
             if seed == args.seeds[0]:
                 detail["distributions"][f"sdv:hma (non-private), seed {seed}"] = results
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(records, indent=2, default=str))
-    out.with_suffix(".md").write_text(markdown(records, detail, args))
+            save()
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
 
 

@@ -352,8 +352,9 @@ def _sequence(raw, where: str, declared: set, columns, order_by) -> Sequence:
         raise SchemaError(f"{where}: sequence offset '{offset}' needs a gap column and must not be a declared column")
     previous = tuple(raw.get("previous") or ())
     for col in previous:
-        if col not in declared or kinds[col].is_numeric:
-            raise SchemaError(f"{where}: sequence previous '{col}' must be a declared categorical or binary column")
+        if col not in declared or kinds[col].is_numeric or kinds[col].nullable:
+            raise SchemaError(f"{where}: sequence previous '{col}' must be a declared categorical or binary column"
+                              " that is not nullable")
     return Sequence(gap=gap, offset=offset, previous=previous)
 
 
