@@ -117,6 +117,25 @@ def run_split(loaded: LoadedRun) -> SplitSpec:
     return SplitSpec(**{k: loaded.run["split"][k] for k in ("seed", "holdout", "test")})
 
 
+def select_code_domains(data: TableData, *, budget: Budget, ledger: Ledger | None, rng: np.random.Generator
+                        ) -> tuple[TableData, Schema, Ledger | None]:
+    """For code columns with ``top_codes``: DP-select the kept fine categories (charged to the
+    run's ledger, made here when none is given) and fold the rest into their chapters."""
+    from dpsynth.privacy.code_selection import recode, select_codes, selection_columns
+    from dpsynth.privacy.mechanisms import preprocessing_noise_multiplier
+
+    if not selection_columns(data.schema):
+        return data, data.schema, ledger
+    if ledger is None:
+        ledger = Ledger(delta=budget.resolve_delta(len(data.frame)), accountant=budget.accountant,
+                        target_epsilon=None if budget.non_private else budget.epsilon)
+    sigma = None if budget.non_private else preprocessing_noise_multiplier(budget, delta=ledger.delta)
+    schema = select_codes(data.frame, data.schema, ledger=ledger, noise_multiplier=sigma or 0.0, rng=rng,
+                          contribution=data.max_rows_per_unit, secure=budget.secure_mode, exact=budget.non_private)
+    return (TableData(recode(data.frame, schema), schema, units=data.units, max_rows_per_unit=data.max_rows_per_unit),
+            schema, ledger)
+
+
 # ---- train ------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -182,6 +201,7 @@ def train(
     n_train = len(splits.train)
     budget.resolve_delta(n_train)  # refuse delta >= 1/n before any work
     train_data = training_data(splits, schema, seed=config.seed, max_rows_per_unit=max_rows_per_unit)
+    train_data, schema, ledger = select_code_domains(train_data, budget=budget, ledger=ledger, rng=rng)
     start = time.perf_counter()
     with torch_threads(config.threads):
         generator.fit(train_data, budget=budget, rng=rng, ledger=ledger, progress=progress)

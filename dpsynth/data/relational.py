@@ -41,7 +41,9 @@ results are clipped to the declared column's public [low, high]:
 - ``days_between`` (start, end): days from ``start`` to ``end`` on the same row;
 - ``days_since_previous`` (column): days since the previous row of the same parent in
   ``order_by`` order (0 for the first);
-- ``icd9_chapter`` (column, kind: diagnosis | procedure): the ICD-9-CM chapter of a code;
+- ``icd9_chapter`` (column, kind: diagnosis | procedure): the ICD-9-CM chapter of a code
+  (diagnoses: the chapter buckets of :mod:`dpsynth.data.icd9`, e.g. '390-459'; procedures:
+  :mod:`dpsynth.data.icd9_procedures`); MIMIC's undotted codes are read as well;
 - ``prefix_map`` (column, map: {prefix: label}, default): the label of the first matching prefix;
 - ``number`` (column): the column as a number.
 """
@@ -54,7 +56,8 @@ from pathlib import Path
 
 import yaml
 
-from dpsynth.data.icd9 import DIAGNOSIS_LABELS, PROCEDURE_LABELS
+from dpsynth.data.icd9 import chapter_buckets
+from dpsynth.data.icd9_procedures import PROCEDURE_LABELS
 from dpsynth.data.schema import Column, Schema
 from dpsynth.errors import SchemaError
 
@@ -410,4 +413,4 @@ def _table_to_dict(t: TableSpec) -> dict:
 
 def chapter_labels(kind: str) -> tuple[str, ...]:
     """The public category list of an ``icd9_chapter`` derivation (to write in the schema)."""
-    return {"diagnosis": DIAGNOSIS_LABELS, "procedure": PROCEDURE_LABELS}[kind]
+    return {"diagnosis": chapter_buckets(), "procedure": PROCEDURE_LABELS}[kind]

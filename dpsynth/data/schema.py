@@ -22,7 +22,8 @@ import yaml
 from dpsynth.errors import DataError, SchemaError
 
 KINDS = ("continuous", "integer", "categorical", "binary")
-_COLUMN_KEYS = {"name", "kind", "low", "high", "categories", "nullable", "sensitive", "description"}
+_COLUMN_KEYS = {"name", "kind", "low", "high", "categories", "nullable", "sensitive", "description", "codes",
+                "top_codes", "origin", "unit"}
 _SCHEMA_KEYS = {
     "name", "columns", "target", "drop", "duration", "event", "privacy_unit", "description",
     "max_rows_per_unit",
@@ -43,8 +44,16 @@ class Column:
     nullable: bool = False
     sensitive: bool = False
     description: str = ""
+    codes: str | None = None  # a public code hierarchy ("icd9"): raw codes map to its categories
+    top_codes: int | None = None  # DP-select at most this many fine categories at training (the rest -> chapters)
+    origin: str | None = None  # dates: a numeric column of offsets in `unit`s since this public date
+    unit: str | None = None
 
     def __post_init__(self) -> None:
+        if self.codes is not None:
+            self._init_codes()
+        if self.origin is not None or self.unit is not None:
+            self._init_dates()
         if self.kind not in KINDS:
             raise SchemaError(f"column '{self.name}': kind '{self.kind}' is not one of {', '.join(KINDS)}")
         if self.kind in ("continuous", "integer"):
@@ -62,6 +71,33 @@ class Column:
                 raise SchemaError(f"column '{self.name}': duplicate categories in {list(cats)}")
             object.__setattr__(self, "categories", cats)
 
+    def _init_codes(self) -> None:
+        from dpsynth.data import icd9
+
+        if self.codes not in icd9.SYSTEMS:
+            raise SchemaError(f"column '{self.name}': codes '{self.codes}' is not one of {', '.join(icd9.SYSTEMS)}")
+        if self.kind != "categorical":
+            raise SchemaError(f"column '{self.name}': a code column ('codes: {self.codes}') is categorical")
+        if not self.categories:  # the whole public code space: every 3-digit category and chapter
+            object.__setattr__(self, "categories", icd9.full_domain())
+        if self.top_codes is not None and (isinstance(self.top_codes, bool) or not isinstance(self.top_codes, int)
+                                           or self.top_codes < 1):
+            raise SchemaError(f"column '{self.name}': top_codes must be an integer >= 1, got {self.top_codes!r}")
+
+    def _init_dates(self) -> None:
+        from dpsynth.data.dates import UNITS, parse_origin
+
+        if self.origin is None or self.unit not in UNITS:
+            raise SchemaError(f"column '{self.name}': a date column needs 'origin' (a date) and 'unit'"
+                              f" (one of {', '.join(UNITS)})")
+        if self.kind not in ("integer", "continuous"):
+            raise SchemaError(f"column '{self.name}': a date column holds offsets: kind integer or continuous")
+        try:
+            parse_origin(str(self.origin))
+        except (ValueError, TypeError):
+            raise SchemaError(f"column '{self.name}': origin {self.origin!r} is not a date") from None
+        object.__setattr__(self, "origin", str(self.origin))
+
     @property
     def is_numeric(self) -> bool:
         return self.kind in ("continuous", "integer")
@@ -70,6 +106,16 @@ class Column:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind}
         if self.is_numeric:
             out["low"], out["high"] = _plain(self.low), _plain(self.high)
+            if self.origin is not None:
+                out["origin"], out["unit"] = self.origin, self.unit
+        elif self.codes is not None:
+            from dpsynth.data import icd9
+
+            out["codes"] = self.codes
+            if tuple(self.categories) != icd9.full_domain():  # the full public space is implied
+                out["categories"] = [_plain(c) for c in self.categories]
+            if self.top_codes is not None:
+                out["top_codes"] = self.top_codes
         else:
             out["categories"] = [_plain(c) for c in self.categories]
         if self.nullable:
@@ -268,6 +314,13 @@ def _check_column(series: pd.Series, col: Column, source: str) -> pd.Series:
             " (set nullable: true)"
         )
     present = series[~isna]
+    if col.is_numeric and col.origin is not None and not pd.api.types.is_numeric_dtype(present.dtype):
+        from dpsynth.data.dates import to_offsets  # dates -> offsets from the public origin
+
+        offsets = to_offsets(present, origin=col.origin, unit=col.unit)
+        if offsets.isna().any():
+            raise DataError(f"{source}: column '{col.name}' holds {present[offsets.isna()].iloc[0]!r}, not a date")
+        present = offsets
     if col.is_numeric:
         values = pd.to_numeric(present, errors="coerce")
         bad = values.isna()
@@ -286,9 +339,20 @@ def _check_column(series: pd.Series, col: Column, source: str) -> pd.Series:
         result = pd.Series(np.nan, index=series.index, dtype=float)
         result[~isna] = values.astype(float)
         return result
+    if col.codes is not None:  # raw codes -> their kept category or chapter (public hierarchy)
+        from dpsynth.data import icd9
+
+        kept = frozenset(col.categories)
+        coarse = present.map({v: icd9.coarsen(v, kept) for v in present.unique()})
+        bad = coarse.isna()
+        if bad.any():
+            raise DataError(f"{source}: column '{col.name}' holds {present[bad].iloc[0]!r}, not an ICD-9-CM code")
+        result = pd.Series([None] * len(series), index=series.index, dtype=object)
+        result[~isna] = coarse
+        return result
     # categorical / binary: match values to the declared categories, respecting their type
     lookup = {_key(c): c for c in col.categories}
-    mapped = present.map(lambda v: lookup.get(_key(v), _UNKNOWN))
+    mapped = present.map({v: lookup.get(_key(v), _UNKNOWN) for v in present.unique()})  # each distinct value once
     unknown = mapped.map(lambda v: v is _UNKNOWN)
     if unknown.any():
         raise DataError(

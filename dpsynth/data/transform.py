@@ -132,7 +132,11 @@ def restore_types(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     out = {}
     for col in schema.columns:
         s = frame[col.name]
-        if col.kind == "integer":
+        if col.origin is not None:  # offsets back to ISO dates / datetimes (public origin and unit)
+            from dpsynth.data.dates import from_offsets
+
+            out[col.name] = from_offsets(s, origin=col.origin, unit=col.unit)
+        elif col.kind == "integer":
             out[col.name] = s.astype("Int64") if col.nullable else s.astype(np.int64)
         elif col.kind == "continuous":
             out[col.name] = s.astype(float)

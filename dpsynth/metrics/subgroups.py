@@ -23,6 +23,7 @@ from dpsynth.errors import DataError
 from dpsynth.metrics.base import MetricResult
 from dpsynth.metrics.encoding import binary_labels, coerce_frame, discretize, n_codes, shares
 from dpsynth.metrics.groups import attributes, group_masks
+from dpsynth.metrics.targets import group_scores, target_kind
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,10 @@ def subgroup_report(*, train: pd.DataFrame, synthetic: pd.DataFrame, schema: Sch
     real_groups = group_masks(train, schema, attrs, intersections=cfg.intersections)
     syn_groups = group_masks(synthetic, schema, attrs, intersections=cfg.intersections)
     use_utility = models is not None and test is not None and target is not None
+    kind = target_kind(schema[target]) if use_utility else None
     if use_utility:
         test_groups = group_masks(test, schema, attrs, intersections=cfg.intersections)
+    if kind == "binary":
         y_test = binary_labels(test[target], schema[target], role="test")
         proba = {side: models[side].predict_proba(test) for side in ("tstr", "trtr")}
     groups = []
@@ -136,9 +139,14 @@ def subgroup_report(*, train: pd.DataFrame, synthetic: pd.DataFrame, schema: Sch
         if use_utility:
             mask_t = test_groups[name][1]
             g["n_test"] = int(mask_t.sum())
-            g["tstr_auroc"] = _auroc(y_test[mask_t], proba["tstr"][mask_t], cfg)
-            g["trtr_auroc"] = _auroc(y_test[mask_t], proba["trtr"][mask_t], cfg)
-            g["utility_status"] = "ok" if g["tstr_auroc"] is not None else "too small"
+            if kind == "binary":
+                g["tstr_auroc"] = _auroc(y_test[mask_t], proba["tstr"][mask_t], cfg)
+                g["trtr_auroc"] = _auroc(y_test[mask_t], proba["trtr"][mask_t], cfg)
+            else:  # multi-class (macro AUROC, balanced accuracy) or numeric (R^2, MAE)
+                g.update(group_scores(models, test, mask_t, schema, target, min_size=cfg.min_size,
+                                      min_class_count=cfg.min_class_count))
+            key = {"binary": "tstr_auroc", "multiclass": "tstr_macro_auroc", "numeric": "tstr_r2"}[kind]
+            g["utility_status"] = "ok" if g[key] is not None else "too small"
         groups.append(g)
     out = {
         "attributes": {a.column: {"labels": list(a.labels), "edges": list(a.edges) if a.edges else None}
@@ -158,7 +166,19 @@ def subgroup_report(*, train: pd.DataFrame, synthetic: pd.DataFrame, schema: Sch
     out["max_representation_ratio"] = max(ratios) if ratios else None
     tvds = [g["fidelity_tvd"] for g in groups if g["fidelity_tvd"] is not None]
     out["worst_group_fidelity_tvd"] = max(tvds) if tvds else None
-    if use_utility:
+    if use_utility and kind != "binary":
+        main = {"multiclass": "macro_auroc", "numeric": "r2"}[kind]
+        out["target_kind"] = kind
+        out["utility_gap"] = {"metric": main, "tstr": _gap(groups, f"tstr_{main}"),
+                              "trtr": _gap(groups, f"trtr_{main}")}
+        if kind == "numeric":
+            out["mae_gap"] = {"tstr": _gap(groups, "tstr_mae"), "trtr": _gap(groups, "trtr_mae")}
+        else:
+            out["balanced_accuracy_gap"] = {"tstr": _gap(groups, "tstr_balanced_accuracy"),
+                                            "trtr": _gap(groups, "trtr_balanced_accuracy")}
+        worst_t, worst_r = out["utility_gap"]["tstr"]["worst"], out["utility_gap"]["trtr"]["worst"]
+        out[f"worst_group_{main}_ratio"] = worst_t / worst_r if worst_t is not None and worst_r else None
+    elif use_utility:
         out["utility_gap"] = {"tstr": _gap(groups, "tstr_auroc"), "trtr": _gap(groups, "trtr_auroc")}
         worst_t, worst_r = out["utility_gap"]["tstr"]["worst"], out["utility_gap"]["trtr"]["worst"]
         out["worst_group_auroc_ratio"] = worst_t / worst_r if worst_t is not None and worst_r else None

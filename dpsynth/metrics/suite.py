@@ -43,6 +43,7 @@ from dpsynth.metrics.subgroups import SubgroupConfig, subgroup_report
 from dpsynth.metrics.survival import cox_table, km_distance
 from dpsynth.metrics.threads import one_thread
 from dpsynth.metrics.thresholds import checks_from_config, verdicts
+from dpsynth.metrics.targets import HEADLINE, any_utility_table, target_kind
 from dpsynth.metrics.utility import utility_table
 
 AREAS = ("utility", "fidelity", "privacy", "subgroups")
@@ -171,7 +172,7 @@ def _evaluate(*, train, holdout, test, synthetic, schema, rng, config, fit_sampl
                                                      fit_sample, claimed_epsilon, claimed_delta, headline),
                                     timings, "privacy", errors)
     if "subgroups" in areas:
-        target = utility.get("classification", {}).get("target") if models else None
+        target = (utility.get("classification") or utility.get("regression") or {}).get("target") if models else None
         sel = {side: m["selected"] for side, m in models.items()} if models else None
         results["subgroups"] = _timed(lambda: subgroup_report(train=train, synthetic=synthetic, schema=schema,
                                                               test=test, models=sel, target=target,
@@ -193,6 +194,22 @@ def _utility(train, synthetic, test, schema, cfg, rng, headline):
     u, s = cfg["utility"], cfg["survival"]
     seed = int(rng.integers(2**31 - 1))
     out: dict = {}
+    target = u["target"] or schema.target
+    if target in schema and target_kind(schema[target]) != "binary":  # multi-class or numeric target
+        res, models = any_utility_table(train=train, synthetic=synthetic, test=test, schema=schema, target=target,
+                                        exclude=tuple(u["exclude"]), grids=u["grids"], folds=u["folds"], seed=seed)
+        key = HEADLINE[res["kind"]]
+        out["classification" if res["kind"] == "multiclass" else "regression"] = res
+        ratio = res[f"{key}_ratio"]["selected"]
+        rng_ = (0.0, 1.0) if key == "macro_auroc" else (-float("inf"), 1.0)
+        headline.append(MetricResult(f"tstr_{key}", res["tstr"]["selected"][key], "maximize", rng_))
+        headline.append(MetricResult(f"trtr_{key}", res["trtr"]["selected"][key], "maximize", rng_))
+        headline.append(MetricResult(f"tstr_{key}_ratio", np.nan if ratio is None else ratio, "maximize",
+                                     (-float("inf"), float("inf")), target=1.0))
+        if key == "r2":
+            headline.append(MetricResult("tstr_mae", res["tstr"]["selected"]["mae"], "minimize", (0.0, float("inf"))))
+            headline.append(MetricResult("trtr_mae", res["trtr"]["selected"]["mae"], "minimize", (0.0, float("inf"))))
+        return out, models
     cls, models = utility_table(train=train, synthetic=synthetic, test=test, schema=schema, target=u["target"],
                                 exclude=tuple(u["exclude"]), grids=u["grids"], folds=u["folds"], seed=seed)
     out["classification"] = cls
@@ -289,10 +306,12 @@ def _subgroup_headline(sub: dict, headline: list) -> None:
         headline.append(MetricResult("worst_group_fidelity_tvd", sub["worst_group_fidelity_tvd"], "minimize",
                                      (0.0, 1.0)))
     gap = sub.get("utility_gap", {}).get("tstr", {})
+    metric = sub.get("utility_gap", {}).get("metric", "auroc")  # auroc (binary), macro_auroc, r2
     if gap.get("worst") is not None:
-        headline.append(MetricResult("worst_group_tstr_auroc", gap["worst"], "maximize", (0.0, 1.0),
+        bounds = (-float("inf"), 1.0) if metric == "r2" else (0.0, 1.0)
+        headline.append(MetricResult(f"worst_group_tstr_{metric}", gap["worst"], "maximize", bounds,
                                      breakdown={"group": gap["worst_group"]}))
-        headline.append(MetricResult("group_tstr_auroc_gap", gap["gap"], "minimize", (0.0, 1.0)))
+        headline.append(MetricResult(f"group_tstr_{metric}_gap", gap["gap"], "minimize", (0.0, float("inf"))))
 
 
 # ---- verdict inputs -----------------------------------------------------------------------------
@@ -310,8 +329,9 @@ def _with_errors(out: dict, errors: dict, areas) -> dict:
 def _verdict_values(results: dict) -> dict:
     v: dict = {}
     u = results.get("utility") or {}
-    if u and "classification" in u:
-        v["tstr_auroc_ratio"] = u["classification"]["auroc_ratio"]["selected"]
+    if u and "classification" in u:  # binary: AUROC ratio; multi-class: macro AUROC ratio
+        ratios = u["classification"].get("auroc_ratio") or u["classification"].get("macro_auroc_ratio") or {}
+        v["tstr_auroc_ratio"] = ratios.get("selected")
     if "survival" in u:
         v["cox_cindex_ratio"] = u["survival"]["cox"]["c_index_ratio"]
         v["km_integrated_difference"] = u["survival"]["kaplan_meier"]["integrated"]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dpsynth.data.icd9 import chapters
+from dpsynth.data.icd9_procedures import chapters
 from dpsynth.data.relational import START, RelationalSchema, TableSpec
 from dpsynth.data.schema import Column
 from dpsynth.data.splits import SplitSpec

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dpsynth.data.icd9 import DIAGNOSIS_LABELS
+from dpsynth.data.icd9 import chapter_buckets
 
 CODES = ["0389", "4019", "V4581", "25000", "E8781", "99591", "486"]
 NEXT_TYPE = {"A": "B", "B": "A", "C": "C"}  # a deterministic first-order transition
@@ -32,7 +32,7 @@ def tiny_schema(**table_overrides) -> dict:
          "order_by": "seq", "position": "seq", "condition_on": ["vtype"],
          "derive": [{"name": "chapter", "op": "icd9_chapter", "column": "icd", "kind": "diagnosis"}],
          "columns": [{"name": "chapter", "kind": "categorical", "nullable": True,
-                      "categories": list(DIAGNOSIS_LABELS)}]},
+                      "categories": list(chapter_buckets())}]},
     ]
     for t in tables:
         t.update(table_overrides.get(t["name"], {}))
