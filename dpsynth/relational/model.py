@@ -77,7 +77,7 @@ class RelationalModel:
             children = _draw(gen, model, cond.iloc[rows].reset_index(drop=True), rng)
             position = _positions(counts)
         else:
-            parts, order = [], []
+            parts = []
             previous = pd.DataFrame({table.prev_name(c): [START] * len(parents) for c in table.sequence.previous})
             for pos in range(1, int(counts.max(initial=0)) + 1):
                 alive = np.flatnonzero(counts >= pos)

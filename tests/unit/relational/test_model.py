@@ -6,11 +6,10 @@ from __future__ import annotations
 import sqlite3
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from tiny_relational import make_tiny, tiny_schema
-from dpsynth.data.relational import START, RelationalSchema
+from dpsynth.data.relational import RelationalSchema
 from dpsynth.data.splits import SplitSpec
 from dpsynth.data.table import TableData
 from dpsynth.generators import REGISTRY
