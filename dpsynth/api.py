@@ -226,6 +226,14 @@ def train(
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DpsynthError(f"run directory {out} exists and is not empty (use --overwrite)")
+    if is_relational_schema(schema_path):  # related tables: one model per table, one patient-level ledger
+        from dpsynth.relational.workflow import train_relational
+
+        if budget is not None or max_rows_per_unit is not None or infer_schema:
+            raise DpsynthError("related tables take their budget from the config and their bounds k from the"
+                               " relational schema (max_per_parent); no --infer-schema")
+        return train_relational(data=data, schema_path=schema_path, out=out, config=config, overwrite=overwrite,
+                                progress=progress)
     budget = config.privacy.budget() if budget is None else budget
     generator = build_generator(config.generator, config.params)
     rng = np.random.default_rng(config.seed)
@@ -313,6 +321,37 @@ def _train_streaming(*, data, out, config, generator, budget, rng, schema_path, 
              secure_mode=budget.secure_mode, overwrite=overwrite)
     return TrainResult(run_dir=out, generator=generator, ledger=ledger, schema=done.schema, splits=done.splits,
                        fit_seconds=done.fit_seconds, engine=engine)
+
+
+# ---- related tables ---------------------------------------------------------------------
+def is_relational_schema(schema_path: str | Path | None) -> bool:
+    """Whether ``schema_path`` is a relational schema (a YAML file with ``tables:``)."""
+    from dpsynth.data.relational import is_relational_schema_file
+
+    return is_relational_schema_file(schema_path)
+
+
+def is_relational_run(model) -> bool:
+    """Whether ``model`` is a run directory of related tables (it holds relational.yaml)."""
+    from dpsynth.relational.workflow import is_relational_run as _is
+
+    return not isinstance(model, LoadedRun) and _is(model)
+
+
+def generate_relational(*, model: str | Path, out: str | Path, n: int | None = None, seed: int = 0,
+                        fmt: str = "auto"):
+    """Sample n patients with all their related rows; one file per table or one DuckDB/SQLite file."""
+    from dpsynth.relational.workflow import generate_relational as _generate
+
+    return _generate(model=model, out=out, n=n, seed=seed, fmt=fmt)
+
+
+def evaluate_relational(*, run: str | Path, synthetic: str | Path | None = None, seed: int = 0,
+                        report_dir: str | Path | None = None):
+    """Integrity, children per parent, sequences and code-chapter marginals (INTERNAL report)."""
+    from dpsynth.relational.workflow import evaluate_relational as _evaluate
+
+    return _evaluate(run=run, synthetic=synthetic, seed=seed, report_dir=report_dir)
 
 
 # ---- images -----------------------------------------------------------------------------

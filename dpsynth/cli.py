@@ -252,6 +252,9 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
         progress.close()
     if echo:
         _echo_trained(result, config.generator)
+    if echo and api.is_relational_run(out):  # related tables: the per-table split of the one patient-level budget
+        click.echo("budget split (patient level): " + ", ".join(
+            f"{p.table} {p.budget_share:.0%} (<= {p.rows_per_patient} rows/patient)" for p in result.model.plans))
     return result
 
 
@@ -360,14 +363,18 @@ def schema_draft(data, out, target, sensitive, overwrite):
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Where the one-shot form saves its model (default: OUTPUT stem + '_model').")
-@click.option("-n", "--rows", "n", type=int, required=True, help="Number of synthetic rows.")
-@click.option("--output", "-o", "output", required=True, type=click.Path(dir_okay=False), help="Output .csv or .parquet.")
+@click.option("-n", "--rows", "n", type=int, default=None,
+              help="Number of synthetic rows (related tables: patients, default the run's training patients).")
+@click.option("--output", "-o", "output", required=True, type=click.Path(),
+              help="Output .csv or .parquet (related tables: a folder, a .duckdb or a .sqlite file).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Sampling seed (default 0).")
 @click.option("--condition", "conditions", multiple=True, help="column=value; repeatable. E.g. --condition race=1")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None)
 @click.option("--no-evaluate", is_flag=True, help="One-shot form: skip the TSTR summary.")
-@click.option("--format", "fmt", type=click.Choice(["auto", "npz", "png"]), default="auto", show_default=True,
-              help="Images: .npz (MedMNIST keys) or a folder of PNGs with labels.csv; auto follows OUTPUT's suffix.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "npz", "png", "csv", "parquet"]), default="auto",
+              show_default=True,
+              help="Images: .npz (MedMNIST keys) or a folder of PNGs with labels.csv; auto follows OUTPUT's suffix."
+                   " Related tables written to a folder: csv (default) or parquet, one file per table.")
 @click.option("--balance", default=None, metavar="COLS",
               help="Rebalanced release: equal counts per cell of these categorical columns, e.g. --balance race,gender.")
 @click.option("--balance-file", type=click.Path(dir_okay=False), default=None,
@@ -390,6 +397,25 @@ def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, 
       dpsynth generate --data actg175 --epsilon 1 -n 10000 -o synth.csv
       dpsynth generate --model runs/actg175 -n 10000 -o balanced.csv --balance race,gender
     """
+    if model is not None and data is None and api.is_relational_run(model):  # related tables
+        if balance or balance_file or conditions:
+            raise DpsynthError("--balance / --balance-file / --condition apply to single tables, not related tables")
+        if n is not None and n <= 0:
+            raise DpsynthError(f"-n must be > 0, got {n}")
+        if Path(output).exists() and not overwrite:
+            raise DpsynthError(f"{output} exists (use --overwrite to replace it)")
+        _hold(safe_io.output_lock(output))  # a second writer to the same output fails here
+        rel = api.generate_relational(model=model, out=output, n=n, seed=seed or 0, fmt=fmt)
+        click.echo(f"wrote {', '.join(f'{k} {v}' for k, v in rel.rows.items())} synthetic rows to {rel.out}"
+                   f" in {rel.seconds:.2f}s")
+        click.echo("privacy: " + rel.ledger.summary().splitlines()[0])
+        return
+    if data is not None and api.is_relational_schema(schema_path):
+        raise DpsynthError("related tables: train first (dpsynth train --schema ...), then generate --model RUN")
+    if n is None:
+        raise DpsynthError("-n is required (number of synthetic rows)")
+    if fmt in ("csv", "parquet"):
+        raise DpsynthError(f"--format {fmt} applies to related tables; a single table's format follows OUTPUT's suffix")
     if balance and balance_file:
         raise DpsynthError("give either --balance or --balance-file, not both")
     if n <= 0:
@@ -455,6 +481,22 @@ def _print_quick(ev: dict) -> None:
                f"KS numeric {f['mean_ks']:.3f})")
 
 
+def _print_relational(results: dict) -> None:
+    rows = ", ".join(f"{k} {v['synthetic']}/{v['real']}" for k, v in results["rows"].items())
+    click.echo(f"rows synthetic/real: {rows}")
+    click.echo(f"referential integrity {results['referential_integrity']['value']:.3f}; synthetic keys equal to a"
+               f" real key: {results['key_overlap_with_real']}")
+    cpp = results["children_per_parent"]["tables"]
+    click.echo("children per parent (TVD): " + ", ".join(f"{k} {v['tvd']:.3f}" for k, v in cpp.items()))
+    for name, seq in results["sequences"]["tables"].items():
+        click.echo(f"sequence {name}: length TVD {seq['length_tvd']:.3f}" + "".join(
+            f", transitions of {c} {x['distance']:.3f}" for c, x in seq["transitions"].items()))
+    chapters = results["code_chapters"]["columns"]
+    if chapters:
+        click.echo("code-chapter marginals (TVD): " + ", ".join(f"{k} {v['tvd']:.3f}" for k, v in chapters.items()))
+    click.echo(f"epsilon {results['ledger']['epsilon']:.4f} (delta {results['ledger']['delta']:.3g}) for all tables")
+
+
 # ---- evaluate -----------------------------------------------------------------------------
 @main.command()
 @click.option("--run", "run_dir", type=click.Path(file_okay=False), default=None,
@@ -463,7 +505,7 @@ def _print_quick(ev: dict) -> None:
 @click.option("--train", "train_path", type=click.Path(dir_okay=False), default=None, help="Real training split file.")
 @click.option("--holdout", "holdout_path", type=click.Path(dir_okay=False), default=None, help="Real holdout split file.")
 @click.option("--test", "test_path", type=click.Path(dir_okay=False), default=None, help="Real test split file.")
-@click.option("--synthetic", type=click.Path(dir_okay=False), default=None,
+@click.option("--synthetic", type=click.Path(), default=None,
               help="Synthetic .csv/.parquet (with --run: default samples as many rows as the training split).")
 @click.option("--schema", "schema_path", type=click.Path(dir_okay=False), default=None)
 @click.option("--target", default=None, help="Target column for TSTR (default: the schema's target).")
@@ -494,6 +536,14 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
     """
     from dpsynth.data.splits import SplitSpec
 
+    if run_dir is not None and api.is_relational_run(run_dir):  # related tables
+        rel = api.evaluate_relational(run=run_dir, synthetic=synthetic, seed=seed, report_dir=report_dir)
+        if as_json:
+            click.echo(json.dumps(rel.results, indent=2, default=str))
+            return
+        _print_relational(rel.results)
+        click.echo("report (INTERNAL, stays inside): " + ", ".join(str(p) for p in rel.report_files.values()))
+        return
     if report_dir is not None:  # one writer per report folder; an existing one only with --overwrite
         _hold(safe_io.output_lock(report_dir))
         safe_io.check_output_dir(report_dir, overwrite=overwrite, option="--report", markers=("report.json",),
