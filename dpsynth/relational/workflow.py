@@ -248,7 +248,10 @@ def evaluate_relational(*, run: str | Path, synthetic: str | Path | None = None,
     results["meta"] = {"run": str(run), "real": "training patients of the run", "n_real_patients": splits.train.n_units,
                        "synthetic": str(synthetic) if synthetic is not None else f"sampled with seed {seed}"}
     seconds = time.perf_counter() - start
-    report_dir = Path(loaded.path) / "report" if report_dir is None else Path(report_dir)
+    from dpsynth.reports.internal import check_outside_runs, default_internal_dir
+
+    # real-data statistics: an internal evaluation, never inside the run (or a release made from it)
+    report_dir = check_outside_runs(default_internal_dir(loaded.path) if report_dir is None else report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     files = {"json": report_dir / "relational_report.json", "md": report_dir / "relational_report.md"}
     files["json"].write_text(json.dumps(results, indent=2, default=str))

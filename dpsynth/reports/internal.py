@@ -16,7 +16,7 @@ INTERNAL_DIRNAME = "internal_eval"
 INTERNAL_NOTICE = ("INTERNAL EVALUATION: contains statistics of the real data; it must stay inside the hospital "
                    "and is never part of a release")
 # files whose presence marks a directory as a run or a release bundle
-_RUN_MARKERS = ("manifest.json", "ledger.json", "weights.safetensors")
+_RUN_MARKERS = ("manifest.json", "ledger.json", "weights.safetensors", "relational.yaml")
 
 
 def is_model_dir(path: Path) -> bool:
