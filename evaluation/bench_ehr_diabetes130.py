@@ -197,6 +197,58 @@ def run_phase(args) -> None:
         out_path.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1, default=str))
 
 
+def _mean_sd(values) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "n/a"
+    return f"{np.mean(vals):.3f}" + (f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else "")
+
+
+def render(rows: list[dict]) -> str:
+    """The markdown table of the main-phase rows (mean ± sd over the seeds that ran)."""
+    main_rows = [r for r in rows if r["phase"] == "main"]
+    lines = ["| k | epsilon (patient) | seeds | readmitted macro AUROC TSTR | TRTR | ratio | balanced acc. TSTR | TRTR"
+             " | time_in_hospital R^2 TSTR | TRTR | MAE TSTR | TRTR | column shapes | association | detection AUROC"
+             " | epsilon a row-level run gives the busiest patient |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (k, eps) in sorted({(r["k"], r["epsilon"]) for r in main_rows}):
+        cell = [r for r in main_rows if r["k"] == k and r["epsilon"] == eps]
+        get = lambda f: [f(r) for r in cell]  # noqa: E731
+        ratio = get(lambda r: r["readmitted"]["tstr"]["macro_auroc"] / r["readmitted"]["trtr"]["macro_auroc"])
+        lines.append("| " + " | ".join([
+            str(k), f"{eps:g}", ",".join(str(r["seed"]) for r in cell),
+            _mean_sd(get(lambda r: r["readmitted"]["tstr"]["macro_auroc"])),
+            _mean_sd(get(lambda r: r["readmitted"]["trtr"]["macro_auroc"])), _mean_sd(ratio),
+            _mean_sd(get(lambda r: r["readmitted"]["tstr"]["balanced_accuracy"])),
+            _mean_sd(get(lambda r: r["readmitted"]["trtr"]["balanced_accuracy"])),
+            _mean_sd(get(lambda r: r["time_in_hospital"]["tstr"]["r2"])),
+            _mean_sd(get(lambda r: r["time_in_hospital"]["trtr"]["r2"])),
+            _mean_sd(get(lambda r: r["time_in_hospital"]["tstr"]["mae"])),
+            _mean_sd(get(lambda r: r["time_in_hospital"]["trtr"]["mae"])),
+            _mean_sd(get(lambda r: r["fidelity"]["column_shapes"])),
+            _mean_sd(get(lambda r: r["fidelity"]["association"])),
+            _mean_sd(get(lambda r: r["fidelity"]["detection_auroc"])),
+            _mean_sd(get(lambda r: r["epsilon_row_level_run_for_that_patient"]))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def claim_table(*, delta: float, max_m: int, epsilons=(1.0, 4.0, 8.0)) -> str:
+    """What a ROW-level run at each epsilon gives a patient with m encounters. Every aim release
+    (Gaussian at sample rate 1, exponential mechanism) is a zCDP spend, so a run at epsilon spends
+    rho(epsilon) whatever the data, and a patient moving m rows is covered at rho x m^2 (group
+    privacy): computed from the accountant, no run needed. The patient-level run claims epsilon for
+    every patient (at most k rows each)."""
+    from dpsynth.generators.marginal.measure import available_rho
+
+    lines = ["| claimed epsilon | rho | patient with 2 encounters | 5 | " + f"{max_m} (the most in the train split) |",
+             "|---|---|---|---|---|"]
+    for eps in epsilons:
+        rho = available_rho(Ledger(delta=delta, target_epsilon=eps), eps)
+        group = [compose([], zcdp_rho=rho * m * m, delta=delta, accountant="rdp") for m in (2, 5, max_m)]
+        lines.append(f"| {eps:g} | {rho:.4g} | " + " | ".join(f"{g:.1f}" for g in group) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phase", choices=["tune", "main"], default="main")
@@ -209,7 +261,15 @@ def main() -> None:
                         help="aim rounds T (fixed before the runs, for run time; 0 = aim's own 16 x columns)")
     parser.add_argument("--out", default=str(RESULTS / "ehr_diabetes130.json"))
     parser.add_argument("--resume", action="store_true", help="keep the cells already in --out")
+    parser.add_argument("--render", action="store_true", help="print the markdown table of --out and exit")
     args = parser.parse_args()
+    if args.render:
+        rows = json.loads(Path(args.out).read_text())["rows"]
+        print(render(rows), end="")
+        if rows:
+            print()
+            print(claim_table(delta=rows[0]["delta"], max_m=rows[0]["max_encounters_per_patient"]), end="")
+        return
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     run_phase(args)

@@ -96,7 +96,8 @@ class RelationalModel:
             else:
                 rows, position = np.zeros(0, dtype=int), np.zeros(0, dtype=int)
             if table.sequence.offset is not None:
-                children[table.sequence.offset] = children[table.sequence.gap].groupby(rows).cumsum().to_numpy()
+                gaps = children[table.sequence.gap].astype(float)
+                children[table.sequence.offset] = gaps.groupby(rows).cumsum().to_numpy() if len(gaps) else gaps
         children = children.reset_index(drop=True)
         keys = {}
         if table.primary_key is not None:
@@ -206,7 +207,7 @@ def _draw(gen, model: Schema, given: pd.DataFrame, rng: np.random.Generator) -> 
     are drawn in one call; the given values are then written back row by row."""
     names = [c.name for c in model.columns]
     if len(given) == 0:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in names})
+        return pd.DataFrame({c.name: pd.Series(dtype=float if c.is_numeric else object) for c in model.columns})
     if given.shape[1] == 0:
         return gen.sample(len(given), rng=rng).frame.reset_index(drop=True)
     bins = getattr(gen, "bins", 32)

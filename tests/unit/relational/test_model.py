@@ -167,3 +167,17 @@ def test_writers_round_trip_and_databases_declare_keys(splits, tmp_path, target)
         with pytest.raises(sqlite3.IntegrityError):
             con.execute("INSERT INTO codes VALUES ('no-such-visit', 1, NULL)")
         con.close()
+
+
+def test_parents_without_children_give_empty_child_tables_that_still_write(splits, tmp_path):
+    model = fit_relational(splits.train, generator="independent", params={}, budget=Budget(epsilon=EPSILON),
+                           rng=np.random.default_rng(0))
+    sampled = model.sample(5, rng=np.random.default_rng(1))
+    sampled["patients"]["n_visits"] = 0  # as if the DP model had drawn no visit for anyone
+    sampled["visits"] = model._sample_children(model.schema["visits"], sampled["patients"], np.random.default_rng(0))
+    sampled["codes"] = model._sample_children(model.schema["codes"], sampled["visits"], np.random.default_rng(0))
+    out = model.output_tables(sampled)
+    assert (len(out["patients"]), len(out["visits"]), len(out["codes"])) == (5, 0, 0)
+    write_tables(out, tmp_path / "empty.sqlite", schema=model.schema)
+    assert {k: len(v) for k, v in read_tables(tmp_path / "empty.sqlite", model.schema).items()} == \
+        {"patients": 5, "visits": 0, "codes": 0}
