@@ -21,7 +21,7 @@ import numpy as np
 from dpsynth.errors import DataError, MissingExtraError
 from dpsynth.scale.counts import CubeCounts
 from dpsynth.scale.source import TableSource, _reader
-from dpsynth.scale.sql import DUCKDB, ERROR_ORDER, check_columns, code_expression, error_message
+from dpsynth.scale.sql import DUCKDB, ERROR_ORDER, check_columns, code_expression, error_message, value_expressions
 
 
 def _duckdb():
@@ -65,15 +65,17 @@ class DuckDBCounts(CubeCounts):
             raise DataError(f"{where}: cannot read table ({str(exc).splitlines()[0]})") from None
         types = {row[0]: row[1] for row in described}
         check_columns(where, src.schema, list(types))
-        exprs = [f"CAST({code_expression(b, types[b.column.name], DUCKDB, csv=src.format == 'csv')} AS SMALLINT) AS c{j}"
-                 for j, b in enumerate(self.bins)]
+        exprs = [f"CAST({code_expression(b, types[b.column.name], DUCKDB, csv=src.format == 'csv', j=j)} AS SMALLINT)"
+                 f" AS c{j}" for j, b in enumerate(self.bins)]
+        values = [v for j, b in enumerate(self.bins) for v in value_expressions(b, types[b.column.name], DUCKDB, j)]
         if src.train_mask is not None:
             import pyarrow as pa
 
             self.con.register("split_mask", pa.table({"keep__": np.asarray(src.train_mask, dtype=bool)}))
-            select = f"SELECT {', '.join(exprs)}, keep__ FROM {reader} POSITIONAL JOIN split_mask"
+            inner = f"SELECT {', '.join(values)}, keep__ FROM {reader} POSITIONAL JOIN split_mask"
         else:
-            select = f"SELECT {', '.join(exprs)}, TRUE AS keep__ FROM {reader}"
+            inner = f"SELECT {', '.join(values)}, TRUE AS keep__ FROM {reader}"
+        select = f"SELECT {', '.join(exprs)}, keep__ FROM ({inner})"
         try:
             self.con.execute(f"CREATE TABLE codes AS {select}")
         except duckdb.Error as exc:

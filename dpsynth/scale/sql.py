@@ -78,20 +78,35 @@ def _numeric_key(value: Any) -> float | None:
         return None
 
 
-def code_expression(bins, sql_type: str, dialect: Dialect, *, csv: bool) -> str:
-    """SQL for the code of one column (``bins``: a ``ColumnBins``: column, n_values, edges)."""
-    col = bins.column
-    x = dialect.ident(col.name)
+def value_expressions(bins, sql_type: str, dialect: Dialect, j: int) -> list[str]:
+    """The raw value, its stripped text and its number, computed once per row as columns
+    ``x{j}``, ``t{j}``, ``n{j}`` of an inner SELECT (the code's CASE reads them many times)."""
+    x = dialect.ident(bins.column.name)
     family = type_family(sql_type)
     if family == "text":
-        t = f"trim({x})"
-        number = f"TRY_CAST({t} AS DOUBLE)"
+        return [f"{x} AS x{j}", f"trim({x}) AS t{j}", f"TRY_CAST(trim({x}) AS DOUBLE) AS n{j}"]
+    number = f"CAST(CAST({x} AS INTEGER) AS DOUBLE)" if family == "boolean" else f"CAST({x} AS DOUBLE)"
+    return [f"{x} AS x{j}", f"{number} AS n{j}"]
+
+
+def code_expression(bins, sql_type: str, dialect: Dialect, *, csv: bool, j: int | None = None) -> str:
+    """SQL for the code of one column (``bins``: a ``ColumnBins``: column, n_values, edges).
+
+    With ``j``, it reads the columns ``x{j}``, ``t{j}``, ``n{j}`` of :func:`value_expressions`;
+    without, the raw column (computing the text and number inline)."""
+    col = bins.column
+    x = dialect.ident(col.name) if j is None else f"x{j}"
+    family = type_family(sql_type)
+    if family == "text":
+        t = f"trim({x})" if j is None else f"t{j}"
+        number = f"TRY_CAST({t} AS DOUBLE)" if j is None else f"n{j}"
         missing = f"{x} IS NULL"
         if csv:  # pandas reads these CSV strings as missing
             missing += f" OR {x} IN ({', '.join(dialect.text(s) for s in NA_STRINGS)})"
     else:
         t = None
         number = f"CAST(CAST({x} AS INTEGER) AS DOUBLE)" if family == "boolean" else f"CAST({x} AS DOUBLE)"
+        number = number if j is None else f"n{j}"
         missing = f"{x} IS NULL OR isnan({x})" if family == "float" else f"{x} IS NULL"
     on_missing = bins.missing_code if col.nullable else MISSING_NOT_ALLOWED
     cases = [f"WHEN {missing} THEN {on_missing}"]
