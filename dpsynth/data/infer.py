@@ -11,8 +11,9 @@ budget:
    count to each column's histogram: L2 sensitivity sqrt(k) for k columns). A class is *seen*
    when its noisy count clears a threshold set so that an empty class passes with probability
    below 1e-3 over the whole table. Mostly text -> categorical; numbers with a fractional class
-   seen -> continuous; else integer; an integer column whose seen values are all small integers,
-   at most ``max_levels`` of them -> categorical over those integers (binary when {0, 1}). A small
+   seen -> continuous; else integer. An integer column whose range is {0, 1} is binary; one whose
+   range holds at most ``max_levels`` integers, or whose seen values (at most ``max_levels``) hold
+   90% of its mass, is categorical over those integers (step 2 counts them one by one). A small
    integer holding at least ``atom_share`` of a numeric column's noisy mass is kept as an *atom*
    (a point mass, e.g. 0 for "none" or a score's maximum), which the generators reproduce exactly.
 2. **fine bounds and category lists**, one release over disjoint columns: each numeric column's
@@ -262,7 +263,14 @@ def _numeric_column(c: str, series: pd.Series, d: _Seen, *, std: float, tau: flo
         seen = noisy > tau
         total = float(np.clip(noisy, 0, None).sum())
         kept = [int(v) for v in values[seen]]
-        if kept and len(kept) <= max_levels and noisy[seen].sum() >= 0.9 * total:
+        if set(codes) <= {0, 1}:  # a 0/1 column is binary whatever its counts
+            return Column(name=c, kind="binary", categories=(0, 1), nullable=True, clip=True,
+                          description="a 0/1 column seen with DP; other values map to the nearest")
+        if not (kept and noisy[seen].sum() >= 0.9 * total) and len(codes) <= max_levels:
+            kept = list(codes)  # a short integer range whose mass is not pinned down: one category per value
+        elif not (kept and noisy[seen].sum() >= 0.9 * total):
+            kept = []
+        if kept and len(kept) <= max_levels:
             if set(kept) <= {0, 1}:
                 return Column(name=c, kind="binary", categories=(0, 1), nullable=True, clip=True,
                               description="a 0/1 column seen with DP; other values map to the nearest")
