@@ -59,13 +59,18 @@ class ReleaseResult:
     report_files: dict
 
 
+def _is_site_ledger(rel: str) -> bool:
+    """A federated run's per-site ledgers (``site_ledgers/<site>.json``): privacy expenses, DP artifacts."""
+    return rel.startswith("site_ledgers/") and rel.endswith(".json") and rel.count("/") == 1
+
+
 def check_run_files(run: Path) -> None:
     """Refuse (one line, naming the file) anything in the run that is not a known DP artifact."""
     for path in sorted(run.rglob("*")):
         if path.is_dir():
             continue
         rel = path.relative_to(run).as_posix()
-        if rel in DP_ARTIFACTS:
+        if rel in DP_ARTIFACTS or _is_site_ledger(rel):
             continue
         why = _WHY.get(path.suffix.lower(), "not a known DP artifact")
         if rel.startswith("report/") or rel.endswith("audit.json") or "report" in path.name:
@@ -110,6 +115,8 @@ def build_release(run: str | Path, out: str | Path, *, synthetic_rows: int = 0, 
             if name in (MANIFEST, "run.json") or not (run / name).is_file():
                 continue
             shutil.copy2(run / name, tmp / name)
+        if (run / "site_ledgers").is_dir():  # federated: every site's ledger travels with the card that lists them
+            shutil.copytree(run / "site_ledgers", tmp / "site_ledgers")
         (tmp / "run.json").write_text(json.dumps(_public_run_record(loaded.run), indent=2))
         rng = np.random.default_rng(seed)
         n_summary = max(synthetic_rows, min(summary_rows, max(int(loaded.run.get("n_train") or 0), 500)))

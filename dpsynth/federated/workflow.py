@@ -149,6 +149,9 @@ def run_federated(*, config: FederatedConfig, out: str | Path, overwrite: bool =
         sites_dir.mkdir()
         for name, ledger in site_ledgers.items():
             ledger.save(sites_dir / f"{name}.json")
+        from dpsynth.artifacts_manifest import write_manifest
+
+        write_manifest(staged)  # the federated card and site ledgers were written after save_run's manifest
         if out.exists():
             shutil.rmtree(out)
         os.replace(staged, out)

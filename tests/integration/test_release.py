@@ -121,7 +121,8 @@ def test_internal_out_inside_a_run_is_refused(flow):
 
 @pytest.mark.parametrize("split", ["holdout", "train"])
 def test_audit_says_which_budget_it_used(flow, tmp_path, split):
-    out = cli("audit", "--run", flow["run"], "--canaries", 40, "--on", split)
+    # the flow fixture is shared by both cases: the second audit replaces the first one's result
+    out = cli("audit", "--run", flow["run"], "--canaries", 40, "--on", split, "--overwrite")
     saved = json.loads((flow["internal"] / "audit.json").read_text())
     assert saved["audit_data"] == split and f"audit budget: {saved['audit_budget']}" in out
     run_eps = Ledger.load(flow["run"] / "ledger.json").epsilon()
