@@ -322,9 +322,6 @@ class DPGAN(Generator):
             disc = self._audit_hook.wrap(disc)
         opt_d = torch.optim.Adam(disc.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.9))
         opt_g = torch.optim.Adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.9))
-        schedule = self.plan_schedule(n, epsilon=None if budget.non_private else budget.epsilon, delta=ledger.delta)
-        self.schedule_ = schedule.to_dict()
-        steps, batch_size = schedule.steps, schedule.batch_size
         real_cond = self.cond_.for_rows(encoded, gen=gen)  # part of each row's own example
         tensors = (encoded, real_cond) if groups is None else (encoded, real_cond, torch.from_numpy(groups["codes"]))
         dataset = TensorDataset(*tensors)
@@ -334,10 +331,10 @@ class DPGAN(Generator):
                 raise DpsynthError("dp-gan: group clipping, balanced sampling and the audit need one row per"
                                    " patient (max_rows_per_unit = 1)")
             dataset = unit_dataset(tensors, data.units, max_rows=data.max_rows_per_unit)
-            n = len(dataset)  # the schedule and the sampling rate count patients, not rows
-            schedule = self.plan_schedule(n, epsilon=budget.epsilon, delta=ledger.delta)
-            self.schedule_ = schedule.to_dict()
-            steps, batch_size = schedule.steps, schedule.batch_size
+        n = len(dataset)  # with a privacy-unit column the schedule and the sampling rate count patients, not rows
+        schedule = self.plan_schedule(n, epsilon=None if budget.non_private else budget.epsilon, delta=ledger.delta)
+        self.schedule_ = schedule.to_dict()
+        steps, batch_size = schedule.steps, schedule.batch_size
 
         if budget.non_private:
             weights = None

@@ -150,14 +150,7 @@ def render_internal_html(title: str, tables: list[Table], figures: dict[str, byt
     if summary_rows:
         parts.append("<div><h2>Privacy ledger, per mechanism</h2>" + html_table(LEDGER_HEADERS, summary_rows) + "</div>")
     parts.append("</div>")
-    for name, headers, rows in tables:
-        parts.append(f"<h2>{html.escape(name)}</h2>{_html_table(headers, rows)}")
-    if figures:
-        parts.append("<h2>Figures</h2>")
-    for caption, png in figures.items():
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(f"<figure><figcaption>{html.escape(caption)}</figcaption>"
-                     f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'></figure>")
+    parts.extend(_tables_and_figures_html(tables, figures))
     extra = {"Privacy card": card} if isinstance(card, dict) else None
     parts.append("<h2>Appendix</h2>" + (ledger_appendix_html(ledger, extra=extra) if ledger else
                                         "<p class='note'>No ledger was given.</p>"))
@@ -223,17 +216,22 @@ def _area_cards(tables: list[Table]) -> str:
     return f'<div class="areas">{cards}</div>'
 
 
-def render_html(title: str, tables: list[Table], summary: str, figures: dict[str, bytes]) -> str:
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>", _area_cards(tables),
-             f"<pre>{html.escape(summary)}</pre>"]
-    for name, headers, rows in tables:
-        parts.append(f"<h2>{html.escape(name)}</h2>{_html_table(headers, rows)}")
+def _tables_and_figures_html(tables: list[Table], figures: dict[str, bytes]) -> list[str]:
+    """The report's tables, then its figures embedded as base64 PNGs."""
+    parts = [f"<h2>{html.escape(name)}</h2>{_html_table(headers, rows)}" for name, headers, rows in tables]
     if figures:
         parts.append("<h2>Figures</h2>")
     for caption, png in figures.items():
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<figure><figcaption>{html.escape(caption)}</figcaption>"
                      f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'></figure>")
+    return parts
+
+
+def render_html(title: str, tables: list[Table], summary: str, figures: dict[str, bytes]) -> str:
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>", _area_cards(tables),
+             f"<pre>{html.escape(summary)}</pre>"]
+    parts.extend(_tables_and_figures_html(tables, figures))
     parts.append("</body></html>")
     return "\n".join(parts)
