@@ -119,7 +119,7 @@ def child_fit(path: str, schema_path: str, backend: str, generator: str, threads
         data = TableSource(Path(path), schema, engine=backend, threads=threads, memory_limit=memory_limit)
     stats = {}
     if backend != "numpy":  # keep the counter's statistics (covers, seconds counting)
-        from dpsynth.scale import source as source_module
+        from dpsynth.scale import counting as source_module
 
         opened = source_module.open_counts
 

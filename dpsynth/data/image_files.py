@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dpsynth.data.image_schema import ImageSchema
-from dpsynth.data.images import ImageData, _first_line, _to_nchw, check_range
+from dpsynth.data.image_data import ImageData, _first_line, _to_nchw, check_range
 from dpsynth.errors import DataError, MissingExtraError, SchemaError
 
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

@@ -10,16 +10,16 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 from pathlib import Path
 
 from dpsynth.errors import DataError
 from dpsynth.metrics.base import _plain
 from dpsynth.reports.plots import all_plots
 from dpsynth.reports.readable import (CSS, LEDGER_HEADERS, html_table, ledger_appendix_html, ledger_summary_rows,
-                                     md_table, privacy_claim_rows, verdict_html, verdict_sentence)
+                                     md_table, privacy_claim_rows, verdict_html)
 from dpsynth.reports.tables import LIGHTS, Table, all_tables, fmt
 from dpsynth.reports.terminal import format_terminal_summary
+from dpsynth.reports.verdict import release_verdict
 
 __all__ = ["write_report", "format_terminal_summary", "render_markdown", "render_html"]
 
@@ -57,31 +57,6 @@ def write_report(out_dir: str | Path, results: dict, *, ledger_dict: dict | None
     paths["html"].write_text(render_internal_html(title, tables, figures, fit=fit, sentence=sentence, claim=claim,
                                                   cards=area_cards(results), ledger=ledger_dict, card=privacy_card))
     return paths
-
-
-def release_verdict(results: dict, ledger: dict | None) -> tuple[bool, str]:
-    """'Fit for release at epsilon=E: yes/no, because ...': no when the run is non-private or any
-    check is red; the reasons name the red checks (or the amber ones when it is a yes)."""
-    eps = (ledger or {}).get("epsilon")
-    if eps is None:
-        eps = results.get("privacy", {}).get("summary", {}).get("claimed_epsilon")
-    reasons_red, reasons_amber = [], []
-    for area, block in results.get("verdicts", {}).items():
-        for c in block["checks"]:
-            text = f"{area}: {c['label']} = {fmt(c['value'])}" if c.get("value") is not None else f"{area}: {c['label']}"
-            if c["verdict"] == "red":
-                reasons_red.append(text + (" (red)" if c.get("value") is not None else ""))
-            elif c["verdict"] == "amber":
-                reasons_amber.append(text + " (amber)")
-    if eps is None:
-        return False, verdict_sentence(fit=False, epsilon=None, reasons=["no privacy ledger was given (no DP claim)"])
-    if eps == "inf" or (isinstance(eps, float) and math.isinf(eps)):
-        return False, verdict_sentence(fit=False, epsilon=eps, reasons=["this is a NON-PRIVATE reference run"])
-    if reasons_red:
-        return False, verdict_sentence(fit=False, epsilon=eps, reasons=reasons_red[:4]
-                                       + ([f"{len(reasons_red) - 4} more red checks"] if len(reasons_red) > 4 else []))
-    because = ["no check is red"] + ([f"watch: {'; '.join(reasons_amber[:3])}"] if reasons_amber else [])
-    return True, verdict_sentence(fit=True, epsilon=eps, reasons=because)
 
 
 def claim_rows(results: dict, ledger: dict | None, card) -> list[list[str]]:

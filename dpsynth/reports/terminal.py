@@ -18,7 +18,7 @@ def format_terminal_summary(results: dict, *, color: bool = False, width: int = 
     """Verdict per area, the checks behind it, and the claimed vs empirical epsilon."""
     import textwrap
 
-    from dpsynth.reports.report import release_verdict
+    from dpsynth.reports.verdict import release_verdict
 
     meta = results.get("meta", {})
     lines = textwrap.wrap(release_verdict(results, None)[1], width=width)

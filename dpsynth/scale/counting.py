@@ -13,7 +13,7 @@ def exact_counts(data, discretizer) -> Iterator[tuple[np.ndarray | None, object 
     """``(codes, None)`` for a ``TableData`` (the in-memory numpy path, unchanged), or
     ``(None, counter)`` for a ``TableSource`` (a counting engine over the file, closed on exit,
     with its temporary files)."""
-    from dpsynth.scale.source import TableSource, open_counts
+    from dpsynth.scale.source import TableSource
 
     if not isinstance(data, TableSource):
         yield discretizer.encode(data.frame), None
@@ -25,3 +25,14 @@ def exact_counts(data, discretizer) -> Iterator[tuple[np.ndarray | None, object 
         yield None, counter
     finally:
         counter.close()
+
+
+def open_counts(source: "TableSource", bins) -> "CubeCounts":  # noqa: F821
+    """The engine's counter over ``source`` with the discretisation ``bins`` (ColumnBins per column)."""
+    if source.engine == "spark":
+        from dpsynth.scale.spark_counts import SparkCounts
+
+        return SparkCounts(source, bins)
+    from dpsynth.scale.duckdb_counts import DuckDBCounts
+
+    return DuckDBCounts(source, bins)

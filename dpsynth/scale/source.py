@@ -48,17 +48,6 @@ def file_format(path: Path) -> str | None:
     return "csv" if suffix == ".csv" else "parquet" if suffix in (".parquet", ".pq") else None
 
 
-def open_counts(source: TableSource, bins) -> "CubeCounts":  # noqa: F821
-    """The engine's counter over ``source`` with the discretisation ``bins`` (ColumnBins per column)."""
-    if source.engine == "spark":
-        from dpsynth.scale.spark_counts import SparkCounts
-
-        return SparkCounts(source, bins)
-    from dpsynth.scale.duckdb_counts import DuckDBCounts
-
-    return DuckDBCounts(source, bins)
-
-
 def count_rows(path: str | Path, *, threads: int = 2) -> int:
     """Rows of a CSV/Parquet file (Parquet: from its footer), to size the training split."""
     import duckdb
