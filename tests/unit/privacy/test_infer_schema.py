@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from dpsynth.cli import main
-from dpsynth.data.infer import OTHER, infer_schema_dp
+from dpsynth.privacy.infer_schema import OTHER, infer_schema_dp
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.ledger import Ledger
 
