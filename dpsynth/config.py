@@ -140,7 +140,7 @@ def load_config(path: str | Path) -> RunConfig:
 
 def build_generator(name: str, params: dict):
     """Instantiate a registered generator; unknown hyper-parameters are a one-line ConfigError."""
-    from dpsynth.generators import get_generator_class
+    from dpsynth.generators.registry import get_generator_class
 
     cls = get_generator_class(name)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}

@@ -100,7 +100,7 @@ def image_rows(sample, schema, *, per_class: int = 10) -> list[tuple[str, int, b
 
 def _files_rows(bundle: Path) -> list[list[str]]:
     from dpsynth.artifacts_manifest import MANIFEST
-    from dpsynth.release import DP_ARTIFACTS
+    from dpsynth.release_contents import DP_ARTIFACTS
 
     reports = {f"release_report.{ext}" for ext in ("json", "md", "html")}
     rows = []

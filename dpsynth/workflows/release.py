@@ -29,26 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dpsynth import modalities
 from dpsynth.artifacts_manifest import MANIFEST, verify_manifest, verify_model_dir, write_manifest
 from dpsynth.errors import DpsynthError, PrivacyError
-
-# file -> what it is; everything else in a run is refused
-DP_ARTIFACTS = {
-    "weights.safetensors": "model weights (trained with DP)",
-    "generator.json": "generator name and hyper-parameters (public choices)",
-    "config.yaml": "run configuration (public choices)",
-    "schema.yaml": "public schema (declared, or estimated with DP and charged to the ledger)",
-    "ledger.json": "privacy ledger: every privacy expense",
-    "privacy_card.json": "privacy card (from the ledger)",
-    "privacy_card.md": "privacy card, readable (from the ledger)",
-    "run.json": "run record: data name, split fractions, public training-row count",
-    MANIFEST: "SHA-256 of every file",
-}
-_WHY = {".html": "a report", ".md": "a report", ".png": "an image", ".csv": "a table", ".parquet": "a table",
-        ".npz": "an image array"}
-# run.json keys a bundle keeps (public facts); fit time and local paths stay inside
-_RUN_KEYS = ("data", "modality", "split", "n_train", "schema_inferred_with_dp", "dp_plan")
-
+from dpsynth.release_contents import DP_ARTIFACTS, _public_run_record, check_run_files  # noqa: F401
 
 @dataclass
 class ReleaseResult:
@@ -57,34 +41,6 @@ class ReleaseResult:
     files: dict
     scan: dict
     report_files: dict
-
-
-def _is_site_ledger(rel: str) -> bool:
-    """A federated run's per-site ledgers (``site_ledgers/<site>.json``): privacy expenses, DP artifacts."""
-    return rel.startswith("site_ledgers/") and rel.endswith(".json") and rel.count("/") == 1
-
-
-def check_run_files(run: Path) -> None:
-    """Refuse (one line, naming the file) anything in the run that is not a known DP artifact."""
-    for path in sorted(run.rglob("*")):
-        if path.is_dir():
-            continue
-        rel = path.relative_to(run).as_posix()
-        if rel in DP_ARTIFACTS or _is_site_ledger(rel):
-            continue
-        why = _WHY.get(path.suffix.lower(), "not a known DP artifact")
-        if rel.startswith("report/") or rel.endswith("audit.json") or "report" in path.name:
-            why = "an evaluation computed from real rows"
-        raise PrivacyError(f"{path}: not DP ({why}); a release holds only {', '.join(sorted(DP_ARTIFACTS))}; "
-                           "move it out of the run")
-
-
-def _public_run_record(run: dict) -> dict:
-    out = {k: run[k] for k in _RUN_KEYS if k in run}
-    data = out.get("data")
-    if isinstance(data, str) and ("/" in data or os.sep in data):
-        out["data"] = Path(data).name  # the file's name, not where it lives inside the hospital
-    return out
 
 
 def build_release(run: str | Path, out: str | Path, *, synthetic_rows: int = 0, seed: int = 0,
@@ -107,7 +63,7 @@ def build_release(run: str | Path, out: str | Path, *, synthetic_rows: int = 0, 
     if math.isinf(epsilon):
         raise PrivacyError(f"{run / 'ledger.json'}: a NON-PRIVATE reference run (epsilon=inf) cannot be released")
     loaded = load_run(run, require_manifest=True)
-    image = loaded.generator.modality == "image"
+    modality = modalities.for_run(loaded)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -124,15 +80,8 @@ def build_release(run: str | Path, out: str | Path, *, synthetic_rows: int = 0, 
         files = {}
         if synthetic_rows > 0:
             (tmp / "synthetic").mkdir()
-            if image:
-                path = tmp / "synthetic" / "synthetic.npz"
-                type(sample)(sample.images[:synthetic_rows], sample.labels[:synthetic_rows], sample.schema,
-                             sample.generator, sample.info).save_npz(path)
-            else:
-                suffix = ".parquet" if synthetic_format == "parquet" else ".csv"
-                path = tmp / "synthetic" / f"synthetic{suffix}"
-                frame = sample.frame.iloc[:synthetic_rows]
-                frame.to_parquet(path, index=False) if suffix == ".parquet" else frame.to_csv(path, index=False)
+            path = modality.write_release_sample(sample, rows=synthetic_rows, folder=tmp / "synthetic",
+                                                 synthetic_format=synthetic_format)
             files["synthetic"] = path.relative_to(tmp).as_posix()
         report_files = write_release_report(tmp, loaded=loaded, sample=sample, epsilon=epsilon, seed=seed,
                                             synthetic_rows=synthetic_rows)
@@ -154,24 +103,11 @@ def build_release(run: str | Path, out: str | Path, *, synthetic_rows: int = 0, 
 def scan_bundle(bundle: Path, loaded) -> dict:
     """The artifact scanner over a bundle: training rows (tables), exact real statistics (tables),
     real images (images). Needs the run's data; says so when it is not reachable."""
-    from dpsynth.privacy.artifact_scan import real_statistics, scan_for_images, scan_for_statistics, scan_run_for_rows
+    return modalities.for_run(loaded).scan_release(bundle, loaded)
 
-    data = loaded.run.get("data")
-    try:
-        if loaded.generator.modality == "image":
-            from dpsynth.api import resolve_image_splits, run_split
 
-            splits = resolve_image_splits(data, schema_path=Path(loaded.path) / "schema.yaml", split=run_split(loaded))
-            findings = scan_for_images(bundle, splits.train.images, schema=loaded.schema)
-            return {"status": f"scanned for the {len(splits.train)} real training images", "findings": findings}
-        from dpsynth.api import resolve_splits, run_split
-
-        splits, schema = resolve_splits(data, schema_path=Path(loaded.path) / "schema.yaml", split=run_split(loaded))
-    except (DpsynthError, OSError, TypeError) as exc:
-        return {"status": f"not run: the run's data ({data}) is not reachable here ({str(exc).splitlines()[0]})",
-                "findings": []}
-    findings = scan_run_for_rows(bundle, splits.train, schema, skip=("synthetic/",))
-    stats = real_statistics(splits.train, schema)
-    findings += scan_for_statistics(bundle, stats)
-    return {"status": f"scanned for the {len(splits.train)} training rows and {len(stats)} exact real statistics",
-            "findings": findings}
+def release(*, run: str | Path, out: str | Path, synthetic_rows: int = 0, seed: int = 0, overwrite: bool = False,
+            scan: bool = True) -> ReleaseResult:
+    """Build a release bundle from a run: DP artifacts only, a release report, a manifest.
+    Refuses (one line, naming the file) anything that is not DP."""
+    return build_release(run, out, synthetic_rows=synthetic_rows, seed=seed, overwrite=overwrite, scan=scan)

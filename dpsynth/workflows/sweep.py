@@ -27,172 +27,22 @@ skipped at epsilon=inf with a message saying so.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import yaml
 
-from dpsynth.config import RunConfig, build_generator, config_from_dict
-from dpsynth.data.splits import SplitSpec
-from dpsynth.errors import ConfigError, DpsynthError, PrivacyError
-from dpsynth.privacy.budget import Budget
-
-DEFAULT_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
-_TOP_KEYS = {"description", "data", "schema", "epsilons", "seeds", "privacy", "split", "threads", "n_synthetic",
-             "rebalance", "audit", "evaluation", "generators", "out"}
-_GEN_KEYS = {"name", "label", "params"}
-_AUDIT_KEYS = {"canaries", "method", "confidence"}
-_PRIVACY_KEYS = {"delta", "accountant", "preprocessing_share", "secure_mode"}
-
-
-@dataclass(frozen=True)
-class SweepGenerator:
-    label: str
-    name: str
-    params: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    data: str
-    generators: tuple[SweepGenerator, ...]
-    epsilons: tuple[float, ...] = DEFAULT_EPSILONS
-    seeds: tuple[int, ...] = (0,)
-    schema: str | None = None
-    privacy: dict = field(default_factory=dict)
-    split: SplitSpec = field(default_factory=SplitSpec)
-    threads: int = 1
-    n_synthetic: int | None = None
-    rebalance: tuple[str, ...] = ()
-    audit: dict | None = None
-    evaluation: dict = field(default_factory=dict)
-    description: str = ""
-    out: str | None = None
-    name: str = "sweep"
-
-    def run_config(self, gen: SweepGenerator, epsilon: float, seed: int) -> RunConfig:
-        privacy = {**self.privacy, "epsilon": epsilon}
-        return config_from_dict({"generator": gen.name, "seed": seed, "privacy": privacy, "split": self.split.to_dict(),
-                                 "params": gen.params, "threads": self.threads}, source="sweep cell")
-
-    def budget(self, epsilon: float) -> Budget:
-        if math.isinf(epsilon):
-            return Budget.non_private_reference()
-        return self.run_config(self.generators[0], epsilon, 0).privacy.budget()
-
-    def fingerprint(self, gen: SweepGenerator, epsilon: float, seed: int) -> str:
-        """What makes a cell the same cell: a rerun with other settings must not reuse it."""
-        payload = {"data": self.data, "schema": self.schema, "generator": gen.name, "params": gen.params,
-                   "epsilon": _eps_text(epsilon), "seed": seed, "privacy": self.privacy, "split": self.split.to_dict(),
-                   "n_synthetic": self.n_synthetic, "rebalance": list(self.rebalance), "audit": self.audit,
-                   "evaluation": self.evaluation}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-    def to_dict(self) -> dict:
-        return {"description": self.description, "data": self.data, "schema": self.schema,
-                "epsilons": [_eps_text(e) for e in self.epsilons], "seeds": list(self.seeds), "privacy": self.privacy,
-                "split": self.split.to_dict(), "threads": self.threads, "n_synthetic": self.n_synthetic,
-                "rebalance": list(self.rebalance) or None, "audit": self.audit, "evaluation": self.evaluation,
-                "generators": [{"name": g.name, "label": g.label, "params": g.params} for g in self.generators]}
-
-
-def _eps_text(eps: float) -> str:
-    return "inf" if math.isinf(eps) else f"{eps:g}"
-
-
-def _parse_epsilon(value, source: str) -> float:
-    if isinstance(value, str) and value.strip().lower() in ("inf", "infinity", "non-private"):
-        return math.inf
-    try:
-        eps = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: epsilon {value!r} is not a number or 'inf'") from None
-    if not eps > 0:
-        raise ConfigError(f"{source}: epsilon must be > 0 (or 'inf' for the non-private reference), got {value}")
-    return eps
-
-
-def sweep_config_from_dict(raw: dict, *, source: str = "sweep config", name: str = "sweep") -> SweepConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    unknown = set(raw) - _TOP_KEYS
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
-    if not raw.get("data"):
-        raise ConfigError(f"{source}: 'data' (embedded name or file) is required")
-    gens_raw = raw.get("generators")
-    if not isinstance(gens_raw, list) or not gens_raw:
-        raise ConfigError(f"{source}: 'generators' must be a non-empty list")
-    gens = []
-    for i, g in enumerate(gens_raw):
-        g = {"name": g} if isinstance(g, str) else g
-        if not isinstance(g, dict) or "name" not in g:
-            raise ConfigError(f"{source}: generator #{i} needs a 'name'")
-        bad = set(g) - _GEN_KEYS
-        if bad:
-            raise ConfigError(f"{source}: generator #{i}: unknown key(s) {sorted(bad)}; allowed: {sorted(_GEN_KEYS)}")
-        params = g.get("params") or {}
-        if not isinstance(params, dict):
-            raise ConfigError(f"{source}: generator #{i}: 'params' must be a mapping")
-        build_generator(str(g["name"]), params)  # unknown generator / parameter: fail before any work
-        label = str(g.get("label") or g["name"])
-        if "/" in label or label.startswith("."):
-            raise ConfigError(f"{source}: generator label '{label}' must not contain '/' or start with '.'")
-        gens.append(SweepGenerator(label=label, name=str(g["name"]), params=params))
-    labels = [g.label for g in gens]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"{source}: generator labels must be unique (give 'label:' to repeated generators), "
-                          f"got {labels}")
-    eps_raw = raw.get("epsilons", [_eps_text(e) for e in DEFAULT_EPSILONS])
-    if not isinstance(eps_raw, list) or not eps_raw:
-        raise ConfigError(f"{source}: 'epsilons' must be a non-empty list")
-    epsilons = tuple(sorted({_parse_epsilon(e, source) for e in eps_raw}))
-    seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError(f"{source}: 'seeds' must be a non-empty list of integers")
-    privacy = raw.get("privacy") or {}
-    if not isinstance(privacy, dict) or set(privacy) - _PRIVACY_KEYS:
-        raise ConfigError(f"{source}: 'privacy' takes {sorted(_PRIVACY_KEYS)} (epsilon comes from 'epsilons')")
-    split = raw.get("split") or {}
-    audit = raw.get("audit")
-    if audit is not None and (not isinstance(audit, dict) or set(audit) - _AUDIT_KEYS):
-        raise ConfigError(f"{source}: 'audit' must be a mapping with keys from {sorted(_AUDIT_KEYS)}")
-    rebalance = raw.get("rebalance") or ()
-    if isinstance(rebalance, str):
-        rebalance = [c.strip() for c in rebalance.split(",") if c.strip()]
-    evaluation = raw.get("evaluation") or {}
-    if not isinstance(evaluation, dict):
-        raise ConfigError(f"{source}: 'evaluation' must be a mapping of evaluation config sections")
-    from dpsynth.metrics.suite import merge_config
-
-    merge_config(evaluation)  # unknown sections / keys: fail before any work
-    try:
-        config = SweepConfig(
-            data=str(raw["data"]), generators=tuple(gens), epsilons=epsilons, seeds=tuple(seeds),
-            schema=raw.get("schema"), privacy=dict(privacy), split=SplitSpec(**split),
-            threads=int(raw.get("threads", 1)), n_synthetic=raw.get("n_synthetic"), rebalance=tuple(rebalance),
-            audit=dict(audit) if audit is not None else None, evaluation=evaluation,
-            description=str(raw.get("description", "")), out=raw.get("out"), name=name)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    for eps in epsilons:  # refuse a bad delta / accountant before any work
-        if not math.isinf(eps):
-            config.budget(eps)
-    return config
-
-
-def load_sweep_config(path: str | Path) -> SweepConfig:
-    from dpsynth.config import read_yaml_file
-
-    path = Path(path)
-    return sweep_config_from_dict(read_yaml_file(path, what="sweep config"), source=str(path), name=path.stem)
+from dpsynth.config import build_generator
+from dpsynth.errors import DpsynthError, PrivacyError
+from dpsynth.workflows.jsonio import json_default as _json_default
+from dpsynth.workflows.sweep_config import (DEFAULT_EPSILONS, SweepConfig, SweepGenerator, _eps_text,  # noqa: F401
+                                            load_sweep_config, sweep_config_from_dict)
 
 
 # ---- running ------------------------------------------------------------------------------------
@@ -221,12 +71,12 @@ def run_sweep(config: SweepConfig, *, out: str | Path | None = None, progress: C
 
 
 def _run_sweep(config: SweepConfig, *, out: Path, progress, retry_failed: bool) -> SweepResult:
-    from dpsynth import api
+    from dpsynth.modalities.table_source import resolve_splits
     from dpsynth.reports.sweep_report import write_sweep_report
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    splits, schema = api.resolve_splits(config.data, schema_path=config.schema, split=config.split)
+    splits, schema = resolve_splits(config.data, schema_path=config.schema, split=config.split)
     cells = [(g, e, s) for g in config.generators for e in config.epsilons for s in config.seeds]
     emit = progress or (lambda info: None)
     counts = {"computed": 0, "reused": 0, "skipped": 0, "failed": 0}
@@ -274,17 +124,9 @@ def _write_atomic(path: Path, payload: dict) -> None:
         tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
 
 
-def _json_default(obj):
-    if isinstance(obj, float) and math.isinf(obj):
-        return "inf"
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(type(obj).__name__)
-
-
 def _run_cell(config: SweepConfig, gen: SweepGenerator, eps: float, seed: int, *, out: Path, splits, schema,
               progress) -> dict:
-    from dpsynth.generators import get_generator_class
+    from dpsynth.generators.registry import get_generator_class
 
     cdir = cell_dir(out, gen, eps, seed)
     if cdir.exists():
@@ -317,8 +159,11 @@ def _run_cell(config: SweepConfig, gen: SweepGenerator, eps: float, seed: int, *
 
 def _train_and_evaluate(config: SweepConfig, gen: SweepGenerator, eps: float, seed: int, *, cdir: Path, splits,
                         schema, progress) -> dict:
-    from dpsynth import api
     from dpsynth.artifacts import load_run
+    from dpsynth.modalities.base import torch_threads
+    from dpsynth.modalities.table_eval import evaluate_full
+    from dpsynth.modalities.table_writers import balanced_sample
+    from dpsynth.workflows.train import train
     from dpsynth.data.table import TableData
     from dpsynth.privacy.audit import audit_generator
     from dpsynth.reports.sweep_report import cell_privacy_card, headline_metrics
@@ -329,34 +174,34 @@ def _train_and_evaluate(config: SweepConfig, gen: SweepGenerator, eps: float, se
         progress({**info, "event": "train", "label": gen.label, "epsilon": _eps_text(eps), "seed": seed,
                   "spent_epsilon": info.get("epsilon")})
 
-    api.train(data=config.data, out=cdir / "run", config=run_config, schema_path=config.schema,
-              budget=config.budget(eps), progress=train_progress)
+    train(data=config.data, out=cdir / "run", config=run_config, schema_path=config.schema,
+          budget=config.budget(eps), progress=train_progress)
     loaded = load_run(cdir / "run")
     n_syn = int(config.n_synthetic or len(splits.train))
     title = f"{gen.label} at epsilon={_eps_text(eps)}, seed {seed}"
-    with api.torch_threads(config.threads):
+    with torch_threads(config.threads):
         synthetic = loaded.generator.sample(n_syn, rng=np.random.default_rng([seed, 1])).frame
-    ev = api.evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=synthetic,
-                           schema=schema, loaded=loaded, report_dir=cdir / "report", seed=seed, title=title,
-                           config=config.evaluation)
+    ev = evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=synthetic,
+                       schema=schema, loaded=loaded, report_dir=cdir / "report", seed=seed, title=title,
+                       config=config.evaluation)
     out = {"metrics": headline_metrics(ev.results), "privacy_card": cell_privacy_card(loaded.ledger),
            "n_synthetic": n_syn, "evaluate_seconds": round(ev.seconds, 2)}
     if config.rebalance:
         try:
-            with api.torch_threads(config.threads):
-                balanced = api.balanced_sample(loaded, n=n_syn, rng=np.random.default_rng([seed, 2]),
-                                               balance=config.rebalance)
-            bev = api.evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=balanced,
-                                    schema=schema, loaded=loaded, report_dir=cdir / "report_balanced", seed=seed,
-                                    title=f"{title}, balanced on {','.join(config.rebalance)}",
-                                    config=config.evaluation)
+            with torch_threads(config.threads):
+                balanced = balanced_sample(loaded, n=n_syn, rng=np.random.default_rng([seed, 2]),
+                                           balance=config.rebalance)
+            bev = evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=balanced,
+                                schema=schema, loaded=loaded, report_dir=cdir / "report_balanced", seed=seed,
+                                title=f"{title}, balanced on {','.join(config.rebalance)}",
+                                config=config.evaluation)
             out["balanced_metrics"] = headline_metrics(bev.results)
         except DpsynthError as exc:
             out["balanced_error"] = str(exc).splitlines()[0]
     if config.audit is not None:
         audit_cfg = dict(config.audit)
         generator = build_generator(gen.name, gen.params)
-        with api.torch_threads(config.threads):
+        with torch_threads(config.threads):
             # on the holdout split: not in the released model's training split, so the audit costs it nothing
             result = audit_generator(generator, TableData(splits.holdout.reset_index(drop=True), schema),
                                      budget=config.budget(eps),
@@ -369,3 +214,9 @@ def _train_and_evaluate(config: SweepConfig, gen: SweepGenerator, eps: float, se
         out["audit"] = {k: result[k] for k in ("epsilon_lower_bound", "claimed_epsilon", "method", "canaries",
                                                "guesses", "correct", "confidence", "verdict", "audit_data")}
     return out
+
+
+def sweep(*, config: str | Path, out: str | Path | None = None, progress: Callable[[dict], None] | None = None,
+          retry_failed: bool = False) -> SweepResult:
+    """Train and evaluate generators over a grid of epsilons and seeds (resumable): ``config`` is a YAML path."""
+    return run_sweep(load_sweep_config(config), out=out, progress=progress, retry_failed=retry_failed)
