@@ -31,7 +31,7 @@ def datasets(name: str | None) -> None:
 @_friendly
 def generators() -> None:
     """List the registered generators."""
-    from dpsynth.generators import REGISTRY
+    from dpsynth.generators.registry import REGISTRY
 
     for name, cls in sorted(REGISTRY.items()):
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
