@@ -257,20 +257,16 @@ def train(
         return _train_streaming(data=data, out=out, config=config, generator=generator, budget=budget, rng=rng,
                                 schema_path=schema_path, overwrite=overwrite, progress=progress, engine=engine)
     if infer_schema:
-        from dpsynth.data.infer import infer_schema_dp
-
         if schema_path is not None:
             raise DpsynthError("give either --schema or --infer-schema, not both")
         if budget.non_private:
             raise DpsynthError("--infer-schema needs a finite epsilon (its statistics are charged to the budget)")
         raw = load_source(data, as_text=True)  # no whole-file type inference: cells are classified one by one
-        splits_raw = split_table(raw, config.split)
-        ledger = Ledger(delta=budget.resolve_delta(len(splits_raw.train)), accountant=budget.accountant,
-                        target_epsilon=budget.epsilon)
-        schema, prepare = infer_schema_dp(splits_raw.train, budget=budget, ledger=ledger, rng=rng,
-                                          name=Path(data).stem, target=target, sensitive=tuple(sensitive))
-        splits = Splits(train=prepare(splits_raw.train), holdout=prepare(splits_raw.holdout),
-                        test=prepare(splits_raw.test), spec=config.split)
+        from dpsynth.privacy.unit_infer import infer_split  # per patient when a column name says patient id
+
+        schema, splits, ledger = infer_split(raw, split=config.split, budget=budget, rng=rng, name=Path(data).stem,
+                                             target=target, sensitive=tuple(sensitive),
+                                             max_rows_per_unit=max_rows_per_unit)
     else:
         if schema_path is not None:
             require_reviewed(Schema.load(schema_path), schema_path)
@@ -702,6 +698,7 @@ def evaluate_full(
     config: dict | None = None,
     synthetic_source: str | None = None,
     clipped: dict[str, int] | None = None,
+    units: dict | None = None,
 ) -> EvaluationResult:
     """The full evaluation suite (utility, fidelity, privacy attacks, subgroups) and its report.
 
@@ -731,7 +728,7 @@ def evaluate_full(
     results = evaluate_table(train=train, holdout=holdout, test=test, synthetic=synthetic, schema=schema,
                              rng=np.random.default_rng(seed), config=config or None, fit_sample=fit_sample,
                              claimed_epsilon=None if claimed_eps is None or math.isinf(claimed_eps) else claimed_eps,
-                             claimed_delta=claimed_delta)
+                             claimed_delta=claimed_delta, units=units)
     from dpsynth.metrics.support import unsupported_regions
 
     results["support"] = unsupported_regions(train, synthetic, schema)
@@ -762,12 +759,14 @@ def _shadow_fit_sample(loaded: LoadedRun):
     """Retrain the run's generator with its own config and budget: the shadow attack's model."""
     from dpsynth.config import config_from_dict
 
+    from dpsynth.privacy.unit_audit import shadow_data
+
     config = config_from_dict(loaded.config, source=f"{loaded.path}/config.yaml")
 
-    def fit_sample(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    def fit_sample(frame: pd.DataFrame, rng: np.random.Generator, units=None) -> pd.DataFrame:
         gen = build_generator(config.generator, config.params)
         with torch_threads(config.threads):
-            gen.fit(TableData(frame.reset_index(drop=True), loaded.schema), budget=config.privacy.budget(), rng=rng)
+            gen.fit(shadow_data(frame, units, loaded.schema, loaded.run, rng), budget=config.privacy.budget(), rng=rng)
             return gen.sample(len(frame), rng=rng).frame
 
     return fit_sample
@@ -781,6 +780,8 @@ def evaluate_run(*, run: str | Path, synthetic: str | Path | None = None, n: int
     The report is an internal evaluation: it goes to ``report_dir`` (default
     ``internal_eval/<run name>/`` beside the run), never inside a run or bundle."""
     from dpsynth.reports.internal import check_outside_runs, default_internal_dir
+
+    from dpsynth.privacy.unit_audit import split_units
 
     loaded = load_run(run)
     if loaded.generator.modality == "image":
@@ -802,7 +803,8 @@ def evaluate_run(*, run: str | Path, synthetic: str | Path | None = None, n: int
     return evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=syn,
                          schema=loaded.schema, loaded=loaded, shadow_models=shadow_models, config_path=config_path,
                          report_dir=report_dir, seed=seed, title=f"{loaded.generator.name} on {data}",
-                         synthetic_source=None if synthetic is None else str(synthetic), clipped=clipped)
+                         synthetic_source=None if synthetic is None else str(synthetic), clipped=clipped,
+                         units=split_units(splits))
 
 
 def evaluate_explicit(*, real: str | None, train, holdout, test, synthetic, schema_path, split: SplitSpec,
@@ -873,11 +875,14 @@ def audit(*, run: str | Path, canaries: int = 1000, method: str = "auto", seed: 
     split = run_split(loaded)
     splits, schema = resolve_splits(data, schema_path=Path(loaded.path) / "schema.yaml", split=split,
                                     clip_all=bool(loaded.run.get("clip_to_schema", False)))
-    frame = splits.holdout if data_split == "holdout" else splits.train
+    from dpsynth.privacy.unit_audit import audit_table_data, run_rows_per_unit
+
+    audited = audit_table_data(splits, data_split, schema, max_rows=run_rows_per_unit(loaded.run, schema), seed=seed)
+    frame = audited.frame
     generator = build_generator(config.generator, config.params)
     start = time.perf_counter()
     with torch_threads(config.threads):
-        result = audit_generator(generator, TableData(frame.reset_index(drop=True), schema), budget=run_budget(loaded),
+        result = audit_generator(generator, audited, budget=run_budget(loaded),
                                  rng=np.random.default_rng(seed), canaries=canaries, method=method,
                                  confidence=confidence)
     audit_ledger = generator.ledger_

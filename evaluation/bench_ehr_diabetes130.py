@@ -90,14 +90,14 @@ def row_level_claim(ledger: Ledger, m: int) -> float:
     return compose(history, zcdp_rho=ledger.rho() * m * m, delta=ledger.accountant_delta(), accountant="rdp")
 
 
-def fit_aim(frame_splits, schema, *, k, epsilon, seed, params):
+def fit_aim(frame_splits, schema, *, k, epsilon, seed, params, progress=None):
     splits = frame_splits
     data = training_data(splits, schema, seed=seed, max_rows_per_unit=k)
     budget = Budget(epsilon=epsilon)
     rng = np.random.default_rng(seed)
     data, narrowed, ledger = select_code_domains(data, budget=budget, ledger=None, rng=rng)
     start = time.perf_counter()
-    gen = get_generator_class("aim")(**params).fit(data, budget=budget, rng=rng, ledger=ledger)
+    gen = get_generator_class("aim")(**params).fit(data, budget=budget, rng=rng, ledger=ledger, progress=progress)
     fit_s = time.perf_counter() - start
     return gen, narrowed, fit_s
 
