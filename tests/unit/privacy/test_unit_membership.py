@@ -119,3 +119,21 @@ def test_cli_infer_schema_trains_per_patient_and_evaluates_per_patient(tmp_path)
     result = evaluate_run(run=run, report_dir=tmp_path / "eval", seed=0)
     cands = result.results["privacy"]["candidates"]
     assert cands["unit"] == "patient (all rows)" and cands["members"] == cands["non_members"] <= 30
+
+
+def test_cli_audit_of_a_patient_level_run_inserts_patients(tmp_path):
+    import yaml
+
+    path, schema_path, run = tmp_path / "visits.csv", tmp_path / "schema.yaml", tmp_path / "run"
+    _visits(n_patients=150, rows=3).to_csv(path, index=False)
+    schema_path.write_text(yaml.safe_dump(SCHEMA))
+    res = CliRunner().invoke(main, ["train", "--data", str(path), "--schema", str(schema_path), "--generator",
+                                    "independent", "--epsilon", "2", "--max-rows-per-patient", "2", "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["audit", "--run", str(run), "--canaries", "20", "--method", "black-box", "--out",
+                                    str(tmp_path / "audit.json")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "audit.json").read_text())
+    assert out["unit"] == "patient (canary = a new patient with 2 rows)" and out["canaries"] == 20
+    assert out["n_train"] == 2 * 30  # the holdout's 30 patients (of 150), bounded to k = 2 of their 3 rows
+    assert out["epsilon_lower_bound"] <= 2.0
