@@ -132,6 +132,10 @@ def run_phase(args) -> None:
           f" holdout {len(splits.holdout)} test {len(splits.test)} rows; max encounters of one train patient {max_m}",
           flush=True)
     params = {"max_iterations": args.max_iterations} if args.max_iterations else {}
+    if args.config:  # aim hyper-parameters from a run config (chosen on the holdout split, see the results file)
+        import yaml
+
+        params = {**(yaml.safe_load(Path(args.config).read_text()).get("params") or {}), **params}
     out_path = Path(args.out)
     rows = json.loads(out_path.read_text())["rows"] if out_path.is_file() and args.resume else []
     done = {(r["phase"], r["k"], r["epsilon"], r["seed"]) for r in rows}
@@ -257,8 +261,10 @@ def main() -> None:
     parser.add_argument("--tune-epsilon", type=float, default=4.0)
     parser.add_argument("--epsilons", type=float, nargs="+", default=[4.0, 1.0, 8.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-iterations", type=int, default=100,
-                        help="aim rounds T (fixed before the runs, for run time; 0 = aim's own 16 x columns)")
+    parser.add_argument("--max-iterations", type=int, default=None,
+                        help="aim rounds T (default: the --config's, else aim's own 16 x columns)")
+    parser.add_argument("--config", default=None, help="run config YAML whose 'params' are aim's (e.g."
+                        " configs/aim_diabetes130_encounters.yaml); --max-iterations overrides its rounds")
     parser.add_argument("--out", default=str(RESULTS / "ehr_diabetes130.json"))
     parser.add_argument("--resume", action="store_true", help="keep the cells already in --out")
     parser.add_argument("--render", action="store_true", help="print the markdown table of --out and exit")

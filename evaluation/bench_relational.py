@@ -114,10 +114,10 @@ def summarise(results: dict) -> dict:
 
 
 def run_dpsynth(splits, schema, generator: str, epsilon: float, seed: int, *, reference=None,
-                reference_schema=None) -> tuple[dict, dict]:
+                reference_schema=None, params: dict | None = None) -> tuple[dict, dict]:
     start = time.perf_counter()
     with _quiet_accountant():
-        model = fit_relational(splits.train, generator=generator, params={}, budget=Budget(epsilon=epsilon),
+        model = fit_relational(splits.train, generator=generator, params=params or {}, budget=Budget(epsilon=epsilon),
                                rng=np.random.default_rng(seed))
         table_eps = {t: _table_epsilon(model.ledger, t) for t in schema.names}
         ledger_eps = model.ledger.epsilon()
@@ -259,6 +259,7 @@ def main() -> None:
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 4.0, 10.0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--no-hma", action="store_true")
+    parser.add_argument("--params", default="{}", help="generator hyper-parameters for every table, as JSON")
     parser.add_argument("--schema", default=str(SCHEMA), help="relational schema the generators are trained with")
     parser.add_argument("--reference-schema", default=None,
                         help="schema whose bounded training tables the metrics compare with (default: --schema);"
@@ -286,7 +287,7 @@ def main() -> None:
         for eps in args.epsilons:
             for seed in args.seeds:
                 record, results = run_dpsynth(splits, schema, generator, eps, seed, reference=reference.train.tables,
-                                              reference_schema=ref_schema)
+                                              reference_schema=ref_schema, params=json.loads(args.params))
                 records.append(record)
                 print(json.dumps({k: v for k, v in record.items() if k not in ("budget_plan", "table_epsilon")}),
                       flush=True)

@@ -38,6 +38,8 @@ VARIANTS = {
     "base": ("diabetes130_encounters_v0.yaml", 1, {"max_iterations": 60}),
     "counts": ("diabetes130_encounters.yaml", 1, {"max_iterations": 60}),
     "counts_t120": ("diabetes130_encounters.yaml", 1, {"max_iterations": 120}),
+    "counts_t240": ("diabetes130_encounters.yaml", 1, {"max_iterations": 240}),
+    "counts_k3_t240": ("diabetes130_encounters.yaml", 3, {"max_iterations": 240}),
     "counts_k2": ("diabetes130_encounters.yaml", 2, {"max_iterations": 60}),
     "counts_k3": ("diabetes130_encounters.yaml", 3, {"max_iterations": 60}),
     "counts_tw1": ("diabetes130_encounters.yaml", 1, {"max_iterations": 60, "target_weight": 1.0}),

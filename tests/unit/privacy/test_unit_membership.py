@@ -16,7 +16,7 @@ from dpsynth.data.schema import Schema
 from dpsynth.data.splits import SplitSpec
 from dpsynth.data.table import TableData
 from dpsynth.generators.registry import get_generator_class
-from dpsynth.metrics.privacy_attacks import DCRAttack
+from dpsynth.metrics.privacy_attacks import DCRAttack, ShadowModelAttack
 from dpsynth.metrics.unit_attacks import build_unit_candidates, per_unit_max
 from dpsynth.privacy.audit import audit_generator
 from dpsynth.privacy.budget import Budget
@@ -72,6 +72,16 @@ def test_membership_attack_counts_patients_and_sees_a_leaky_release():
 
     rows = build_candidates(train, holdout, schema, rng=np.random.default_rng(0), reference=ref, max_per_side=150)
     assert DCRAttack(top_k=10).run(rows, leaky, rng=np.random.default_rng(1))["auroc"] < rep["auroc"] - 0.2
+    # shadow models trained on halves of the reference PATIENTS by a generator that copies its input
+    seen = []
+
+    def copy_generator(frame, rng, units=None):
+        seen.append(units)
+        return frame.groupby(units).head(1).reset_index(drop=True)
+
+    shadow = ShadowModelAttack(fit_sample=copy_generator, reference_frame=ref, n_shadow=2, top_k=10)
+    assert shadow.run(cand, leaky, rng=np.random.default_rng(2))["auroc"] > 0.9
+    assert all(len(np.unique(u)) == 100 and len(u) == 300 for u in seen)  # 100 of 200 patients, all 3 rows each
     fresh = schema.prepare(_visits(seed=9).drop(columns="patient_id"))  # a release that never saw them
     assert 0.35 < DCRAttack(top_k=10).run(cand, fresh, rng=np.random.default_rng(1))["auroc"] < 0.65
 
