@@ -17,15 +17,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from dpsynth.data.schema import Schema
 from dpsynth.data.splits import SplitSpec, split_table
 from dpsynth.metrics.encoding import FeatureEncoder
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
-from dpsynth.metrics.targets import FittedModel, _rows_and_y, score_models, target_kind
+from dpsynth.metrics.targets import score_models
 from dpsynth.metrics.utility import feature_columns
 from dpsynth.privacy.code_selection import recode
 
@@ -46,18 +43,6 @@ VARIANTS = {
     "counts_b16": ("diabetes130_encounters.yaml", 1, {"max_iterations": 60, "bins": 16}),
     "counts_deg3": ("diabetes130_encounters.yaml", 1, {"max_iterations": 60, "target_degree": None}),
 }
-
-
-def fit_one(frame, schema, target, encoder, *, seed) -> FittedModel:
-    """One gradient-boosting model (no CV: a single family, for run time)."""
-    col = schema[target]
-    kind = target_kind(col)
-    rows, y = _rows_and_y(frame, col, kind, role="fit")
-    cls = HistGradientBoostingRegressor if kind == "numeric" else HistGradientBoostingClassifier
-    model = cls(max_iter=60, learning_rate=0.1, max_leaf_nodes=31, early_stopping=False, random_state=seed)
-    model.fit(encoder.transform(rows), y)
-    return FittedModel(kind, "gradient_boosting", {}, model, float("nan"), encoder,
-                       n_classes=len(col.categories) if col.categories else 0)
 
 
 def main() -> None:
@@ -92,8 +77,8 @@ def main() -> None:
         for target in ("readmitted", "time_in_hospital"):
             enc = FeatureEncoder(eval_schema, columns=feature_columns(eval_schema, target)).fit(tr)
             if (schema_file, target) not in trtr:
-                trtr[(schema_file, target)] = fit_one(tr, eval_schema, target, enc, seed=0)
-            m = fit_one(sy, eval_schema, target, enc, seed=args.seed)
+                trtr[(schema_file, target)] = bench.fit_one(tr, eval_schema, target, enc, seed=0)
+            m = bench.fit_one(sy, eval_schema, target, enc, seed=args.seed)
             sc = score_models({"tstr": m, "trtr": trtr[(schema_file, target)]}, ho, eval_schema, target)
             key = ("macro_auroc", "balanced_accuracy", "recall_per_class") if target == "readmitted" else ("r2", "mae")
             row[target] = {s: {q: sc[s][q] for q in key} for s in sc}
