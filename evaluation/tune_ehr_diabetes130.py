@@ -42,6 +42,9 @@ VARIANTS = {
     "counts_tw1": ("diabetes130_encounters.yaml", 1, {"max_iterations": 60, "target_weight": 1.0}),
     "counts_b16": ("diabetes130_encounters.yaml", 1, {"max_iterations": 60, "bins": 16}),
     "counts_deg3": ("diabetes130_encounters.yaml", 1, {"max_iterations": 60, "target_degree": None}),
+    "top5_deg3": ("diabetes130_encounters_top5.yaml", 1, {"max_iterations": 60, "target_degree": None}),
+    "counts_deg3_pgm200": ("diabetes130_encounters.yaml", 1, {"max_iterations": 60, "target_degree": None,
+                                                               "pgm_iters": 200}),
 }
 
 
