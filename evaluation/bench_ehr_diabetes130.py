@@ -23,7 +23,12 @@ split) at --tune-epsilon, seed 0, by TSTR macro AUROC of readmitted. ``--phase m
 grid with --k. Run single-threaded:
 
     OMP_NUM_THREADS=1 python evaluation/bench_ehr_diabetes130.py --phase tune
-    OMP_NUM_THREADS=1 python evaluation/bench_ehr_diabetes130.py --phase main --k 1 --epsilons 1 4 8 --seeds 0 1 2
+    OMP_NUM_THREADS=1 python evaluation/bench_ehr_diabetes130.py --phase main --k 1 --epsilons 1 4 8 --seeds 0 1 2 \
+        --config configs/aim_diabetes130_encounters.yaml [--models gb]
+
+``--config``: aim's params from a run config (the one above was chosen on the holdout split by
+``evaluation/tune_ehr_diabetes130.py``); ``--models gb``: one gradient-boosting setting per target
+without CV (run time), instead of the family chosen by 3-fold CV on the training side.
 """
 
 from __future__ import annotations
