@@ -23,7 +23,12 @@ split) at --tune-epsilon, seed 0, by TSTR macro AUROC of readmitted. ``--phase m
 grid with --k. Run single-threaded:
 
     OMP_NUM_THREADS=1 python evaluation/bench_ehr_diabetes130.py --phase tune
-    OMP_NUM_THREADS=1 python evaluation/bench_ehr_diabetes130.py --phase main --k 1 --epsilons 1 4 8 --seeds 0 1 2
+    OMP_NUM_THREADS=1 python evaluation/bench_ehr_diabetes130.py --phase main --k 1 --epsilons 1 4 8 --seeds 0 1 2 \
+        --config configs/aim_diabetes130_encounters.yaml [--models gb]
+
+``--config``: aim's params from a run config (the one above was chosen on the holdout split by
+``evaluation/tune_ehr_diabetes130.py``); ``--models gb``: one gradient-boosting setting per target
+without CV (run time), instead of the family chosen by 3-fold CV on the training side.
 """
 
 from __future__ import annotations
@@ -70,6 +75,22 @@ GRIDS = {"readmitted": {"logistic_regression": {"C": [1.0]},
                               "gradient_boosting": {"learning_rate": [0.1], "max_leaf_nodes": [31], "max_iter": [60]}}}
 
 
+def fit_one(frame, schema, target, encoder, *, seed):
+    """One gradient-boosting model, no CV (``--models gb``: run time on shared CPUs)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    from dpsynth.metrics.targets import FittedModel, _rows_and_y, target_kind
+
+    col = schema[target]
+    kind = target_kind(col)
+    rows, y = _rows_and_y(frame, col, kind, role="fit")
+    cls = HistGradientBoostingRegressor if kind == "numeric" else HistGradientBoostingClassifier
+    model = cls(max_iter=60, learning_rate=0.1, max_leaf_nodes=31, early_stopping=False, random_state=seed)
+    model.fit(encoder.transform(rows), y)
+    return FittedModel(kind, "gradient_boosting", {}, model, float("nan"), encoder,
+                       n_classes=len(col.categories) if col.categories else 0)
+
+
 def load() -> tuple[pd.DataFrame, Schema, np.ndarray, np.ndarray] | None:
     if not DIABETES.is_file():
         print(f"skip diabetes130: {DIABETES} is absent")
@@ -90,14 +111,14 @@ def row_level_claim(ledger: Ledger, m: int) -> float:
     return compose(history, zcdp_rho=ledger.rho() * m * m, delta=ledger.accountant_delta(), accountant="rdp")
 
 
-def fit_aim(frame_splits, schema, *, k, epsilon, seed, params):
+def fit_aim(frame_splits, schema, *, k, epsilon, seed, params, progress=None):
     splits = frame_splits
     data = training_data(splits, schema, seed=seed, max_rows_per_unit=k)
     budget = Budget(epsilon=epsilon)
     rng = np.random.default_rng(seed)
     data, narrowed, ledger = select_code_domains(data, budget=budget, ledger=None, rng=rng)
     start = time.perf_counter()
-    gen = get_generator_class("aim")(**params).fit(data, budget=budget, rng=rng, ledger=ledger)
+    gen = get_generator_class("aim")(**params).fit(data, budget=budget, rng=rng, ledger=ledger, progress=progress)
     fit_s = time.perf_counter() - start
     return gen, narrowed, fit_s
 
@@ -132,6 +153,11 @@ def run_phase(args) -> None:
           f" holdout {len(splits.holdout)} test {len(splits.test)} rows; max encounters of one train patient {max_m}",
           flush=True)
     params = {"max_iterations": args.max_iterations} if args.max_iterations else {}
+    row_extra = {"config": args.config, "models": args.models}
+    if args.config:  # aim hyper-parameters from a run config (chosen on the holdout split, see the results file)
+        import yaml
+
+        params = {**(yaml.safe_load(Path(args.config).read_text()).get("params") or {}), **params}
     out_path = Path(args.out)
     rows = json.loads(out_path.read_text())["rows"] if out_path.is_file() and args.resume else []
     done = {(r["phase"], r["k"], r["epsilon"], r["seed"]) for r in rows}
@@ -154,7 +180,7 @@ def run_phase(args) -> None:
         synthetic = gen.sample(n_syn, rng=np.random.default_rng([seed, 1])).frame
         row = {"phase": args.phase, "k": k, "epsilon": eps, "seed": seed, "fit_s": round(fit_s, 1),
                "epsilon_patient_level": gen.ledger_.epsilon(), "delta": gen.ledger_.delta,
-               "max_encounters_per_patient": max_m,
+               "max_encounters_per_patient": max_m, **row_extra, "params": params,
                "epsilon_row_level_run_for_that_patient": row_level_claim(gen.ledger_, max_m),
                "kept_codes": {c: [x for x in narrowed[c].categories if "-" not in x][:40]
                               for c in ("diag_1", "diag_2", "diag_3")}}
@@ -168,10 +194,14 @@ def run_phase(args) -> None:
             train_e, test_e, syn_e = (recode(f, eval_schema) for f in (splits.train, splits.test, synthetic))
             for target in ("readmitted", "time_in_hospital"):
                 if target not in trtr_cache:  # the real reference is the same for every cell: fit it once
-                    trtr_cache[target] = fit_models(train_e, eval_schema, target, encoders[target], seed=0, folds=3,
-                                                    grids=GRIDS[target], role="train")
-                tstr = fit_models(syn_e, eval_schema, target, encoders[target], seed=seed, folds=3,
-                                  grids=GRIDS[target], role="synthetic")
+                    trtr_cache[target] = ({"selected": fit_one(train_e, eval_schema, target, encoders[target], seed=0)}
+                                          if args.models == "gb" else
+                                          fit_models(train_e, eval_schema, target, encoders[target], seed=0, folds=3,
+                                                     grids=GRIDS[target], role="train"))
+                tstr = ({"selected": fit_one(syn_e, eval_schema, target, encoders[target], seed=seed)}
+                        if args.models == "gb" else
+                        fit_models(syn_e, eval_schema, target, encoders[target], seed=seed, folds=3,
+                                   grids=GRIDS[target], role="synthetic"))
                 models = {"tstr": tstr, "trtr": trtr_cache[target]}
                 scores = {side: score_models({"selected": m["selected"]}, test_e, eval_schema, target)["selected"]
                           for side, m in models.items()}
@@ -257,8 +287,13 @@ def main() -> None:
     parser.add_argument("--tune-epsilon", type=float, default=4.0)
     parser.add_argument("--epsilons", type=float, nargs="+", default=[4.0, 1.0, 8.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-iterations", type=int, default=100,
-                        help="aim rounds T (fixed before the runs, for run time; 0 = aim's own 16 x columns)")
+    parser.add_argument("--max-iterations", type=int, default=None,
+                        help="aim rounds T (default: the --config's, else aim's own 16 x columns)")
+    parser.add_argument("--config", default=None, help="run config YAML whose 'params' are aim's (e.g."
+                        " configs/aim_diabetes130_encounters.yaml); --max-iterations overrides its rounds")
+    parser.add_argument("--models", choices=["cv", "gb"], default="cv",
+                        help="downstream models: family chosen by 3-fold CV on the training side (cv), or one"
+                             " gradient-boosting setting without CV (gb: run time on shared CPUs)")
     parser.add_argument("--out", default=str(RESULTS / "ehr_diabetes130.json"))
     parser.add_argument("--resume", action="store_true", help="keep the cells already in --out")
     parser.add_argument("--render", action="store_true", help="print the markdown table of --out and exit")

@@ -45,7 +45,7 @@ from dpsynth.data.relational import RelationalSchema  # noqa: E402
 from dpsynth.data.splits import SplitSpec  # noqa: E402
 from dpsynth.metrics.relational import evaluate_relational_tables  # noqa: E402
 from dpsynth.privacy.budget import Budget  # noqa: E402
-from dpsynth.relational.load import ORDER, load_relational, split_relational  # noqa: E402
+from dpsynth.relational.load import ORDER, UNIT, load_relational, split_relational  # noqa: E402
 from dpsynth.relational.model import fit_relational  # noqa: E402
 from dpsynth.relational.workflow import _quiet_accountant, _table_epsilon  # noqa: E402
 
@@ -113,16 +113,18 @@ def summarise(results: dict) -> dict:
     }
 
 
-def run_dpsynth(splits, schema, generator: str, epsilon: float, seed: int) -> tuple[dict, dict]:
+def run_dpsynth(splits, schema, generator: str, epsilon: float, seed: int, *, reference=None,
+                reference_schema=None, params: dict | None = None) -> tuple[dict, dict]:
     start = time.perf_counter()
     with _quiet_accountant():
-        model = fit_relational(splits.train, generator=generator, params={}, budget=Budget(epsilon=epsilon),
+        model = fit_relational(splits.train, generator=generator, params=params or {}, budget=Budget(epsilon=epsilon),
                                rng=np.random.default_rng(seed))
         table_eps = {t: _table_epsilon(model.ledger, t) for t in schema.names}
         ledger_eps = model.ledger.epsilon()
     fit_s = time.perf_counter() - start
     out = model.output_tables(model.sample(splits.train.n_units, rng=np.random.default_rng(seed + 1000)))
-    results = evaluate_relational_tables(real=splits.train.tables, synthetic=out, schema=schema)
+    results = evaluate_relational_tables(real=splits.train.tables if reference is None else reference, synthetic=out,
+                                         schema=schema if reference_schema is None else reference_schema)
     record = {"method": f"dpsynth:{generator}", "epsilon": epsilon, "seed": seed, "ledger_epsilon": ledger_eps,
               "table_epsilon": table_eps, "fit_s": round(fit_s, 2),
               "budget_plan": [p.to_dict() for p in model.plans], **summarise(results)}
@@ -257,13 +259,22 @@ def main() -> None:
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 4.0, 10.0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--no-hma", action="store_true")
+    parser.add_argument("--params", default="{}", help="generator hyper-parameters for every table, as JSON")
+    parser.add_argument("--schema", default=str(SCHEMA), help="relational schema the generators are trained with")
+    parser.add_argument("--reference-schema", default=None,
+                        help="schema whose bounded training tables the metrics compare with (default: --schema);"
+                             " pass the original schema to compare a tighter bounding rule on the same reference")
     parser.add_argument("--out", default=str(REPO / "evaluation" / "results" / "ehr_mimic3_demo"))
     args = parser.parse_args()
     data = Path(args.data)
     if not data.is_dir():
         raise SystemExit(f"MIMIC-III demo not found at {data} (../shared/data absent?)")
-    schema = RelationalSchema.load(SCHEMA)
+    schema = RelationalSchema.load(args.schema)
     splits = split_relational(load_relational(data, schema, rng=np.random.default_rng(0)), SplitSpec(seed=0))
+    ref_schema = RelationalSchema.load(args.reference_schema or args.schema)
+    reference = split_relational(load_relational(data, ref_schema, rng=np.random.default_rng(0)), SplitSpec(seed=0))
+    if sorted(reference.train.tables[ref_schema.root.name][UNIT]) != sorted(splits.train.tables[schema.root.name][UNIT]):
+        raise SystemExit("--reference-schema splits the patients differently")
     records, detail = [], {"distributions": {}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -275,7 +286,8 @@ def main() -> None:
     for generator in args.generators:
         for eps in args.epsilons:
             for seed in args.seeds:
-                record, results = run_dpsynth(splits, schema, generator, eps, seed)
+                record, results = run_dpsynth(splits, schema, generator, eps, seed, reference=reference.train.tables,
+                                              reference_schema=ref_schema, params=json.loads(args.params))
                 records.append(record)
                 print(json.dumps({k: v for k, v in record.items() if k not in ("budget_plan", "table_epsilon")}),
                       flush=True)

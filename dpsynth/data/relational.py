@@ -18,6 +18,7 @@ A relational schema is a YAML file with ``tables:`` (parents listed before their
         parent: patients
         foreign_key: subject_id        # column of this table holding the parent's primary key
         max_per_parent: 3              # public k: children beyond k per parent are dropped (first k in order_by)
+        # max_per_patient: 12          # optional public cap on a patient's rows in the table, over all parents
         order_by: admittime
         condition_on: [gender, age]    # parent columns the child model is conditioned on
         sequence: {gap: gap_days, offset: admit_offset_days, previous: [admission_type]}
@@ -102,12 +103,13 @@ class RelationalSchema:
 
     def rows_per_unit(self, name: str) -> int:
         """The most rows one patient (privacy unit) can have in table ``name``: the product of
-        the public bounds k along the path from the root."""
-        table, m = self[name], 1
-        while table.parent is not None:
-            m *= int(table.max_per_parent)
-            table = self[table.parent]
-        return m
+        the public bounds k along the path from the root, capped at each table's public
+        ``max_per_patient`` (a patient keeps at most that many rows of the table)."""
+        table = self[name]
+        if table.parent is None:
+            return 1
+        m = self.rows_per_unit(table.parent) * int(table.max_per_parent)
+        return m if table.max_per_patient is None else min(m, int(table.max_per_patient))
 
     def budget_shares(self) -> dict[str, float]:
         """Each table's share of the patient-level budget: as declared, or equal shares."""

@@ -23,7 +23,8 @@ DERIVE_OPS = {
 }
 _DERIVE_OPTIONAL = {"prefix_map": ("default",)}
 _TABLE_KEYS = {
-    "name", "file", "primary_key", "parent", "foreign_key", "max_per_parent", "order_by", "position", "condition_on",
+    "name", "file", "primary_key", "parent", "foreign_key", "max_per_parent", "max_per_patient", "order_by", "position",
+    "condition_on",
     "sequence", "budget_share", "derive", "columns", "description",
 }
 _TOP_KEYS = {"name", "description", "anchor", "tables"}
@@ -61,6 +62,7 @@ class TableSpec:
     parent: str | None = None
     foreign_key: str | None = None
     max_per_parent: int | None = None
+    max_per_patient: int | None = None  # public cap on one patient's rows in this table (over all parents)
     order_by: str | None = None
     position: str | None = None
     condition_on: tuple[str, ...] = ()
@@ -119,7 +121,7 @@ def _table_from_dict(raw, i: int, source: str, earlier: dict[str, TableSpec]) ->
             raise SchemaError(f"{where}: only the first table (the root, one row per patient) has no parent")
         if pk is None:
             raise SchemaError(f"{where}: the root table needs a 'primary_key' (the patient id, the privacy unit)")
-        for key in ("foreign_key", "max_per_parent", "condition_on", "sequence"):
+        for key in ("foreign_key", "max_per_parent", "max_per_patient", "condition_on", "sequence"):
             if raw.get(key) is not None:
                 raise SchemaError(f"{where}: '{key}' applies to child tables only")
         return TableSpec(**spec)
@@ -135,6 +137,9 @@ def _table_from_dict(raw, i: int, source: str, earlier: dict[str, TableSpec]) ->
     k = raw.get("max_per_parent")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise SchemaError(f"{where}: 'max_per_parent' must be a public integer >= 1 (the bound k), got {k!r}")
+    cap = raw.get("max_per_patient")
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise SchemaError(f"{where}: 'max_per_patient' must be a public integer >= 1, got {cap!r}")
     condition_on = raw.get("condition_on") or []
     if not isinstance(condition_on, list):
         raise SchemaError(f"{where}: 'condition_on' must be a list of the parent's columns")
@@ -145,7 +150,7 @@ def _table_from_dict(raw, i: int, source: str, earlier: dict[str, TableSpec]) ->
     sequence = None
     if raw.get("sequence") is not None:
         sequence = _sequence(raw["sequence"], where, declared, columns, spec["order_by"])
-    return TableSpec(**spec, parent=str(parent), foreign_key=str(fk), max_per_parent=k,
+    return TableSpec(**spec, parent=str(parent), foreign_key=str(fk), max_per_parent=k, max_per_patient=cap,
                      condition_on=tuple(condition_on), sequence=sequence)
 
 
@@ -191,7 +196,8 @@ def _derivation(raw, where: str) -> Derivation:
 
 def _table_to_dict(t: TableSpec) -> dict:
     out: dict = {"name": t.name, "file": t.file}
-    for key in ("primary_key", "parent", "foreign_key", "max_per_parent", "order_by", "position", "budget_share"):
+    for key in ("primary_key", "parent", "foreign_key", "max_per_parent", "max_per_patient", "order_by", "position",
+                "budget_share"):
         if getattr(t, key) is not None:
             out[key] = getattr(t, key)
     if t.condition_on:

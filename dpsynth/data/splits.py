@@ -31,6 +31,8 @@ class Splits:
     test: pd.DataFrame
     spec: SplitSpec
     train_units: np.ndarray | None = None  # privacy-unit code per train row (None: one row per person)
+    holdout_units: np.ndarray | None = None  # the same for the holdout and test rows (per-patient attacks)
+    test_units: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         """Row positions of each split in the prepared table: recorded in the run, not the data."""
@@ -55,7 +57,8 @@ def split_table(frame: pd.DataFrame, spec: SplitSpec, *, units: np.ndarray | Non
             raise DataError(f"only {len(train_idx)} training row(s) after splitting {len(frame)} rows by unit")
         take_rows = lambda idx: frame.iloc[idx].reset_index(drop=True)  # noqa: E731
         return Splits(train=take_rows(train_idx), holdout=take_rows(hold_idx), test=take_rows(test_idx), spec=spec,
-                      train_units=np.asarray(units)[train_idx])
+                      train_units=np.asarray(units)[train_idx], holdout_units=np.asarray(units)[hold_idx],
+                      test_units=np.asarray(units)[test_idx])
     n = len(frame)
     order = np.random.default_rng(spec.seed).permutation(n)
     n_test = int(round(spec.test * n))

@@ -46,6 +46,18 @@ class Candidates:
     outlier_score: np.ndarray
     reference: np.ndarray  # encoded real rows that are neither members nor candidates
     encoder: FeatureEncoder
+    # per-patient attacks (:mod:`.unit_attacks`): candidate (patient) index of each feature row, and
+    # the patient code of each reference row; labels and outlier scores are then per patient
+    groups: np.ndarray | None = None
+    reference_groups: np.ndarray | None = None
+
+    def per_candidate(self, row_scores: np.ndarray) -> np.ndarray:
+        """Row scores -> one score per candidate (a patient's is the max over their rows)."""
+        if self.groups is None:
+            return row_scores
+        from dpsynth.metrics.unit_attacks import per_unit_max
+
+        return per_unit_max(row_scores, self.groups, len(self.labels))
 
 
 def build_candidates(
@@ -125,7 +137,7 @@ class _Attack:
         return _result(self.name, self.run(cand, synthetic, rng=rng))
 
     def run(self, cand: Candidates, synthetic: pd.DataFrame, *, rng: np.random.Generator) -> dict:
-        scores = self.score(cand, cand.encoder.transform(synthetic), rng=rng)
+        scores = cand.per_candidate(self.score(cand, cand.encoder.transform(synthetic), rng=rng))
         return attack_report(cand, scores, top_k=self.top_k, rng=rng, delta=self.delta, confidence=self.confidence)
 
     def score(self, cand: Candidates, synth: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
@@ -226,10 +238,16 @@ class ShadowModelAttack(_Attack):
         ref_frame = self.reference_frame.reset_index(drop=True)
         ref_x = cand.encoder.transform(ref_frame)
         xs, ys = [], []
+        units = cand.reference_groups  # per patient: the shadow sets are halves of the reference patients
         for _ in range(self.n_shadow):
-            inside = np.zeros(len(ref_frame), dtype=bool)
-            inside[rng.choice(len(ref_frame), len(ref_frame) // 2, replace=False)] = True
-            shadow = self.fit_sample(ref_frame[inside].reset_index(drop=True), rng)
+            if units is None:
+                inside = np.zeros(len(ref_frame), dtype=bool)
+                inside[rng.choice(len(ref_frame), len(ref_frame) // 2, replace=False)] = True
+                shadow = self.fit_sample(ref_frame[inside].reset_index(drop=True), rng)
+            else:
+                n_units = int(units.max()) + 1
+                inside = np.isin(units, rng.choice(n_units, n_units // 2, replace=False))
+                shadow = self.fit_sample(ref_frame[inside].reset_index(drop=True), rng, units=units[inside])
             shadow = coerce_frame(shadow, cand.encoder.schema, role="shadow synthetic")
             xs.append(_record_features(ref_x, cand.encoder.transform(shadow)))
             ys.append(inside.astype(int))

@@ -120,21 +120,24 @@ def evaluate_table(
     fit_sample: FitSample | None = None,
     claimed_epsilon: float | None = None,
     claimed_delta: float | None = None,
+    units: dict | None = None,
 ) -> dict:
     """Evaluate one synthetic table against the real splits; every value plain JSON.
 
     ``fit_sample(train_frame, rng) -> synthetic_frame`` (optional) enables the shadow-model
     attack; ``claimed_epsilon`` / ``claimed_delta`` are printed next to the empirical lower bound
-    (and delta enters the bound). Runs single-threaded (see :mod:`.threads`).
+    (and delta enters the bound). ``units`` ({"train", "holdout", "test"}: a privacy-unit id per
+    row of each split) makes the membership attacks per patient (:mod:`.unit_attacks`).
+    Runs single-threaded (see :mod:`.threads`).
     """
     with one_thread():
         return _evaluate(train=train, holdout=holdout, test=test, synthetic=synthetic, schema=schema, rng=rng,
                          config=config, fit_sample=fit_sample, claimed_epsilon=claimed_epsilon,
-                         claimed_delta=claimed_delta)
+                         claimed_delta=claimed_delta, units=units)
 
 
 def _evaluate(*, train, holdout, test, synthetic, schema, rng, config, fit_sample, claimed_epsilon,
-              claimed_delta) -> dict:
+              claimed_delta, units=None) -> dict:
     if not isinstance(rng, np.random.Generator):
         raise DataError("evaluate_table needs rng=numpy.random.Generator (e.g. numpy.random.default_rng(0))")
     cfg = merge_config(config)
@@ -169,7 +172,8 @@ def _evaluate(*, train, holdout, test, synthetic, schema, rng, config, fit_sampl
                                      timings, "fidelity", errors)
     if "privacy" in areas:
         results["privacy"] = _timed(lambda: _privacy(train, holdout, test, synthetic, schema, cfg, rngs["privacy"],
-                                                     fit_sample, claimed_epsilon, claimed_delta, headline),
+                                                     fit_sample, claimed_epsilon, claimed_delta, headline,
+                                                     units=units),
                                     timings, "privacy", errors)
     if "subgroups" in areas:
         target = (utility.get("classification") or utility.get("regression") or {}).get("target") if models else None
@@ -251,7 +255,8 @@ def _fidelity(train, synthetic, schema, cfg, rng, headline):
             "prdc": {**prdc, "k": f["prdc_k"]}, "alpha_beta_authenticity": aba}
 
 
-def _privacy(train, holdout, test, synthetic, schema, cfg, rng, fit_sample, claimed_epsilon, claimed_delta, headline):
+def _privacy(train, holdout, test, synthetic, schema, cfg, rng, fit_sample, claimed_epsilon, claimed_delta, headline,
+             units=None):
     p = cfg["privacy"]
     n_attacks = 3 if fit_sample is not None else 2
     confidence = 1 - (1 - p["confidence"]) / n_attacks  # Bonferroni: the max over attacks keeps its level
@@ -262,14 +267,23 @@ def _privacy(train, holdout, test, synthetic, schema, cfg, rng, fit_sample, clai
     if fit_sample is not None:
         attacks["shadow"] = ShadowModelAttack(fit_sample=fit_sample, reference_frame=test, n_shadow=p["n_shadow"],
                                               **common)
-    cand = build_candidates(train, holdout, schema, rng=rng, reference=test, max_per_side=p["max_per_side"],
-                            outlier_k=p["outlier_k"])
+    if units is not None:  # a member is a patient with all of their rows
+        from dpsynth.metrics.unit_attacks import build_unit_candidates
+
+        cand = build_unit_candidates(train, holdout, schema, train_units=units["train"],
+                                     holdout_units=units["holdout"], rng=rng, reference=test,
+                                     reference_units=units["test"], max_per_side=p["max_per_side"],
+                                     outlier_k=p["outlier_k"])
+    else:
+        cand = build_candidates(train, holdout, schema, rng=rng, reference=test, max_per_side=p["max_per_side"],
+                                outlier_k=p["outlier_k"])
     reports = {name: attack.run(cand, synthetic, rng=rng) for name, attack in attacks.items()}
     for name, rep in reports.items():
         headline.append(_result(f"{name}_attack_auroc", rep))
     summary = _privacy_summary(reports, claimed_epsilon, claimed_delta, confidence=p["confidence"])
     return {"attacks": reports, "summary": summary,
-            "candidates": {"members": int(cand.labels.sum()), "non_members": int((1 - cand.labels).sum()),
+            "candidates": {"unit": "patient (all rows)" if units is not None else "row",
+                           "members": int(cand.labels.sum()), "non_members": int((1 - cand.labels).sum()),
                            "reference_rows": int(len(cand.reference)), "top_k": p["top_k"],
                            "outlier_score": "mean distance to the 5 nearest real test rows"},
             "shadow": "run" if fit_sample is not None else "skipped (no fit_sample given)"}

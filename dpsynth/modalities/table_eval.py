@@ -15,7 +15,6 @@ from dpsynth.artifacts import LoadedRun
 from dpsynth.config import build_generator
 from dpsynth.data.loaders import read_table
 from dpsynth.data.schema import Schema
-from dpsynth.data.table import TableData
 from dpsynth.errors import DataError, DpsynthError
 from dpsynth.modalities.base import EvaluationResult, torch_threads
 
@@ -71,6 +70,7 @@ def evaluate_full(
     config: dict | None = None,
     synthetic_source: str | None = None,
     clipped: dict[str, int] | None = None,
+    units: dict | None = None,
 ) -> EvaluationResult:
     """The full evaluation suite (utility, fidelity, privacy attacks, subgroups) and its report.
 
@@ -100,7 +100,7 @@ def evaluate_full(
     results = evaluate_table(train=train, holdout=holdout, test=test, synthetic=synthetic, schema=schema,
                              rng=np.random.default_rng(seed), config=config or None, fit_sample=fit_sample,
                              claimed_epsilon=None if claimed_eps is None or math.isinf(claimed_eps) else claimed_eps,
-                             claimed_delta=claimed_delta)
+                             claimed_delta=claimed_delta, units=units)
     from dpsynth.metrics.support import unsupported_regions
 
     results["support"] = unsupported_regions(train, synthetic, schema)
@@ -131,12 +131,14 @@ def _shadow_fit_sample(loaded: LoadedRun):
     """Retrain the run's generator with its own config and budget: the shadow attack's model."""
     from dpsynth.config import config_from_dict
 
+    from dpsynth.privacy.unit_audit import shadow_data
+
     config = config_from_dict(loaded.config, source=f"{loaded.path}/config.yaml")
 
-    def fit_sample(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    def fit_sample(frame: pd.DataFrame, rng: np.random.Generator, units=None) -> pd.DataFrame:
         gen = build_generator(config.generator, config.params)
         with torch_threads(config.threads):
-            gen.fit(TableData(frame.reset_index(drop=True), loaded.schema), budget=config.privacy.budget(), rng=rng)
+            gen.fit(shadow_data(frame, units, loaded.schema, loaded.run, rng), budget=config.privacy.budget(), rng=rng)
             return gen.sample(len(frame), rng=rng).frame
 
     return fit_sample

@@ -8,13 +8,11 @@ import numpy as np
 
 from dpsynth.data.loaders import is_embedded, load_source
 from dpsynth.data.schema import Schema
-from dpsynth.data.splits import Splits, split_table
 from dpsynth.errors import DpsynthError
 from dpsynth.modalities.base import (EvaluationResult, TrainingSet, TrainOptions, run_split, scan_not_run,
                                      torch_threads)
 from dpsynth.modalities.table_source import (require_reviewed, resolve_splits, resolve_splits_clipped,
                                              select_code_domains, training_data)
-from dpsynth.privacy.ledger import Ledger
 
 
 class Tables:
@@ -36,21 +34,17 @@ class Tables:
 
     def training_set(self, *, data, schema_path, config, budget, rng, options: TrainOptions) -> TrainingSet:
         if options.infer_schema:
-            from dpsynth.privacy.infer_schema import infer_schema_dp
-
             if schema_path is not None:
                 raise DpsynthError("give either --schema or --infer-schema, not both")
             if budget.non_private:
                 raise DpsynthError("--infer-schema needs a finite epsilon (its statistics are charged to the budget)")
             raw = load_source(data, as_text=True)  # no whole-file type inference: cells are classified one by one
-            splits_raw = split_table(raw, config.split)
-            ledger = Ledger(delta=budget.resolve_delta(len(splits_raw.train)), accountant=budget.accountant,
-                            target_epsilon=budget.epsilon)
-            schema, prepare = infer_schema_dp(splits_raw.train, budget=budget, ledger=ledger, rng=rng,
-                                              name=Path(data).stem, target=options.target,
-                                              sensitive=tuple(options.sensitive))
-            splits = Splits(train=prepare(splits_raw.train), holdout=prepare(splits_raw.holdout),
-                            test=prepare(splits_raw.test), spec=config.split)
+            from dpsynth.privacy.unit_infer import infer_split  # per patient when a column name says patient id
+
+            schema, splits, ledger = infer_split(raw, split=config.split, budget=budget, rng=rng,
+                                                 name=Path(data).stem, target=options.target,
+                                                 sensitive=tuple(options.sensitive),
+                                                 max_rows_per_unit=options.max_rows_per_unit)
         else:
             if schema_path is not None:
                 require_reviewed(Schema.load(schema_path), schema_path)
@@ -124,6 +118,8 @@ class Tables:
         data = loaded.run.get("data")
         if data is None:
             raise DpsynthError(f"{run}: run.json does not record its data source")
+        from dpsynth.privacy.unit_audit import split_units
+
         splits, _, clipped = self.recorded_splits(loaded)
         if synthetic is not None:
             syn = load_synthetic(synthetic, loaded.schema)
@@ -134,7 +130,8 @@ class Tables:
         return evaluate_full(train=splits.train, holdout=splits.holdout, test=splits.test, synthetic=syn,
                              schema=loaded.schema, loaded=loaded, shadow_models=shadow_models, config_path=config_path,
                              report_dir=report_dir, seed=seed, title=f"{loaded.generator.name} on {data}",
-                             synthetic_source=None if synthetic is None else str(synthetic), clipped=clipped)
+                             synthetic_source=None if synthetic is None else str(synthetic), clipped=clipped,
+                             units=split_units(splits))
 
     # ---- release --------------------------------------------------------------------------
     def write_release_sample(self, sample, *, rows: int, folder: Path, synthetic_format: str | None) -> Path:

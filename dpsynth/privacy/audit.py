@@ -116,6 +116,7 @@ def audit_generator(generator, data, *, budget, rng: np.random.Generator, canari
     The audit is a separate training run under the same budget; it changes no existing ledger."""
     from dpsynth.data.table import TableData
     from dpsynth.privacy.canaries import DiracCanaries, distance_scores, outlier_rows
+    from dpsynth.privacy.unit_audit import with_canaries
 
     if method == "auto":
         method = "white-box" if getattr(generator, "supports_canary_gradients", False) else "black-box"
@@ -131,16 +132,16 @@ def audit_generator(generator, data, *, budget, rng: np.random.Generator, canari
         hook = DiracCanaries(included=included, seed=int(rng.integers(2**62)))
         generator._audit_hook = hook
         try:
-            generator.fit(TableData(frame, schema), budget=budget, rng=rng)
+            generator.fit(data if data.units is not None else TableData(frame, schema), budget=budget, rng=rng)
         finally:
             generator._audit_hook = None
         scores = hook.scores()
         score_note = "final value of each canary's dedicated discriminator weight (Dirac gradient canaries)"
     else:
         rows = outlier_rows(schema, canaries, rng=rng)
-        train = frame if not included.any() else _concat(frame, rows[included])
-        generator.fit(TableData(train, schema), budget=budget, rng=rng)
-        synthetic = generator.sample(n_synthetic or len(train), rng=rng).frame
+        train = with_canaries(data, rows[included])  # per patient: a canary is a new patient with k rows
+        generator.fit(train, budget=budget, rng=rng)
+        synthetic = generator.sample(n_synthetic or len(train.frame), rng=rng).frame
         scores = distance_scores(rows, synthetic, schema)
         score_note = "minus the distance to the nearest synthetic row (outlier canary rows)"
     ledger = generator.ledger_
@@ -148,15 +149,10 @@ def audit_generator(generator, data, *, budget, rng: np.random.Generator, canari
     out = audit_from_scores(included, scores, delta=ledger.delta, confidence=confidence)
     out.update({"method": method, "score": score_note, "generator": generator.name,
                 "claimed_epsilon": None if math.isinf(claimed) else claimed, "non_private": ledger.non_private,
-                "n_train": int(len(frame))})
+                "n_train": int(len(frame)),
+                "unit": "row" if data.units is None else f"patient (canary = a new patient with {data.max_rows_per_unit} rows)"})
     out["verdict"] = _verdict(out)
     return out
-
-
-def _concat(frame, rows):
-    import pandas as pd
-
-    return pd.concat([frame, rows], ignore_index=True)
 
 
 def _verdict(result: dict) -> str:

@@ -9,8 +9,9 @@ never change another patient's derived values), so it needs no privacy budget:
 - bounding: a parent keeps at most ``max_per_parent`` children, the first k in ``order_by``
   order (when the table has no order, k rows chosen by the seeded rule of
   :func:`dpsynth.privacy.contribution.bound_contributions` with the parent key as the unit);
-  the children of a dropped row are dropped with it. How many rows were dropped is never
-  written anywhere;
+  the children of a dropped row are dropped with it; with ``max_per_patient`` a patient then
+  keeps only the first that many rows of the table (parents in their order, children in
+  theirs). How many rows were dropped is never written anywhere;
 - derivations (``derive:``) and the added model columns, see :mod:`dpsynth.data.relational`;
 - every frame is validated against its model schema (``Schema.prepare``).
 
@@ -213,6 +214,10 @@ def _bound(frame: pd.DataFrame, table: TableSpec, kept: dict[str, pd.DataFrame],
         frame = frame.sort_values(fk, kind="stable").copy()
     frame[ORDER] = frame.groupby(fk, sort=False).cumcount() + 1
     frame[UNIT] = frame[fk].map(parent_rows.set_index(parent.primary_key)[UNIT])
+    if table.max_per_patient is not None:  # a patient keeps the first rows in (parent order, order within parent)
+        parent_pos = frame[fk].map(pd.Series(np.arange(len(parent_rows)), index=parent_rows[parent.primary_key]))
+        frame = frame.assign(_pp=parent_pos.to_numpy()).sort_values(["_pp", ORDER], kind="stable")
+        frame = frame[frame.groupby(UNIT, sort=False).cumcount() < table.max_per_patient].drop(columns="_pp")
     return frame.reset_index(drop=True), all_keys
 
 

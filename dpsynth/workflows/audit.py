@@ -13,7 +13,6 @@ import numpy as np
 from dpsynth import modalities
 from dpsynth.artifacts import LoadedRun, load_run
 from dpsynth.config import build_generator
-from dpsynth.data.table import TableData
 from dpsynth.errors import DpsynthError
 from dpsynth.modalities.base import torch_threads
 from dpsynth.privacy.budget import Budget
@@ -57,11 +56,14 @@ def audit(*, run: str | Path, canaries: int = 1000, method: str = "auto", seed: 
                              what="audit result")
     config = config_from_dict(loaded.config, source=f"{loaded.path}/config.yaml")
     splits, schema, _ = modality.recorded_splits(loaded)
-    frame = splits.holdout if data_split == "holdout" else splits.train
+    from dpsynth.privacy.unit_audit import audit_table_data, run_rows_per_unit
+
+    audited = audit_table_data(splits, data_split, schema, max_rows=run_rows_per_unit(loaded.run, schema), seed=seed)
+    frame = audited.frame
     generator = build_generator(config.generator, config.params)
     start = time.perf_counter()
     with torch_threads(config.threads):
-        result = audit_generator(generator, TableData(frame.reset_index(drop=True), schema), budget=run_budget(loaded),
+        result = audit_generator(generator, audited, budget=run_budget(loaded),
                                  rng=np.random.default_rng(seed), canaries=canaries, method=method,
                                  confidence=confidence)
     audit_ledger = generator.ledger_

@@ -6,7 +6,10 @@
 - continuous: ``bins`` equal-width bins on [low, high];
 - a nullable column gets one more code, last, for "missing";
 - a numeric column's declared ``atoms`` (public point masses, e.g. 0 or a score's maximum) get
-  one code each, first, so that they come back as exact values instead of smeared over a bin.
+  one code each, first, so that they come back as exact values instead of smeared over a bin;
+  for an integer column, the bins start after the run of atoms low, low + 1, ... (so atoms
+  0, 1, 2, 3 on a count of visits give width-1 codes for the small counts and the equal-width
+  bins cover 4 .. high: the public rule for skewed counts).
 
 Only the schema is read to build the bins (never the data's min, max or quantiles). Decoding
 draws numeric values uniformly inside their bin (integers uniformly among the bin's integers).
@@ -132,6 +135,7 @@ def column_bins(col: Column, *, bins: int) -> ColumnBins:
     if col.is_numeric:
         if col.kind == "integer":
             lo, hi = math.ceil(col.low), math.floor(col.high)
+            lo = _after_low_atoms(col.atoms, lo, hi)
             n_values = min(bins, hi - lo + 1)
             edges = np.linspace(lo, hi + 1, n_values + 1)  # bins over [lo, hi + 1): each holds >= 1 integer
         else:
@@ -139,6 +143,16 @@ def column_bins(col: Column, *, bins: int) -> ColumnBins:
             edges = np.linspace(float(col.low), float(col.high), bins + 1)
         return ColumnBins(col, n_values + len(col.atoms), edges, tuple(col.atoms))
     return ColumnBins(col, len(col.categories), None)
+
+
+def _after_low_atoms(atoms: tuple, lo: int, hi: int) -> int:
+    """The first integer the bins of an integer column start at: past the run of atoms low, low + 1, ...
+    (public width-1 codes for the small values of a count, e.g. atoms 0..4 of visits per year), so
+    no bin is left holding only atoms; ``lo`` when there is no such run or it covers every value."""
+    run = lo
+    while float(run) in atoms:
+        run += 1
+    return run if run <= hi else lo
 
 
 class Discretizer:

@@ -11,7 +11,7 @@ from dpsynth.data.icd9_procedures import diagnosis_chapter, procedure_chapter
 from dpsynth.data.relational import START, RelationalSchema
 from dpsynth.data.splits import SplitSpec
 from dpsynth.errors import DataError, SchemaError
-from dpsynth.relational.load import UNIT, load_relational, split_relational
+from dpsynth.relational.load import ORDER, UNIT, load_relational, split_relational
 
 
 def test_icd9_chapters_from_the_public_hierarchy():  # MIMIC writes codes without the dot
@@ -130,3 +130,26 @@ def test_values_outside_a_declared_category_name_the_table(tmp_path):
         {"name": "los", "kind": "continuous", "low": 0, "high": 30}]}))
     with pytest.raises(DataError, match="table 'visits'.*column 'vtype' has unknown category 'C'"):
         load_relational(tmp_path, RelationalSchema.load(path), rng=np.random.default_rng(0))
+
+
+def test_max_per_patient_caps_a_patients_rows_and_their_sensitivity(tmp_path):
+    raw = tiny_schema(codes={"max_per_patient": 5})
+    schema = RelationalSchema.from_dict(raw)
+    assert [schema.rows_per_unit(t) for t in schema.names] == [1, 3, 5]  # min(3 x 4, 5)
+    assert schema.model_schema("codes").max_rows_per_unit == 5
+    assert RelationalSchema.from_dict(schema.to_dict()).rows_per_unit("codes") == 5  # round trip
+    path = make_tiny(tmp_path, schema=raw)
+    capped = load_relational(tmp_path, RelationalSchema.load(path), rng=np.random.default_rng(0))
+    full = load_relational(tmp_path, RelationalSchema.from_dict(tiny_schema()), rng=np.random.default_rng(0))
+    codes, visits = capped.tables["codes"], capped.tables["visits"]
+    assert codes.groupby(UNIT).size().max() == 5 and full.tables["codes"].groupby(UNIT).size().max() > 5
+    # the kept rows are each patient's first: earlier visits before later ones, seq order within a visit
+    for pid, group in full.tables["codes"].groupby(UNIT, sort=False):
+        order = visits[visits[UNIT] == pid]["vid"].tolist()
+        first = group.assign(v=group["vid"].map(order.index)).sort_values(["v", ORDER]).head(5)
+        kept = codes[codes[UNIT] == pid]
+        assert sorted(zip(kept["vid"], kept[ORDER])) == sorted(zip(first["vid"], first[ORDER]))
+    n_codes = visits.set_index("vid")["n_codes"].astype(int)  # counts on the parent follow the capped rows
+    assert (n_codes == codes.groupby("vid").size().reindex(n_codes.index).fillna(0).astype(int)).all()
+    with pytest.raises(SchemaError, match="max_per_patient"):
+        RelationalSchema.from_dict(tiny_schema(codes={"max_per_patient": 0}))
