@@ -125,7 +125,7 @@ class GANModel(FederatedModel):
             raise ConfigError("federated dp-gan supports clipping='flat' without balanced_sampling only")
 
     def _discriminator(self):
-        from dpsynth.generators.dp_gan import Discriminator
+        from dpsynth.generators.tabular.gan.dp_gan import Discriminator
 
         g = self.generator
         return Discriminator(in_dim=g.transformer_.dim + g.cond_.dim, hidden=g.discriminator_hidden, dropout=g.dropout)
@@ -231,7 +231,7 @@ class ImageDiffusionModel(FederatedModel):
     name = "dp-diffusion-image"
 
     def _unet(self, state: State | None, rng: np.random.Generator):
-        from dpsynth.generators.image_base import init_weights
+        from dpsynth.generators.image.base import init_weights
 
         g = self.generator
         g._null_label = self.schema.n_classes

@@ -10,8 +10,8 @@ Model
   simpler alternative to TabDDPM's multinomial diffusion: the network predicts each block's
   category posterior (softmax, cross-entropy loss; its exact noisy-block likelihood is added to
   the logits) and the row is decoded by argmax. Numeric coordinates use EDM preconditioning.
-  See :mod:`.tabular_diffusion.process`.
-- The denoiser is a residual MLP (:mod:`.tabular_diffusion.denoiser`, Linear/LayerNorm/SiLU)
+  See :mod:`.process`.
+- The denoiser is a residual MLP (:mod:`.denoiser`, Linear/LayerNorm/SiLU)
   with a sinusoidal timestep embedding and a condition vector (one-hot blocks of categorical
   columns, zero when unknown).
 
@@ -52,9 +52,9 @@ from dpsynth.data.transform import TableTransformer
 from dpsynth.errors import DpsynthError
 from dpsynth.generators.base import Generator, ProgressFn, seeded_torch, torch_generator
 from dpsynth.generators.registry import register
-from dpsynth.generators.tabular_diffusion.conditioning import ConditionSpace
-from dpsynth.generators.tabular_diffusion.denoiser import MLPDenoiser
-from dpsynth.generators.tabular_diffusion.process import Layout, make_schedules, per_example_loss, sample_rows
+from dpsynth.generators.tabular.diffusion.conditioning import ConditionSpace
+from dpsynth.generators.tabular.diffusion.denoiser import MLPDenoiser
+from dpsynth.generators.tabular.diffusion.process import Layout, make_schedules, per_example_loss, sample_rows
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
 from dpsynth.privacy.grad_modes import check_grad_sample_mode, ghost_kwargs
