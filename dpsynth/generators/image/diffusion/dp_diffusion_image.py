@@ -44,10 +44,11 @@ from dpsynth.generators.base import ProgressFn, torch_generator
 from dpsynth.generators.image.base import ImageGenerator, ema_update, init_weights
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
-from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
+from dpsynth.privacy.dpsgd_loop import DPSGDRun, DPSGDTask
 from dpsynth.privacy.functional_grads import per_example_grads, set_grad_samples
 from dpsynth.privacy.grad_modes import GRAD_SAMPLE_MODES, check_grad_sample_mode
 from dpsynth.privacy.ledger import Ledger
+from dpsynth.privacy.schedule import Schedule
 
 _PARAMS = (
     "block_out_channels", "layers_per_block", "norm_num_groups", "num_train_timesteps", "beta_schedule",
@@ -197,17 +198,15 @@ class DPDiffusionImage(ImageGenerator):
         if budget.non_private:
             self._train_non_private(model, opt, ema, dataset, acp, steps=steps, gen=gen, device=device, progress=progress)
         else:
-            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps, max_grad_norm=self.max_grad_norm)
-            engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="UNet DP-SGD (noise multiplicity)",
-                                 secure_mode=budget.secure_mode)
-            mode = "no_op" if self.grad_sample_mode == "vmap" else self.grad_sample_mode
-            wrapped, opt, loader = engine.make_private(module=model, optimizer=opt, dataset=dataset, torch_rng=gen,
-                                                       grad_sample_mode=mode,
-                                                       noise_generator=self._noise_generator(gen, device))
-            self._train_dp(engine, model, opt, ema, loader, acp, gen=gen, device=device, progress=progress,
-                           private=wrapped)
-            self.dp_plan_ = {**plan.to_dict(), "grad_sample_mode": self.grad_sample_mode}
-            self.opacus_history_ = [list(h) for h in engine.opacus_history()]
+            schedule = Schedule(batch_size=self.batch_size, steps=steps, rule="epochs")
+            run = DPSGDRun.planned(ledger=ledger, schedule=schedule, max_grad_norm=self.max_grad_norm,
+                                   purpose="UNet DP-SGD (noise multiplicity)", secure_mode=budget.secure_mode,
+                                   module=model, optimizer=opt, dataset=dataset, torch_rng=gen,
+                                   grad_sample_mode="no_op" if self.grad_sample_mode == "vmap" else self.grad_sample_mode,
+                                   noise_generator=self._noise_generator(gen, device))
+            self._train_dp(run, model, ema, acp, gen=gen, device=device, progress=progress)
+            self.dp_plan_ = {**run.summary(), "grad_sample_mode": self.grad_sample_mode}
+            self.opacus_history_ = [list(h) for h in run.engine.opacus_history()]
         self.unet_ = self._unet(schema)
         self.unet_.load_state_dict({k: v.cpu() for k, v in ema.items()})
         self.unet_.eval()
@@ -215,31 +214,28 @@ class DPDiffusionImage(ImageGenerator):
         self.ledger_ = ledger
         return self
 
-    def _train_dp(self, engine: DPSGDEngine, model, opt, ema, loader, acp, *, gen, device, progress,
-                  private=None) -> None:
-        while engine.can_step():
-            with engine.batches(loader, opt, max_physical_batch_size=self.max_physical_batch_size) as batches:
-                for x0, y in batches:
-                    if not engine.can_step():
-                        break
-                    opt.zero_grad(set_to_none=True)
-                    inputs = self._noisy_copies(x0, y, acp, gen, device)
-                    if self.grad_sample_mode == "vmap":  # one clipped gradient per image over its K copies
-                        grads, losses = per_example_grads(model, denoising_loss, *inputs)
-                        set_grad_samples(model, grads)
-                    else:  # opacus' per-example machinery on K = 1 copy (one forward row per image)
-                        x_t, t, y_k, eps = (v.squeeze(1) for v in inputs)
-                        pred = private(x_t, t, class_labels=y_k, return_dict=False)[0]
-                        losses = ((pred - eps) ** 2).flatten(1).mean(1)
-                        engine.backward(losses)  # ghost mode: through opacus' criterion (clipped)
-                        losses = losses.detach()
-                    if not engine.step(opt):
-                        continue
-                    ema_update(ema, model, decay=self.ema_decay, step=engine.steps_taken)
-                    if progress is not None:
-                        progress({"step": engine.steps_taken, "steps": engine.plan.steps,
-                                  "loss": float(losses.mean()) if len(losses) else float("nan"),
-                                  "epsilon": engine.ledger.epsilon()})
+    def _train_dp(self, run: DPSGDRun, model, ema, acp, *, gen, device, progress) -> None:
+        """The UNet's DP-SGD steps on the shared loop (also one federated round). ``vmap``: one
+        clipped gradient per image over its K noisy copies (torch.func, opacus in ``no_op``);
+        else opacus' per-example machinery on K = 1 copy (one forward row per image)."""
+
+        def loss(private, rows):
+            x0, y = rows
+            inputs = self._noisy_copies(x0, y, acp, gen, device)
+            if run.grad_sample_mode == "no_op":
+                grads, losses = per_example_grads(model, denoising_loss, *inputs)
+                set_grad_samples(model, grads)
+                return losses
+            x_t, t, y_k, eps = (v.squeeze(1) for v in inputs)
+            pred = private(x_t, t, class_labels=y_k, return_dict=False)[0]
+            return ((pred - eps) ** 2).flatten(1).mean(1)
+
+        def after_step(private, step, losses):
+            ema_update(ema, model, decay=self.ema_decay, step=step)
+            return {"loss": float(losses.mean()) if len(losses) else float("nan")}
+
+        run.train(DPSGDTask(loss=loss, after_step=after_step), max_physical_batch_size=self.max_physical_batch_size,
+                  progress=progress)
 
     def _train_non_private(self, model, opt, ema, dataset, acp, *, steps: int, gen, device, progress) -> None:
         images, labels = dataset.tensors

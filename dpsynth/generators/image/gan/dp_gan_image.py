@@ -35,9 +35,10 @@ from dpsynth.generators.image.base import ImageGenerator, init_weights
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy import distributed as dist
-from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
-from dpsynth.privacy.grad_modes import check_grad_sample_mode, ghost_kwargs, without_per_example
+from dpsynth.privacy.dpsgd_loop import DPSGDRun, DPSGDTask
+from dpsynth.privacy.grad_modes import check_grad_sample_mode, without_per_example
 from dpsynth.privacy.ledger import Ledger
+from dpsynth.privacy.schedule import Schedule
 
 _PARAMS = (
     "noise_dim", "generator_channels", "discriminator_channels", "batch_size", "epochs", "generator_lr",
@@ -166,16 +167,14 @@ class DPGANImage(ImageGenerator):
         if budget.non_private:
             self._train_non_private(disc, opt_d, opt_g, dataset, steps=steps, gen=gen, device=device, progress=progress)
         else:
-            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps, max_grad_norm=self.max_grad_norm)
-            engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="image discriminator DP-SGD",
-                                 secure_mode=budget.secure_mode)
-            disc, opt_d, loader = engine.make_private(module=disc, optimizer=opt_d, dataset=dataset, torch_rng=gen,
-                                                      noise_generator=self._noise_generator(gen, device),
-                                                      **ghost_kwargs(self.grad_sample_mode))
-            self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, device=device, progress=progress)
-            dist.average_buffers(self.generator_)  # data-parallel: one set of normalisation statistics
-            self.dp_plan_ = {**plan.to_dict(), "grad_sample_mode": self.grad_sample_mode}
-            self.opacus_history_ = [list(h) for h in engine.opacus_history()]
+            schedule = Schedule(batch_size=self.batch_size, steps=steps, rule="epochs")
+            run = DPSGDRun.planned(ledger=ledger, schedule=schedule, max_grad_norm=self.max_grad_norm,
+                                   purpose="image discriminator DP-SGD", secure_mode=budget.secure_mode, module=disc,
+                                   optimizer=opt_d, dataset=dataset, torch_rng=gen, grad_sample_mode=self.grad_sample_mode,
+                                   noise_generator=self._noise_generator(gen, device))
+            self._train_dp(run, opt_g, gen=gen, device=device, progress=progress)
+            self.dp_plan_ = run.summary()
+            self.opacus_history_ = [list(h) for h in run.engine.opacus_history()]
         self.generator_.cpu().eval()
         self.ledger_ = ledger
         return self
@@ -197,45 +196,38 @@ class DPGANImage(ImageGenerator):
         opt_g.step()
         return loss.item()
 
-    def _train_dp(self, engine: DPSGDEngine, disc, opt_d, opt_g, loader, *, gen, device, progress) -> None:
+    def _train_dp(self, run: DPSGDRun, opt_g, *, gen, device, progress) -> None:
+        """The discriminator's DP-SGD steps on the shared loop: the loss on real images (1), the
+        gradient on fake images, data-independent and added after the noise (2), the generator
+        update through the private discriminator (3)."""
         k = self.schema_.n_classes
-        m = max(1, int(round(engine.plan.sample_rate * len(loader.dataset))))  # fixed fake count
-        if engine.distributed:  # each rank draws its share of the fake images; gradients are averaged
-            m = max(1, int(math.ceil(m / dist.rank_and_world()[1])))
-            dist.broadcast_module(self.generator_)
-        d_params = list(disc.parameters())
-        while engine.can_step():
-            with engine.batches(loader, opt_d, max_physical_batch_size=self.max_physical_batch_size) as batches:
-                for x_real, y_real in batches:
-                    if not engine.can_step():
-                        break
-                    disc.train()
-                    opt_d.zero_grad(set_to_none=True)
-                    # (1) per-example clipped + noised gradient of the loss on real images
-                    inputs = with_label_maps(x_real.to(device), y_real.to(device), k).requires_grad_(True)
-                    logits_real = disc(inputs)
-                    per_example = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real),
-                                                                     reduction="none")
-                    engine.backward(per_example)  # ghost mode: through opacus' criterion (clipped)
-                    loss_real = per_example.detach().mean() if len(per_example) else per_example.detach().sum()
-                    # (2) gradient on fake images: data-independent, added after noising
-                    with torch.no_grad():
-                        fake, labels = self._fakes(m, gen, device)
-                    with without_per_example(disc) as plain:
-                        logits_fake = plain(with_label_maps(fake, labels, k).requires_grad_(True))
-                        loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
-                        fake_grads = torch.autograd.grad(loss_fake, d_params)
-                    if not engine.step(opt_d, extra_grads=fake_grads):
-                        continue
-                    # (3) generator update through the (private) discriminator
-                    disc.eval()
-                    with without_per_example(disc) as plain:
-                        for _ in range(self.generator_steps):
-                            g_loss = self._generator_step(plain, opt_g, m, gen, device)
-                    if progress is not None:
-                        progress({"step": engine.steps_taken, "steps": engine.plan.steps,
-                                  "d_loss": (loss_real + loss_fake).item(), "g_loss": g_loss,
-                                  "epsilon": engine.ledger.epsilon()})
+        m = run.per_rank(run.expected_batch_size)  # fixed fake count; with several ranks each draws its share
+        fake_loss = {}
+
+        def loss(disc, rows):  # (1)
+            x_real, y_real = rows
+            logits = disc(with_label_maps(x_real.to(device), y_real.to(device), k).requires_grad_(True))
+            return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
+
+        def extra_grads(disc):  # (2)
+            with torch.no_grad():
+                fake, labels = self._fakes(m, gen, device)
+            with without_per_example(disc) as plain:
+                logits = plain(with_label_maps(fake, labels, k).requires_grad_(True))
+                fake_loss["d"] = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+                return torch.autograd.grad(fake_loss["d"], list(disc.parameters()))
+
+        def after_step(disc, step, losses):  # (3)
+            disc.eval()
+            with without_per_example(disc) as plain:
+                for _ in range(self.generator_steps):
+                    g_loss = self._generator_step(plain, opt_g, m, gen, device)
+            loss_real = losses.mean() if len(losses) else losses.sum()
+            return {"d_loss": (loss_real + fake_loss["d"]).item(), "g_loss": g_loss}
+
+        run.train(DPSGDTask(loss=loss, extra_grads=extra_grads, after_step=after_step,
+                            public_modules=(self.generator_,)),
+                  max_physical_batch_size=self.max_physical_batch_size, progress=progress)
 
     def _train_non_private(self, disc, opt_d, opt_g, dataset, *, steps: int, gen, device, progress) -> None:
         k = self.schema_.n_classes

@@ -1,0 +1,37 @@
+"""What the DP-SGD table generators (dp-gan, dp-diffusion) share besides the training loop
+(:mod:`dpsynth.privacy.dpsgd_loop`): the step schedule, planned from public facts only."""
+
+from __future__ import annotations
+
+import math
+
+from dpsynth.generators.base import Generator
+from dpsynth.privacy.schedule import Schedule, plan_schedule
+
+
+class ScheduledDPSGD(Generator):
+    """A table generator trained with DP-SGD for a schedule of ``steps`` optimizer steps.
+
+    Subclasses store ``steps``, ``batch_size``, ``epochs``, ``min_batch_size``,
+    ``max_batch_size`` and ``noise_floor``; ``legacy_batch_size`` is the batch of the legacy
+    epochs plan."""
+
+    legacy_batch_size = 128
+
+    def plan_schedule(self, n: int, *, epsilon: float | None, delta: float) -> Schedule:
+        """Logical batch size and steps from public facts only (the row count n of the privacy unit,
+        epsilon, delta) and the compute settings, by the rule of :mod:`dpsynth.privacy.schedule`:
+        ``steps`` steps (default 1000), the smallest batch in [min_batch_size, max_batch_size] whose
+        noise multiplier reaches ``noise_floor`` (default 3): small tables get small batches, large
+        tables bigger ones, never more passes. Setting ``epochs`` restores the legacy plan
+        ``ceil(epochs * n / batch_size)`` (batch ``legacy_batch_size``)."""
+        return plan_schedule(n=n, epsilon=epsilon, delta=delta, steps=self.steps, batch_size=self.batch_size,
+                             epochs=self.epochs, legacy_batch_size=self.legacy_batch_size,
+                             min_batch_size=self.min_batch_size, max_batch_size=self.max_batch_size,
+                             noise_floor=self.noise_floor)
+
+    def plan_steps(self, n: int) -> int:
+        """``steps``, or with ``epochs`` set epochs x expected batches per epoch (n only, public)."""
+        if self.epochs is not None:
+            return max(1, int(math.ceil(self.epochs * n / (self.batch_size or self.legacy_batch_size))))
+        return int(self.steps)
