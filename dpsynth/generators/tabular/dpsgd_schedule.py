@@ -4,19 +4,25 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from dpsynth.generators.base import Generator
+from dpsynth.generators.dpsgd import DPSGDParams
 from dpsynth.privacy.schedule import Schedule, plan_schedule
 
 
-class ScheduledDPSGD(Generator):
-    """A table generator trained with DP-SGD for a schedule of ``steps`` optimizer steps.
-
-    Subclasses store ``steps``, ``batch_size``, ``epochs``, ``min_batch_size``,
-    ``max_batch_size`` and ``noise_floor``; ``legacy_batch_size`` is the batch of the legacy
-    epochs plan."""
+@dataclass(eq=False, kw_only=True)
+class ScheduledDPSGD(DPSGDParams, Generator):
+    """A table generator trained with DP-SGD for a schedule of ``steps`` optimizer steps: the
+    smallest batch in [min_batch_size, max_batch_size] whose noise multiplier reaches
+    ``noise_floor``. ``legacy_batch_size`` is the batch of the legacy epochs plan."""
 
     legacy_batch_size = 128
+
+    steps: int = 1000
+    min_batch_size: int = 32
+    max_batch_size: int = 4096
+    noise_floor: float = 3.0
 
     def plan_schedule(self, n: int, *, epsilon: float | None, delta: float) -> Schedule:
         """Logical batch size and steps from public facts only (the row count n of the privacy unit,

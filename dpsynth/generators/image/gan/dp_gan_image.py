@@ -19,7 +19,8 @@ Privacy argument (the same structure as ``dp-gan``)
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -31,21 +32,15 @@ from dpsynth.data.image_schema import ImageSchema
 from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
+from dpsynth.generators.dpsgd import DPSGDParams
 from dpsynth.generators.image.base import ImageGenerator, init_weights
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy import distributed as dist
 from dpsynth.privacy.dpsgd_loop import DPSGDRun, DPSGDTask
-from dpsynth.privacy.grad_modes import check_grad_sample_mode, without_per_example
+from dpsynth.privacy.grad_modes import without_per_example
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.schedule import Schedule
-
-_PARAMS = (
-    "noise_dim", "generator_channels", "discriminator_channels", "batch_size", "epochs", "generator_lr",
-    "discriminator_lr", "max_grad_norm", "generator_steps", "max_physical_batch_size", "sample_batch_size", "device",
-    "grad_sample_mode",
-)
-
 
 def _groups(channels: int) -> int:
     return math.gcd(channels, 8)
@@ -98,42 +93,22 @@ def with_label_maps(images: torch.Tensor, labels: torch.Tensor, n_classes: int) 
 
 
 @register("dp-gan-image")
-class DPGANImage(ImageGenerator):
+@dataclass(eq=False, kw_only=True)
+class DPGANImage(DPSGDParams, ImageGenerator):
     """Conditional DCGAN; discriminator trained with opacus DP-SGD (plain DP-DCGAN)."""
 
-    def __init__(
-        self,
-        *,
-        noise_dim: int = 64,
-        generator_channels: int = 64,
-        discriminator_channels: int = 32,
-        batch_size: int = 128,
-        epochs: float = 20.0,
-        generator_lr: float = 2e-4,
-        discriminator_lr: float = 2e-4,
-        max_grad_norm: float = 1.0,
-        generator_steps: int = 1,
-        max_physical_batch_size: int = 256,
-        sample_batch_size: int = 512,
-        device: str = "auto",
-        grad_sample_mode: str = "hooks",
-    ) -> None:
-        self.grad_sample_mode = check_grad_sample_mode(grad_sample_mode)
-        self.noise_dim = noise_dim
-        self.generator_channels = generator_channels
-        self.discriminator_channels = discriminator_channels
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.generator_lr = generator_lr
-        self.discriminator_lr = discriminator_lr
-        self.max_grad_norm = max_grad_norm
-        self.generator_steps = generator_steps
-        self.max_physical_batch_size = max_physical_batch_size
-        self.sample_batch_size = sample_batch_size
-        self.device = device
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _PARAMS}
+    noise_dim: int = 64
+    generator_channels: int = 64
+    discriminator_channels: int = 32
+    batch_size: int = 128
+    epochs: float = 20.0
+    generator_lr: float = 2e-4
+    discriminator_lr: float = 2e-4
+    generator_steps: int = 1
+    max_physical_batch_size: int = 256
+    sample_batch_size: int = 512
+    device: str = "auto"
+    grad_sample_mode: str = "hooks"
 
     def plan_steps(self, n: int) -> int:
         return max(1, int(math.ceil(self.epochs * n / self.batch_size)))

@@ -38,6 +38,7 @@ by the exact value at the end). Numeric conditions are honoured by inpainting al
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -57,19 +58,11 @@ from dpsynth.generators.tabular.diffusion.denoiser import MLPDenoiser
 from dpsynth.generators.tabular.diffusion.process import Layout, make_schedules, per_example_loss, sample_rows
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.dpsgd_loop import DPSGDRun, DPSGDTask, effective_grad_sample_mode
-from dpsynth.privacy.grad_modes import check_grad_sample_mode
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.unit_sgd import unit_dataset
 
-_PARAMS = (
-    "width", "depth", "time_dim", "num_train_timesteps", "beta_schedule", "sampling_steps", "sampling_eta",
-    "sigma_data", "noise_multiplicity", "cond_rate", "guidance_scale", "batch_size", "epochs", "lr",
-    "max_grad_norm", "ema_decay", "max_physical_batch_size", "sample_chunk", "steps", "min_batch_size",
-    "max_batch_size", "noise_floor", "grad_sample_mode",
-)
-
-
 @register("dp-diffusion")
+@dataclass(eq=False, kw_only=True)
 class DPDiffusion(ScheduledDPSGD):
     """Gaussian diffusion on the encoded table; MLP denoiser trained with opacus DP-SGD."""
 
@@ -79,59 +72,20 @@ class DPDiffusion(ScheduledDPSGD):
     supports_canary_gradients = True
     _audit_hook = None
 
-    def __init__(
-        self,
-        *,
-        width: int = 128,
-        depth: int = 2,
-        time_dim: int = 64,
-        num_train_timesteps: int = 1000,
-        beta_schedule: str = "squaredcos_cap_v2",
-        sampling_steps: int = 25,
-        sampling_eta: float = 0.0,
-        sigma_data: float = 0.15,
-        noise_multiplicity: int = 8,
-        cond_rate: float = 0.1,
-        guidance_scale: float = 1.0,
-        batch_size: int | None = None,
-        epochs: float | None = None,
-        steps: int = 1000,
-        min_batch_size: int = 32,
-        max_batch_size: int = 4096,
-        noise_floor: float = 3.0,
-        grad_sample_mode: str = "ghost",
-        lr: float = 3e-3,
-        max_grad_norm: float = 1.0,
-        ema_decay: float = 0.99,
-        max_physical_batch_size: int = 512,
-        sample_chunk: int = 50_000,
-    ) -> None:
-        self.width = width
-        self.depth = depth
-        self.time_dim = time_dim
-        self.num_train_timesteps = num_train_timesteps
-        self.beta_schedule = beta_schedule
-        self.sampling_steps = sampling_steps
-        self.sampling_eta = sampling_eta
-        self.sigma_data = sigma_data
-        self.noise_multiplicity = noise_multiplicity
-        self.cond_rate = cond_rate
-        self.guidance_scale = guidance_scale
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.steps = steps
-        self.min_batch_size = min_batch_size
-        self.max_batch_size = max_batch_size
-        self.noise_floor = noise_floor
-        self.grad_sample_mode = check_grad_sample_mode(grad_sample_mode)
-        self.lr = lr
-        self.max_grad_norm = max_grad_norm
-        self.ema_decay = ema_decay
-        self.max_physical_batch_size = max_physical_batch_size
-        self.sample_chunk = sample_chunk
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _PARAMS}
+    width: int = 128
+    depth: int = 2
+    time_dim: int = 64
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    sampling_steps: int = 25
+    sampling_eta: float = 0.0
+    sigma_data: float = 0.15
+    noise_multiplicity: int = 8
+    cond_rate: float = 0.1
+    guidance_scale: float = 1.0
+    lr: float = 3e-3
+    ema_decay: float = 0.99
+    sample_chunk: int = 50_000
 
     # ---- building blocks ----------------------------------------------------------------
     def _build(self, schema: Schema) -> None:

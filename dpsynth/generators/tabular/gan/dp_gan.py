@@ -32,6 +32,7 @@ raises a clear error when the request cannot be met.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -61,7 +62,7 @@ from dpsynth.privacy import distributed as dist
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.dpsgd_loop import DPSGDRun, DPSGDTask, effective_grad_sample_mode
 from dpsynth.privacy.fair_sgd import FairSGD, apply_fair_sgd, dp_groups
-from dpsynth.privacy.grad_modes import check_grad_sample_mode, without_per_example
+from dpsynth.privacy.grad_modes import without_per_example
 from dpsynth.privacy.groups import group_sample_rates
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.unit_sgd import unit_dataset
@@ -71,6 +72,7 @@ __all__ = ["DPGAN", "CondSpace", "Discriminator", "GeneratorNet", "activate"]
 
 
 @register("dp-gan")
+@dataclass(eq=False, kw_only=True)
 class DPGAN(ScheduledDPSGD):
     """Conditional tabular GAN; discriminator trained with opacus DP-SGD."""
 
@@ -79,84 +81,40 @@ class DPGAN(ScheduledDPSGD):
     supports_canary_gradients = True
     _audit_hook = None
 
-    def __init__(
-        self,
-        *,
-        noise_dim: int = 64,
-        generator_hidden: tuple[int, ...] = (128, 128),
-        discriminator_hidden: tuple[int, ...] = (128, 128),
-        dropout: float = 0.0,
-        batch_size: int | None = None,
-        epochs: float | None = None,
-        steps: int = 1000,
-        min_batch_size: int = 32,
-        max_batch_size: int = 4096,
-        noise_floor: float = 3.0,
-        grad_sample_mode: str = "ghost",
-        min_fake_batch_size: int = 0,
-        generator_lr: float = 1e-3,
-        discriminator_lr: float = 1e-3,
-        max_grad_norm: float = 1.0,
-        generator_steps: int = 1,
-        tau: float = 0.2,
-        max_physical_batch_size: int = 1024,
-        max_tries: int = 50,
-        clipping: str = "flat",
-        group_columns: tuple[str, ...] = (),
-        balanced_sampling: bool = False,
-        clip_quantile: float = 0.5,
-        clip_learning_rate: float = 0.2,
-        count_noise_std: float | None = None,
-        group_clip_power: float = 0.5,
-        group_clip_max_ratio: float = 4.0,
-        balance_power: float = 0.5,
-    ) -> None:
-        if clipping not in ("flat", "adaptive", "group"):
-            raise ValueError(f"clipping must be 'flat', 'adaptive' or 'group', got {clipping!r}")
-        self.noise_dim = noise_dim
-        self.generator_hidden = tuple(generator_hidden)
-        self.discriminator_hidden = tuple(discriminator_hidden)
-        self.dropout = dropout
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.steps = steps
-        self.min_batch_size = min_batch_size
-        self.max_batch_size = max_batch_size
-        self.noise_floor = noise_floor
-        self.grad_sample_mode = check_grad_sample_mode(grad_sample_mode)
-        self.min_fake_batch_size = int(min_fake_batch_size)
-        self.generator_lr = generator_lr
-        self.discriminator_lr = discriminator_lr
-        self.max_grad_norm = max_grad_norm
-        self.generator_steps = generator_steps
-        self.tau = tau
-        self.max_physical_batch_size = max_physical_batch_size
-        self.max_tries = max_tries
-        self.clipping = clipping
-        self.group_columns = tuple(group_columns or ())
-        self.balanced_sampling = bool(balanced_sampling)
-        self.clip_quantile = clip_quantile
-        self.clip_learning_rate = clip_learning_rate
-        self.count_noise_std = count_noise_std
-        self.group_clip_power = group_clip_power
-        self.group_clip_max_ratio = group_clip_max_ratio
-        self.balance_power = balance_power
+    noise_dim: int = 64
+    generator_hidden: tuple[int, ...] = (128, 128)
+    discriminator_hidden: tuple[int, ...] = (128, 128)
+    dropout: float = 0.0
+    min_fake_batch_size: int = 0
+    generator_lr: float = 1e-3
+    discriminator_lr: float = 1e-3
+    generator_steps: int = 1
+    tau: float = 0.2
+    max_physical_batch_size: int = 1024
+    max_tries: int = 50
+    clipping: str = "flat"
+    group_columns: tuple[str, ...] = ()
+    balanced_sampling: bool = False
+    clip_quantile: float = 0.5
+    clip_learning_rate: float = 0.2
+    count_noise_std: float | None = None
+    group_clip_power: float = 0.5
+    group_clip_max_ratio: float = 4.0
+    balance_power: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.clipping not in ("flat", "adaptive", "group"):
+            raise ValueError(f"clipping must be 'flat', 'adaptive' or 'group', got {self.clipping!r}")
+        self.generator_hidden = tuple(self.generator_hidden)
+        self.discriminator_hidden = tuple(self.discriminator_hidden)
+        self.min_fake_batch_size = int(self.min_fake_batch_size)
+        self.group_columns = tuple(self.group_columns or ())
+        self.balanced_sampling = bool(self.balanced_sampling)
 
     @property
     def _uses_groups(self) -> bool:
         return self.clipping == "group" or self.balanced_sampling
-
-    def get_params(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in (
-            "noise_dim", "generator_hidden", "discriminator_hidden", "dropout", "batch_size", "epochs", "generator_lr",
-            "discriminator_lr", "max_grad_norm", "generator_steps", "tau", "max_physical_batch_size", "max_tries",
-            "clipping", "group_columns", "balanced_sampling", "clip_quantile", "clip_learning_rate", "count_noise_std",
-            "group_clip_power", "group_clip_max_ratio", "balance_power", "steps", "min_batch_size", "max_batch_size",
-            "noise_floor", "grad_sample_mode", "min_fake_batch_size")}
-        out["group_columns"] = list(out["group_columns"])
-        out["generator_hidden"] = list(out["generator_hidden"])
-        out["discriminator_hidden"] = list(out["discriminator_hidden"])
-        return out
 
     # ---- building blocks ----------------------------------------------------------------
     def _build(self, schema: Schema) -> None:
