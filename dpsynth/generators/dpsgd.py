@@ -11,9 +11,14 @@ JSON values (tuples as lists), which is what a run artifact stores and ``cls(**p
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
-from dpsynth.privacy.grad_modes import GRAD_SAMPLE_MODES, check_grad_sample_mode
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dpsynth.privacy.dpsgd_loop import DPSGDTask
+from dpsynth.privacy.grad_modes import GRAD_SAMPLE_MODES, check_grad_sample_mode, without_per_example
 
 
 @dataclass(eq=False, kw_only=True)
@@ -33,6 +38,9 @@ class DPSGDParams:
 
     def __post_init__(self) -> None:
         check_grad_sample_mode(self.grad_sample_mode, allowed=self.grad_sample_modes)
+        more = getattr(super(), "__post_init__", None)  # e.g. FairSGD's checks, for a generator that mixes it in
+        if more is not None:
+            more()
 
     def get_params(self) -> dict[str, Any]:
         out = {}
@@ -40,3 +48,48 @@ class DPSGDParams:
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+@dataclass(eq=False, kw_only=True)
+class GANParams(DPSGDParams):
+    """A GAN whose discriminator alone is trained with DP-SGD: noise_dim (generator input),
+    the two learning rates, generator_steps (generator updates per discriminator step)."""
+
+    noise_dim: int = 64
+    generator_lr: float = 1e-3
+    discriminator_lr: float = 1e-3
+    generator_steps: int = 1
+
+
+def gan_task(*, real_input: Callable[[list[torch.Tensor]], torch.Tensor], fake_input: Callable[[], torch.Tensor],
+             generator_step: Callable[[nn.Module], float], generator_steps: int, generator: nn.Module) -> DPSGDTask:
+    """The DP-SGD task of a GAN whose discriminator alone reads real rows.
+
+    (1) the loss: the discriminator's per-example loss on the real rows (``real_input(rows)``);
+    (2) the gradient on fake rows (``fake_input()``, a fixed public number of them): it reads no
+    real row, so it is computed without per-example bookkeeping and added after the noise;
+    (3) after each released step, ``generator_steps`` updates of the generator through the
+    private discriminator (``generator_step(discriminator) -> loss``): post-processing."""
+    fake_loss = {}
+
+    def loss(disc, rows):  # (1)
+        logits = disc(real_input(rows).requires_grad_(True))  # full backward hooks need an input with grad
+        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
+
+    def extra_grads(disc):  # (2)
+        with torch.no_grad():
+            fake = fake_input()
+        with without_per_example(disc) as plain:
+            logits = plain(fake)
+            fake_loss["d"] = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+            return torch.autograd.grad(fake_loss["d"], list(disc.parameters()))
+
+    def after_step(disc, step, losses):  # (3)
+        disc.eval()
+        with without_per_example(disc) as plain:
+            for _ in range(generator_steps):
+                g_loss = generator_step(plain)
+        loss_real = losses.mean() if len(losses) else losses.sum()
+        return {"d_loss": (loss_real + fake_loss["d"]).item(), "g_loss": g_loss}
+
+    return DPSGDTask(loss=loss, extra_grads=extra_grads, after_step=after_step, public_modules=(generator,))

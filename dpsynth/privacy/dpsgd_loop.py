@@ -64,6 +64,18 @@ class DPSGDTask:
     public_modules: tuple[nn.Module, ...] = ()
 
 
+def public_update(module: nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> float:
+    """One optimizer step of a network that reads no real row (a GAN's generator, trained through
+    the private discriminator: post-processing); with several ranks the gradients are averaged,
+    so the replicas stay identical. Returns the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    grads = dist.average_gradients(torch.autograd.grad(loss, list(module.parameters())))
+    for p, g in zip(module.parameters(), grads):
+        p.grad = g
+    optimizer.step()
+    return loss.item()
+
+
 def effective_grad_sample_mode(requested: str, *, needs_grad_samples: bool) -> str:
     """Per-unit sums, adaptive / group clipping and the audit's canaries read per-example
     gradients (``p.grad_sample``): they run in hooks mode, whatever mode was asked for."""

@@ -39,11 +39,14 @@ from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.mechanisms import preprocessing_noise_multiplier
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, kw_only=True)
 class FairSGD:
-    """The fairness options of a DP-SGD run (all off: ``clipping="flat"``, no balancing)."""
+    """The fairness options of a DP-SGD run (all off: ``clipping="flat"``, no balancing);
+    ``group_columns``: the sensitive columns that define the groups (default: the schema's).
+    A generator that offers them mixes this dataclass in (its fields are hyper-parameters)."""
 
     clipping: str = "flat"
+    group_columns: tuple[str, ...] = ()
     balanced_sampling: bool = False
     clip_quantile: float = 0.5
     clip_learning_rate: float = 0.2
@@ -52,8 +55,14 @@ class FairSGD:
     group_clip_max_ratio: float = 4.0
     balance_power: float = 0.5
 
+    def __post_init__(self) -> None:
+        if self.clipping not in ("flat", "adaptive", "group"):
+            raise ValueError(f"clipping must be 'flat', 'adaptive' or 'group', got {self.clipping!r}")
+        self.group_columns = tuple(self.group_columns or ())
+        self.balanced_sampling = bool(self.balanced_sampling)
+
     @property
-    def active(self) -> bool:
+    def fairness_active(self) -> bool:
         return self.clipping != "flat" or self.balanced_sampling
 
 

@@ -6,8 +6,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dpsynth.generators.base import Generator
+import numpy as np
+
+from dpsynth.data.table import TableData
+from dpsynth.generators.base import Generator, ProgressFn, seeded_torch
 from dpsynth.generators.dpsgd import DPSGDParams
+from dpsynth.privacy.budget import Budget
+from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.schedule import Schedule, plan_schedule
 
 
@@ -23,6 +28,12 @@ class ScheduledDPSGD(DPSGDParams, Generator):
     min_batch_size: int = 32
     max_batch_size: int = 4096
     noise_floor: float = 3.0
+
+    def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
+            progress: ProgressFn | None = None):
+        with seeded_torch(rng):  # weight init and dropout draw from torch's RNG: fork it, seed it, restore it
+            ledger = self._make_ledger(budget, len(data.frame), ledger)
+            return self._fit(data, budget=budget, rng=rng, ledger=ledger, progress=progress)
 
     def plan_schedule(self, n: int, *, epsilon: float | None, delta: float) -> Schedule:
         """Logical batch size and steps from public facts only (the row count n of the privacy unit,

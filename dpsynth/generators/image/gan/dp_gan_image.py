@@ -32,13 +32,11 @@ from dpsynth.data.image_schema import ImageSchema
 from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
-from dpsynth.generators.dpsgd import DPSGDParams
+from dpsynth.generators.dpsgd import GANParams, gan_task
 from dpsynth.generators.image.base import ImageGenerator, init_weights
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
-from dpsynth.privacy import distributed as dist
-from dpsynth.privacy.dpsgd_loop import DPSGDRun, DPSGDTask
-from dpsynth.privacy.grad_modes import without_per_example
+from dpsynth.privacy.dpsgd_loop import DPSGDRun, public_update
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.schedule import Schedule
 
@@ -94,17 +92,15 @@ def with_label_maps(images: torch.Tensor, labels: torch.Tensor, n_classes: int) 
 
 @register("dp-gan-image")
 @dataclass(eq=False, kw_only=True)
-class DPGANImage(DPSGDParams, ImageGenerator):
+class DPGANImage(GANParams, ImageGenerator):
     """Conditional DCGAN; discriminator trained with opacus DP-SGD (plain DP-DCGAN)."""
 
-    noise_dim: int = 64
     generator_channels: int = 64
     discriminator_channels: int = 32
     batch_size: int = 128
     epochs: float = 20.0
     generator_lr: float = 2e-4
     discriminator_lr: float = 2e-4
-    generator_steps: int = 1
     max_physical_batch_size: int = 256
     sample_batch_size: int = 512
     device: str = "auto"
@@ -164,45 +160,21 @@ class DPGANImage(DPSGDParams, ImageGenerator):
         fake, labels = self._fakes(m, gen, device)
         logits = disc(with_label_maps(fake, labels, self.schema_.n_classes))
         loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-        opt_g.zero_grad(set_to_none=True)
-        grads = dist.average_gradients(torch.autograd.grad(loss, list(self.generator_.parameters())))
-        for p, g in zip(self.generator_.parameters(), grads):
-            p.grad = g
-        opt_g.step()
-        return loss.item()
+        return public_update(self.generator_, loss, opt_g)
 
     def _train_dp(self, run: DPSGDRun, opt_g, *, gen, device, progress) -> None:
-        """The discriminator's DP-SGD steps on the shared loop: the loss on real images (1), the
-        gradient on fake images, data-independent and added after the noise (2), the generator
-        update through the private discriminator (3)."""
+        """The discriminator's DP-SGD steps on the shared loop (see :func:`~dpsynth.generators.dpsgd.gan_task`)."""
         k = self.schema_.n_classes
         m = run.per_rank(run.expected_batch_size)  # fixed fake count; with several ranks each draws its share
-        fake_loss = {}
 
-        def loss(disc, rows):  # (1)
-            x_real, y_real = rows
-            logits = disc(with_label_maps(x_real.to(device), y_real.to(device), k).requires_grad_(True))
-            return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
+        def fake_input():
+            fake, labels = self._fakes(m, gen, device)
+            return with_label_maps(fake, labels, k).requires_grad_(True)
 
-        def extra_grads(disc):  # (2)
-            with torch.no_grad():
-                fake, labels = self._fakes(m, gen, device)
-            with without_per_example(disc) as plain:
-                logits = plain(with_label_maps(fake, labels, k).requires_grad_(True))
-                fake_loss["d"] = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
-                return torch.autograd.grad(fake_loss["d"], list(disc.parameters()))
-
-        def after_step(disc, step, losses):  # (3)
-            disc.eval()
-            with without_per_example(disc) as plain:
-                for _ in range(self.generator_steps):
-                    g_loss = self._generator_step(plain, opt_g, m, gen, device)
-            loss_real = losses.mean() if len(losses) else losses.sum()
-            return {"d_loss": (loss_real + fake_loss["d"]).item(), "g_loss": g_loss}
-
-        run.train(DPSGDTask(loss=loss, extra_grads=extra_grads, after_step=after_step,
-                            public_modules=(self.generator_,)),
-                  max_physical_batch_size=self.max_physical_batch_size, progress=progress)
+        task = gan_task(real_input=lambda rows: with_label_maps(rows[0].to(device), rows[1].to(device), k),
+                        fake_input=fake_input, generator_step=lambda disc: self._generator_step(disc, opt_g, m, gen, device),
+                        generator_steps=self.generator_steps, generator=self.generator_)
+        run.train(task, max_physical_batch_size=self.max_physical_batch_size, progress=progress)
 
     def _train_non_private(self, disc, opt_d, opt_g, dataset, *, steps: int, gen, device, progress) -> None:
         k = self.schema_.n_classes

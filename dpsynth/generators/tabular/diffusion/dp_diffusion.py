@@ -50,7 +50,7 @@ from dpsynth.data.schema import Schema, _key
 from dpsynth.data.table import SyntheticData, TableData
 from dpsynth.data.transform import TableTransformer
 from dpsynth.errors import DpsynthError
-from dpsynth.generators.base import ProgressFn, seeded_torch, torch_generator
+from dpsynth.generators.base import ProgressFn, torch_generator
 from dpsynth.generators.registry import register
 from dpsynth.generators.tabular.dpsgd_schedule import ScheduledDPSGD
 from dpsynth.generators.tabular.diffusion.conditioning import ConditionSpace
@@ -111,16 +111,9 @@ class DPDiffusion(ScheduledDPSGD):
         return torch.from_numpy(x)
 
     # ---- training -----------------------------------------------------------------------
-    def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
-            progress: ProgressFn | None = None) -> "DPDiffusion":
-        with seeded_torch(rng):  # weight init draws from torch's RNG: fork it, seed it from rng, restore it
-            return self._fit(data, budget=budget, rng=rng, ledger=ledger, progress=progress)
-
     def _fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None,
              progress: ProgressFn | None) -> "DPDiffusion":
         schema, frame = data.schema, data.frame
-        n = len(frame)
-        ledger = self._make_ledger(budget, n, ledger)
         self._build(schema)
         gen = torch_generator(rng)
         dataset = TensorDataset(self._encode(frame))

@@ -45,7 +45,8 @@ from dpsynth.data.schema import Schema
 from dpsynth.data.table import SyntheticData, TableData
 from dpsynth.data.transform import TableTransformer
 from dpsynth.errors import DpsynthError
-from dpsynth.generators.base import ProgressFn, seeded_torch, torch_generator
+from dpsynth.generators.base import ProgressFn, torch_generator
+from dpsynth.generators.dpsgd import GANParams, gan_task
 from dpsynth.generators.registry import register
 from dpsynth.generators.tabular.dpsgd_schedule import ScheduledDPSGD
 from dpsynth.generators.tabular.gan.conditional import (
@@ -58,11 +59,9 @@ from dpsynth.generators.tabular.gan.conditional import (
     resolve_conditions,
 )
 from dpsynth.generators.tabular.gan.networks import Discriminator, GeneratorNet, activate, cond_loss
-from dpsynth.privacy import distributed as dist
 from dpsynth.privacy.budget import Budget
-from dpsynth.privacy.dpsgd_loop import DPSGDRun, DPSGDTask, effective_grad_sample_mode
+from dpsynth.privacy.dpsgd_loop import DPSGDRun, effective_grad_sample_mode, public_update
 from dpsynth.privacy.fair_sgd import FairSGD, apply_fair_sgd, dp_groups
-from dpsynth.privacy.grad_modes import without_per_example
 from dpsynth.privacy.groups import group_sample_rates
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.unit_sgd import unit_dataset
@@ -73,7 +72,7 @@ __all__ = ["DPGAN", "CondSpace", "Discriminator", "GeneratorNet", "activate"]
 
 @register("dp-gan")
 @dataclass(eq=False, kw_only=True)
-class DPGAN(ScheduledDPSGD):
+class DPGAN(ScheduledDPSGD, GANParams, FairSGD):
     """Conditional tabular GAN; discriminator trained with opacus DP-SGD."""
 
     exact_conditioning = False
@@ -81,36 +80,19 @@ class DPGAN(ScheduledDPSGD):
     supports_canary_gradients = True
     _audit_hook = None
 
-    noise_dim: int = 64
     generator_hidden: tuple[int, ...] = (128, 128)
     discriminator_hidden: tuple[int, ...] = (128, 128)
     dropout: float = 0.0
     min_fake_batch_size: int = 0
-    generator_lr: float = 1e-3
-    discriminator_lr: float = 1e-3
-    generator_steps: int = 1
     tau: float = 0.2
     max_physical_batch_size: int = 1024
     max_tries: int = 50
-    clipping: str = "flat"
-    group_columns: tuple[str, ...] = ()
-    balanced_sampling: bool = False
-    clip_quantile: float = 0.5
-    clip_learning_rate: float = 0.2
-    count_noise_std: float | None = None
-    group_clip_power: float = 0.5
-    group_clip_max_ratio: float = 4.0
-    balance_power: float = 0.5
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.clipping not in ("flat", "adaptive", "group"):
-            raise ValueError(f"clipping must be 'flat', 'adaptive' or 'group', got {self.clipping!r}")
+        super().__post_init__()  # DPSGDParams, then FairSGD
         self.generator_hidden = tuple(self.generator_hidden)
         self.discriminator_hidden = tuple(self.discriminator_hidden)
         self.min_fake_batch_size = int(self.min_fake_batch_size)
-        self.group_columns = tuple(self.group_columns or ())
-        self.balanced_sampling = bool(self.balanced_sampling)
 
     @property
     def _uses_groups(self) -> bool:
@@ -126,16 +108,9 @@ class DPGAN(ScheduledDPSGD):
         self.schema_ = schema
 
     # ---- training -----------------------------------------------------------------------
-    def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
-            progress: ProgressFn | None = None) -> "DPGAN":
-        with seeded_torch(rng):  # weight init and dropout draw from torch's RNG: fork it, seed it, restore it
-            return self._fit(data, budget=budget, rng=rng, ledger=ledger, progress=progress)
-
     def _fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None,
              progress: ProgressFn | None) -> "DPGAN":
         schema, frame = data.schema, data.frame
-        n = len(frame)
-        ledger = self._make_ledger(budget, n, ledger)
         self._build(schema)
         gen = torch_generator(rng)
         encoded = torch.from_numpy(self.transformer_.encode(frame))
@@ -188,26 +163,19 @@ class DPGAN(ScheduledDPSGD):
                                    purpose="discriminator DP-SGD", secure_mode=budget.secure_mode, module=disc,
                                    optimizer=opt_d, dataset=dataset, torch_rng=gen, grad_sample_mode=mode,
                                    per_unit=self._per_unit)
-            fair = self._fair_sgd()
-            if fair.active:
-                rates = apply_fair_sgd(run, fair, groups=groups, max_grad_norm=self.max_grad_norm)
+            if self.fairness_active:
+                rates = apply_fair_sgd(run, self, groups=groups, max_grad_norm=self.max_grad_norm)
                 if rates is not None:  # fake rows follow the balanced shares; sampling undoes them
                     self.train_cond_probs_ = balanced_cond_probs(self.cond_probs_, self.cond_.spans, groups, rates, schema)
                     self.balance_rates_ = rates / rates.max()
             self._train_dp(run, opt_g, gen=gen, progress=progress)
             self.dp_plan_ = run.summary(schedule=self.schedule_)
-            if fair.active:
+            if self.fairness_active:
                 self.dp_plan_["fairness"] = {k: v for k, v in run.engine.entry.params.items()
                                              if k not in ("planned_steps", "poisson_sampling", "secure_mode")}
         self.generator_.eval()
         self.ledger_ = ledger
         return self
-
-    def _fair_sgd(self) -> FairSGD:
-        return FairSGD(clipping=self.clipping, balanced_sampling=self.balanced_sampling,
-                       clip_quantile=self.clip_quantile, clip_learning_rate=self.clip_learning_rate,
-                       count_noise_std=self.count_noise_std, group_clip_power=self.group_clip_power,
-                       group_clip_max_ratio=self.group_clip_max_ratio, balance_power=self.balance_power)
 
 
     def _fake_batch(self, m: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -221,12 +189,7 @@ class DPGAN(ScheduledDPSGD):
         fake, cond, block, category = self._fake_batch(m, gen)
         logits = disc_forward(torch.cat([fake, cond], dim=1))
         loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits)) + cond_loss(fake, block, category, self.cond_.spans)
-        opt_g.zero_grad(set_to_none=True)
-        grads = dist.average_gradients(torch.autograd.grad(loss, list(self.generator_.parameters())))
-        for p, g in zip(self.generator_.parameters(), grads):
-            p.grad = g
-        opt_g.step()
-        return loss.item()
+        return public_update(self.generator_, loss, opt_g)
 
 
     def _train_dp(self, run: DPSGDRun, opt_g: torch.optim.Optimizer, *, gen: torch.Generator,
@@ -235,37 +198,16 @@ class DPGAN(ScheduledDPSGD):
         # fake rows read no real row: their number (public, fixed) may exceed the small DP batches of small
         # tables; with several ranks each draws its share and the gradients are averaged
         m = run.per_rank(max(run.expected_batch_size, self.min_fake_batch_size))
-        run.train(self._dp_task(opt_g, m, gen), max_physical_batch_size=self.max_physical_batch_size,
-                  progress=progress, audit_hook=self._audit_hook)
 
-    def _dp_task(self, opt_g: torch.optim.Optimizer, m: int, gen: torch.Generator) -> DPSGDTask:
-        """The GAN's part of a DP-SGD step: the loss on real rows (1), the gradient on fake rows,
-        data-independent and added after the noise (2), the generator update through the private
-        discriminator (3)."""
-        fake_loss = {}
+        def fake_input():
+            fake, cond, _, _ = self._fake_batch(m, gen)
+            return torch.cat([fake, cond], dim=1)
 
-        def loss(disc, rows):  # (1)
-            inputs = torch.cat([rows[0], rows[1]], dim=1).requires_grad_(True)  # full backward hooks need it
-            logits = disc(inputs)
-            return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
-
-        def extra_grads(disc):  # (2)
-            with torch.no_grad():
-                fake, cond, _, _ = self._fake_batch(m, gen)
-            with without_per_example(disc) as plain:
-                logits = plain(torch.cat([fake, cond], dim=1))
-                fake_loss["d"] = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
-                return torch.autograd.grad(fake_loss["d"], list(disc.parameters()))
-
-        def after_step(disc, step, losses):  # (3)
-            disc.eval()
-            with without_per_example(disc) as plain:
-                for _ in range(self.generator_steps):
-                    g_loss = self._generator_step(plain, opt_g, m, gen)
-            loss_real = losses.mean() if len(losses) else losses.sum()
-            return {"d_loss": (loss_real + fake_loss["d"]).item(), "g_loss": g_loss}
-
-        return DPSGDTask(loss=loss, extra_grads=extra_grads, after_step=after_step, public_modules=(self.generator_,))
+        task = gan_task(real_input=lambda rows: torch.cat([rows[0], rows[1]], dim=1), fake_input=fake_input,
+                        generator_step=lambda disc: self._generator_step(disc, opt_g, m, gen),
+                        generator_steps=self.generator_steps, generator=self.generator_)
+        run.train(task, max_physical_batch_size=self.max_physical_batch_size, progress=progress,
+                  audit_hook=self._audit_hook)
 
     def _train_non_private(self, disc, opt_d, opt_g, dataset, *, steps: int, gen, progress,
                            weights: torch.Tensor | None = None, batch_size: int = 128) -> None:
