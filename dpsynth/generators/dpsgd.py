@@ -61,6 +61,20 @@ class GANParams(DPSGDParams):
     generator_steps: int = 1
 
 
+@dataclass(eq=False, kw_only=True)
+class DiffusionParams(DPSGDParams):
+    """A denoiser trained with DP-SGD: the forward process (num_train_timesteps, beta_schedule),
+    noise_multiplicity (noisy copies inside one example's loss), Adam's lr, the EMA decay of the
+    weights, and guidance_scale at sampling."""
+
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    noise_multiplicity: int = 8
+    lr: float = 3e-3
+    ema_decay: float = 0.99
+    guidance_scale: float = 1.0
+
+
 def gan_task(*, real_input: Callable[[list[torch.Tensor]], torch.Tensor], fake_input: Callable[[], torch.Tensor],
              generator_step: Callable[[nn.Module], float], generator_steps: int, generator: nn.Module) -> DPSGDTask:
     """The DP-SGD task of a GAN whose discriminator alone reads real rows.

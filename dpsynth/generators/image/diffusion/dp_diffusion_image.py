@@ -42,7 +42,7 @@ from dpsynth.data.image_schema import ImageSchema
 from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
-from dpsynth.generators.dpsgd import DPSGDParams
+from dpsynth.generators.dpsgd import DiffusionParams
 from dpsynth.generators.image.base import ImageGenerator, ema_update, init_weights
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
@@ -82,7 +82,7 @@ def denoising_loss(forward, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
 
 @register("dp-diffusion-image")
 @dataclass(eq=False, kw_only=True)
-class DPDiffusionImage(DPSGDParams, ImageGenerator):
+class DPDiffusionImage(DiffusionParams, ImageGenerator):
     """Class-conditional DDPM (diffusers UNet2DModel) trained with DP-SGD and noise multiplicity.
 
     cond_drop: chance that a noisy copy's label is replaced by a learned null class during
@@ -95,8 +95,6 @@ class DPDiffusionImage(DPSGDParams, ImageGenerator):
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     layers_per_block: int = 1
     norm_num_groups: int = 8
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "squaredcos_cap_v2"
     noise_multiplicity: int = 4
     batch_size: int = 256
     epochs: float = 10.0
@@ -108,7 +106,6 @@ class DPDiffusionImage(DPSGDParams, ImageGenerator):
     sample_batch_size: int = 256
     device: str = "auto"
     cond_drop: float = 0.0
-    guidance_scale: float = 1.0
     grad_sample_mode: str = "vmap"
 
     def __post_init__(self) -> None:

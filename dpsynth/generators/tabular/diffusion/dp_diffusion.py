@@ -51,6 +51,7 @@ from dpsynth.data.table import SyntheticData, TableData
 from dpsynth.data.transform import TableTransformer
 from dpsynth.errors import DpsynthError
 from dpsynth.generators.base import ProgressFn, torch_generator
+from dpsynth.generators.dpsgd import DiffusionParams
 from dpsynth.generators.registry import register
 from dpsynth.generators.tabular.dpsgd_schedule import ScheduledDPSGD
 from dpsynth.generators.tabular.diffusion.conditioning import ConditionSpace
@@ -63,7 +64,7 @@ from dpsynth.privacy.unit_sgd import unit_dataset
 
 @register("dp-diffusion")
 @dataclass(eq=False, kw_only=True)
-class DPDiffusion(ScheduledDPSGD):
+class DPDiffusion(ScheduledDPSGD, DiffusionParams):
     """Gaussian diffusion on the encoded table; MLP denoiser trained with opacus DP-SGD."""
 
     exact_conditioning = True
@@ -75,16 +76,10 @@ class DPDiffusion(ScheduledDPSGD):
     width: int = 128
     depth: int = 2
     time_dim: int = 64
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "squaredcos_cap_v2"
     sampling_steps: int = 25
     sampling_eta: float = 0.0
     sigma_data: float = 0.15
-    noise_multiplicity: int = 8
     cond_rate: float = 0.1
-    guidance_scale: float = 1.0
-    lr: float = 3e-3
-    ema_decay: float = 0.99
     sample_chunk: int = 50_000
 
     # ---- building blocks ----------------------------------------------------------------
