@@ -268,7 +268,7 @@ def claim_table(*, delta: float, max_m: int, epsilons=(1.0, 4.0, 8.0)) -> str:
     rho(epsilon) whatever the data, and a patient moving m rows is covered at rho x m^2 (group
     privacy): computed from the accountant, no run needed. The patient-level run claims epsilon for
     every patient (at most k rows each)."""
-    from dpsynth.generators.marginal.measure import available_rho
+    from dpsynth.generators.tabular.marginal.measure import available_rho
 
     lines = ["| claimed epsilon | rho | patient with 2 encounters | 5 | " + f"{max_m} (the most in the train split) |",
              "|---|---|---|---|---|"]

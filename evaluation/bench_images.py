@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from dpsynth.config import build_generator, load_config  # noqa: E402
 from dpsynth.data.images import load_image_splits  # noqa: E402
-from dpsynth.generators.dp_diffusion_image import build_unet, denoising_loss  # noqa: E402
+from dpsynth.generators.image.diffusion.dp_diffusion_image import build_unet, denoising_loss  # noqa: E402
 from dpsynth.metrics.image import evaluate_images, save_image_grid  # noqa: E402
 from dpsynth.privacy.functional_grads import per_example_grads, set_grad_samples  # noqa: E402
 

@@ -33,7 +33,7 @@ def step_time_ratio(*, batch_size: int = 128, steps: int = 100, in_dim: int = 12
     """Time one optimizer step of the dp-gan discriminator with and without opacus DP-SGD."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    from dpsynth.generators.dp_gan import Discriminator
+    from dpsynth.generators.tabular.gan.dp_gan import Discriminator
     from dpsynth.privacy.engine import DPSGDEngine, DPSGDPlan
     from dpsynth.privacy.ledger import Ledger
 

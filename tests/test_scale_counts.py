@@ -23,7 +23,7 @@ from dpsynth.data.loaders import read_table
 from dpsynth.data.schema import Schema
 from dpsynth.data.table import TableData
 from dpsynth.errors import DataError
-from dpsynth.generators.marginal.discretize import Discretizer
+from dpsynth.generators.tabular.marginal.discretize import Discretizer
 from dpsynth.generators.registry import get_generator_class
 from dpsynth.privacy.budget import Budget
 from dpsynth.scale.counts import ArrayCounts, RecodedCounts

@@ -1,9 +1,9 @@
 """Per-generator adapters for federated training: global weights, one local round, the result.
 
-Each adapter drives a dpsynth generator's own networks, loss and DP-SGD training loop (the
-loops ``_train_dp`` / ``_dp_loop`` of the generator modules, unchanged) for the steps of one
-round, starting from the global weights, and returns the site's new weights. Nothing here
-imports flwr; :mod:`dpsynth.federated.site` supplies the ledger and the engine.
+Each adapter drives a dpsynth generator's own networks and loss on the shared DP-SGD loop
+(:class:`dpsynth.privacy.dpsgd_loop.DPSGDRun`, through the generator's ``_train_dp``) for the
+steps of one round, starting from the global weights, and returns the site's new weights.
+Nothing here imports flwr; :mod:`dpsynth.federated.site` supplies the ledger and the engine.
 
 What is exchanged (the "global state", float32 tensors, a fixed key order per schema):
 
@@ -29,7 +29,9 @@ from torch.utils.data import TensorDataset
 
 from dpsynth.errors import ConfigError
 from dpsynth.generators.base import seeded_torch, torch_generator
+from dpsynth.generators.tabular.gan.conditional import cond_counts
 from dpsynth.privacy.budget import Budget
+from dpsynth.privacy.dpsgd_loop import DPSGDRun
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.mechanisms import noisy_counts, preprocessing_noise_multiplier
 
@@ -125,7 +127,7 @@ class GANModel(FederatedModel):
             raise ConfigError("federated dp-gan supports clipping='flat' without balanced_sampling only")
 
     def _discriminator(self):
-        from dpsynth.generators.dp_gan import Discriminator
+        from dpsynth.generators.tabular.gan.networks import Discriminator
 
         g = self.generator
         return Discriminator(in_dim=g.transformer_.dim + g.cond_.dim, hidden=g.discriminator_hidden, dropout=g.dropout)
@@ -147,13 +149,9 @@ class GANModel(FederatedModel):
     def preprocess(self, data, *, budget: Budget, ledger: Ledger, rng: np.random.Generator) -> dict:
         g = self.generator
         g._build(self.schema)
-        spans = g.cond_.spans
-        if not spans:
+        if not g.cond_.spans:
             return {"category_counts": []}
-        codes = [g.transformer_.category_codes(data.frame, self.schema[s.column]) for s in spans]
-        sigma = preprocessing_noise_multiplier(budget, delta=ledger.delta, releases=1)
-        counts = noisy_counts(codes, [s.dim for s in spans], ledger=ledger, noise_multiplier=sigma, rng=rng,
-                              purpose="category frequencies for the conditional vector", secure=budget.secure_mode)
+        counts = cond_counts(data.frame, g.cond_, transformer=g.transformer_, budget=budget, ledger=ledger, rng=rng)
         return {"category_counts": [c.tolist() for c in counts]}
 
     def local_round(self, state: State, data, *, released: dict, engine, rng: np.random.Generator) -> State:
@@ -168,8 +166,8 @@ class GANModel(FederatedModel):
             dataset = TensorDataset(encoded, g.cond_.for_rows(encoded, gen=gen))
             opt_d = torch.optim.Adam(disc.parameters(), lr=g.discriminator_lr, betas=(0.5, 0.9))
             opt_g = torch.optim.Adam(net.parameters(), lr=g.generator_lr, betas=(0.5, 0.9))
-            private, opt_d, loader = engine.make_private(module=disc, optimizer=opt_d, dataset=dataset, torch_rng=gen)
-            g._train_dp(engine.engine, private, opt_d, opt_g, loader, gen=gen, progress=None)
+            run = DPSGDRun(engine=engine, module=disc, optimizer=opt_d, dataset=dataset, torch_rng=gen)
+            g._train_dp(run, opt_g, gen=gen, progress=None)
         return {**_prefixed("generator.", net.state_dict()), **_prefixed("discriminator.", disc.state_dict())}
 
     def finalize(self, state: State, released: list[dict]):
@@ -214,9 +212,8 @@ class TabularDiffusionModel(FederatedModel):
         gen = torch_generator(rng)
         dataset = TensorDataset(g._encode(data.frame))
         optimizer = torch.optim.Adam(model.parameters(), lr=g.lr)
-        private, optimizer, loader = engine.make_private(module=model, optimizer=optimizer, dataset=dataset,
-                                                         torch_rng=gen)
-        g._train_dp(engine.engine, private, optimizer, ema, loader, gen=gen, progress=None)
+        run = DPSGDRun(engine=engine, module=model, optimizer=optimizer, dataset=dataset, torch_rng=gen)
+        g._train_dp(run, ema, gen=gen, progress=None)
         return {**_prefixed("model.", model.state_dict()), **_prefixed("ema.", dict(zip(names, ema)))}
 
     def finalize(self, state: State, released: list[dict]):
@@ -231,7 +228,7 @@ class ImageDiffusionModel(FederatedModel):
     name = "dp-diffusion-image"
 
     def _unet(self, state: State | None, rng: np.random.Generator):
-        from dpsynth.generators.image_base import init_weights
+        from dpsynth.generators.image.base import init_weights
 
         g = self.generator
         g._null_label = self.schema.n_classes
@@ -264,10 +261,9 @@ class ImageDiffusionModel(FederatedModel):
         gen = torch_generator(rng)
         opt = torch.optim.Adam(model.parameters(), lr=g.lr)
         dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
-        _, opt, loader = engine.make_private(module=model, optimizer=opt, dataset=dataset, torch_rng=gen,
-                                             grad_sample_mode="no_op", noise_generator=g._noise_generator(gen, device))
-        g._train_dp(engine.engine, model, opt, ema, loader, g._alphas_cumprod(), gen=gen, device=device,
-                    progress=None)
+        run = DPSGDRun(engine=engine, module=model, optimizer=opt, dataset=dataset, torch_rng=gen,
+                       grad_sample_mode="no_op", noise_generator=g._noise_generator(gen, device))
+        g._train_dp(run, model, ema, g._alphas_cumprod(), gen=gen, device=device, progress=None)
         return {**_prefixed("model.", model.state_dict()), **_prefixed("ema.", ema)}
 
     def finalize(self, state: State, released: list[dict]):

@@ -89,25 +89,24 @@ def _dp_sgd_entry(ledger: Ledger) -> LedgerEntry | None:
     return found[0] if found else None
 
 
-class RoundEngine:
+class RoundEngine(DPSGDEngine):
     """The dpsynth DP-SGD engine for one round, continuing the site's single ledger entry."""
 
     def __init__(self, *, ledger: Ledger, plan: DPSGDPlan, steps_this_round: int, purpose: str,
                  secure_mode: bool, site: str, rounds: int) -> None:
-        self.ledger = ledger
         self.previous = _dp_sgd_entry(ledger)
         self.total_plan = plan
         done = 0 if self.previous is None else self.previous.steps
         # the engine stops after this round's steps; the noise multiplier is the one fixed for all rounds
-        self.engine = DPSGDEngine(ledger=ledger, plan=replace(plan, steps=done + steps_this_round), purpose=purpose,
-                                  secure_mode=secure_mode)
+        super().__init__(ledger=ledger, plan=replace(plan, steps=done + steps_this_round), purpose=purpose,
+                         secure_mode=secure_mode)
         self.site = site
         self.rounds = rounds
         self.steps_this_round = steps_this_round
 
     def make_private(self, **kwargs):
-        out = self.engine.make_private(**kwargs)
-        fresh = self.engine.entry
+        out = super().make_private(**kwargs)
+        fresh = self.entry
         if self.previous is None:
             fresh.params.update({"planned_steps": self.total_plan.steps, "rounds": self.rounds,
                                  "steps_per_round": self.steps_this_round, "site": self.site,
@@ -116,7 +115,7 @@ class RoundEngine:
         if (fresh.noise_multiplier, fresh.sample_rate) != (self.previous.noise_multiplier, self.previous.sample_rate):
             raise PrivacyError(f"site {self.site}: DP-SGD plan changed between rounds")
         self.ledger.entries = [e for e in self.ledger.entries if e is not fresh]
-        self.engine.entry = self.previous  # keep counting in the site's one DP-SGD entry
+        self.entry = self.previous  # keep counting in the site's one DP-SGD entry
         return out
 
 

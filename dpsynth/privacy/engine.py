@@ -93,13 +93,16 @@ def _batch_size_for(n: int, *, batches: int) -> int:
 class DPSGDEngine:
     """Makes one (module, optimizer, dataset) private under a plan, and charges each step.
 
-    Usage::
+    Generators do not drive it by hand: :class:`dpsynth.privacy.dpsgd_loop.DPSGDRun` (the one
+    DP-SGD training loop) builds it, calls :meth:`make_private`, and runs the steps::
 
         engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="discriminator", secure_mode=False)
         module, optimizer, loader = engine.make_private(module=d, optimizer=opt, dataset=ds, torch_rng=g)
-        for batch in engine.batches(loader, optimizer, max_physical_batch_size=512):
-            ...loss.backward()
-            engine.step(optimizer)            # or engine.step(optimizer, extra_grads=...)
+        while engine.can_step():
+            with engine.batches(loader, optimizer, max_physical_batch_size=512) as batches:
+                for batch in batches:
+                    ...engine.backward(per_example_losses)
+                    engine.step(optimizer)    # or engine.step(optimizer, extra_grads=...)
     """
 
     def __init__(self, *, ledger: Ledger, plan: DPSGDPlan, purpose: str, secure_mode: bool = False) -> None:

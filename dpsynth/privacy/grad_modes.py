@@ -11,9 +11,10 @@
 Ghost clipping needs the *per-example* loss to go through the criterion that opacus'
 ``make_private`` returns (``DPLossFastGradientClipping``): its ``backward`` runs both passes. A
 plain ``loss.backward()`` in ghost mode would leave the UNCLIPPED gradient in ``p.grad`` (opacus
-then adds noise to it and the accountant counts the step as if it were clipped). So every
-DP-SGD loop in dpsynth calls :meth:`dpsynth.privacy.engine.DPSGDEngine.backward` with the
-per-example losses, which routes them through that criterion in ghost mode.
+then adds noise to it and the accountant counts the step as if it were clipped). So the one
+DP-SGD loop of dpsynth (:mod:`dpsynth.privacy.dpsgd_loop`) calls
+:meth:`dpsynth.privacy.engine.DPSGDEngine.backward` with the per-example losses, which routes
+them through that criterion in ghost mode.
 """
 
 from __future__ import annotations
@@ -49,11 +50,6 @@ class PerExampleLoss(nn.Module):
         if self.reduction == "sum":
             return per_example.sum()
         return per_example.mean()
-
-
-def ghost_kwargs(mode: str) -> dict:
-    """Keyword arguments of :meth:`DPSGDEngine.make_private` for ``mode``."""
-    return {"grad_sample_mode": mode}
 
 
 @contextmanager

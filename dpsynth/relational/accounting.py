@@ -44,7 +44,7 @@ from typing import Iterator
 
 from dpsynth.data.relational import RelationalSchema
 from dpsynth.errors import PrivacyError
-from dpsynth.generators.marginal.measure import available_rho
+from dpsynth.generators.tabular.marginal.measure import available_rho
 from dpsynth.privacy.accountants import compose
 from dpsynth.privacy.ledger import Ledger
 

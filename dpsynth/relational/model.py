@@ -35,7 +35,7 @@ from dpsynth.relational.load import UNIT, RelationalFrames
 from dpsynth.data.schema import Schema
 from dpsynth.data.table import TableData
 from dpsynth.errors import DataError, DpsynthError
-from dpsynth.generators.marginal.discretize import column_bins
+from dpsynth.generators.tabular.marginal.discretize import column_bins
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.contribution import unit_index

@@ -3,7 +3,7 @@
 A counter answers ``counts(cliques)``: for each clique (a tuple of column indices) the exact
 count of every cell of its marginal, flattened in C order over the clique's columns and
 zero-filled to the public domain (``sizes``), as float64. PRIVATE: only a charged mechanism
-(:class:`dpsynth.generators.marginal.measure.Measurer`) may read them.
+(:class:`dpsynth.generators.tabular.marginal.measure.Measurer`) may read them.
 
 - ``ArrayCounts``: codes held in memory (the numpy path; ``np.bincount`` per marginal);
 - ``CubeCounts``: the base of the engine counters. It plans a few cover cubes per request

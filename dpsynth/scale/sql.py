@@ -1,4 +1,4 @@
-"""The discretisation of :mod:`dpsynth.generators.marginal.discretize`, written as SQL.
+"""The discretisation of :mod:`dpsynth.generators.tabular.marginal.discretize`, written as SQL.
 
 One expression per column turns a raw value into its code on the PUBLIC domain, exactly as
 ``ColumnBins.encode`` after ``Schema.prepare`` does in pandas: categories match by value

@@ -14,7 +14,7 @@ from dpsynth import api
 from dpsynth.balance import balanced_frame, cell_counts, equal_cells
 from dpsynth.cli import main
 from dpsynth.errors import DpsynthError
-from dpsynth.generators.marginals import IndependentMarginals
+from dpsynth.generators.tabular.marginal.independent import IndependentMarginals
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_SWEEP = REPO / "configs" / "sweep_tiny.yaml"

@@ -10,7 +10,7 @@ from dpsynth.data.schema import Column, Schema
 from dpsynth.data.table import TableData
 from dpsynth.data.transform import TableTransformer
 from dpsynth.errors import SchemaError
-from dpsynth.generators.marginal.discretize import Discretizer
+from dpsynth.generators.tabular.marginal.discretize import Discretizer
 from dpsynth.privacy.budget import Budget
 
 

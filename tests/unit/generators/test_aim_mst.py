@@ -13,12 +13,12 @@ pytest.importorskip("mbi", reason="aim/mst need the optional extra dpsynth[margi
 from dpsynth.data.table import TableData  # noqa: E402
 from dpsynth.errors import DpsynthError, MissingExtraError, PrivacyError  # noqa: E402
 from dpsynth.generators import REGISTRY  # noqa: E402
-from dpsynth.generators.marginal.compress import compress  # noqa: E402
-from dpsynth.generators.marginal.discretize import Discretizer  # noqa: E402
-from dpsynth.generators.marginal.estimate import Measurement, MirrorDescent, estimate_total  # noqa: E402
-from dpsynth.generators.marginal.junction import CalibratedTree, JunctionTree, calibrate  # noqa: E402
-from dpsynth.generators.marginal.mbi_glue import greedy_tree, mbi_estimate  # noqa: E402
-from dpsynth.generators.marginal.structure import augment, augmented_cells  # noqa: E402
+from dpsynth.generators.tabular.marginal.compress import compress  # noqa: E402
+from dpsynth.generators.tabular.marginal.discretize import Discretizer  # noqa: E402
+from dpsynth.generators.tabular.marginal.estimate import Measurement, MirrorDescent, estimate_total  # noqa: E402
+from dpsynth.generators.tabular.marginal.junction import CalibratedTree, JunctionTree, calibrate  # noqa: E402
+from dpsynth.generators.tabular.marginal.mbi_glue import greedy_tree, mbi_estimate  # noqa: E402
+from dpsynth.generators.tabular.marginal.structure import augment, augmented_cells  # noqa: E402
 from dpsynth.privacy.accountants import RDP_ORDERS  # noqa: E402
 from dpsynth.privacy.artifact_scan import scan_run_for_rows  # noqa: E402
 from dpsynth.privacy.budget import Budget  # noqa: E402

@@ -16,7 +16,7 @@ from dpsynth.data.table import TableData
 from dpsynth.data.transform import TableTransformer
 from dpsynth.errors import DpsynthError
 from dpsynth.generators import get_generator_class
-from dpsynth.generators.dp_diffusion import DPDiffusion
+from dpsynth.generators.tabular.diffusion.dp_diffusion import DPDiffusion
 from dpsynth.privacy.accountants import RDP_ORDERS
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.engine import DPSGDEngine
@@ -159,8 +159,8 @@ def test_no_training_row_in_the_fitted_generator_or_its_artifact(fitted, small):
 def test_noise_multiplicity_keeps_one_gradient_per_example():
     """opacus' per-sample gradient of example i (its k noisy copies run as [B, k, d]) equals
     the plain autograd gradient of example i's own loss, the mean over its copies."""
-    from dpsynth.generators.tabular_diffusion.denoiser import MLPDenoiser
-    from dpsynth.generators.tabular_diffusion.process import Layout, make_schedules, per_example_loss
+    from dpsynth.generators.tabular.diffusion.denoiser import MLPDenoiser
+    from dpsynth.generators.tabular.diffusion.process import Layout, make_schedules, per_example_loss
     from dpsynth.data.transform import Span
 
     spans = (Span("a", "tanh", 0, 1), Span("b", "softmax", 1, 3), Span("c", "tanh", 4, 1))

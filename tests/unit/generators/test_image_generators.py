@@ -12,7 +12,7 @@ from dpsynth.data.image_schema import ImageSchema
 from dpsynth.data.images import ImageData, SyntheticImages
 from dpsynth.errors import DpsynthError
 from dpsynth.generators import REGISTRY
-from dpsynth.generators.dp_diffusion_image import build_unet, denoising_loss
+from dpsynth.generators.image.diffusion.dp_diffusion_image import build_unet, denoising_loss
 from dpsynth.privacy.accountants import RDP_ORDERS
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.functional_grads import per_example_grads, set_grad_samples

@@ -12,7 +12,7 @@ import torch
 
 from dpsynth.data.table import SyntheticData, TableData
 from dpsynth.generators.base import Generator
-from dpsynth.generators.dp_gan import DPGAN
+from dpsynth.generators.tabular.gan.dp_gan import DPGAN
 from dpsynth.privacy.audit import audit_from_scores, audit_generator, epsilon_lower_bound, p_value
 from dpsynth.privacy.budget import Budget
 
@@ -134,7 +134,7 @@ def test_white_box_non_private_control_is_large_and_dp_stays_below_claim(small):
 def test_white_box_audit_of_dp_diffusion(small):
     """The same Dirac canaries inside the tabular denoiser's DP-SGD: the non-private control is
     caught, DP runs stay below their claim, and the audited model samples like a plain one."""
-    from dpsynth.generators.dp_diffusion import DPDiffusion
+    from dpsynth.generators.tabular.diffusion.dp_diffusion import DPDiffusion
 
     tiny = {"epochs": 4, "batch_size": 64, "width": 32, "depth": 1}
     control = audit_generator(DPDiffusion(**tiny), small, budget=Budget.non_private_reference(),

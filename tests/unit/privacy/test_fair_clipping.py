@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from dpsynth.data.table import TableData
-from dpsynth.generators.dp_gan import DPGAN
+from dpsynth.generators.tabular.gan.dp_gan import DPGAN
 from dpsynth.privacy.accountants import RDP_ORDERS
 from dpsynth.privacy.budget import Budget, zcdp_rho_for
 from dpsynth.privacy.clipping import (

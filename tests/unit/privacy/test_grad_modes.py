@@ -8,8 +8,8 @@ from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from dpsynth.errors import ConfigError
-from dpsynth.generators.dp_gan import Discriminator
-from dpsynth.generators.tabular_diffusion.denoiser import MLPDenoiser
+from dpsynth.generators.tabular.gan.dp_gan import Discriminator
+from dpsynth.generators.tabular.diffusion.denoiser import MLPDenoiser
 from dpsynth.privacy.engine import DPSGDEngine, DPSGDPlan
 from dpsynth.privacy.grad_modes import GRAD_SAMPLE_MODES, check_grad_sample_mode
 from dpsynth.privacy.ledger import Ledger

@@ -20,7 +20,7 @@ from dpsynth.cli import main
 from dpsynth.data.schema import Schema
 from dpsynth.data.splits import SplitSpec, split_table
 from dpsynth.data.table import TableData
-from dpsynth.generators.marginal.measure import Measurer
+from dpsynth.generators.tabular.marginal.measure import Measurer
 from dpsynth.generators.registry import get_generator_class
 from dpsynth.privacy.accountants import opacus_rdp_epsilon
 from dpsynth.privacy.budget import Budget

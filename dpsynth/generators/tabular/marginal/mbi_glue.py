@@ -17,9 +17,9 @@ from typing import Sequence
 import numpy as np
 
 from dpsynth.errors import MissingExtraError
-from dpsynth.generators.marginal.estimate import Measurement, MirrorDescent
-from dpsynth.generators.marginal.junction import CalibratedTree, Clique, JunctionTree
-from dpsynth.generators.marginal.structure import from_undirected
+from dpsynth.generators.tabular.marginal.estimate import Measurement, MirrorDescent
+from dpsynth.generators.tabular.marginal.junction import CalibratedTree, Clique, JunctionTree
+from dpsynth.generators.tabular.marginal.structure import from_undirected
 
 
 def require_mbi(generator: str):

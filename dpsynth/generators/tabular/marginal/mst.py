@@ -1,4 +1,10 @@
-"""MST (McKenna, Miklau & Sheldon 2021, "Winning the NIST contest"), select-measure-generate.
+"""``mst``: the NIST-contest winner (McKenna et al. 2021): one-way marginals, a spanning tree of
+column pairs chosen with the exponential mechanism, its 2-way marginals, a tree-structured
+graphical model. Every measurement and selection is charged to the ledger; the budget is
+planned in zCDP rho under the ledger's own accountant, so the run ends at the target epsilon.
+Conditioning is exact (evidence in the graphical model).
+
+The algorithm (select-measure-generate):
 
 With a zCDP budget rho split in thirds:
 1. measure every one-way marginal (one Gaussian release, rho / 3); then compress the domain:
@@ -19,10 +25,13 @@ from typing import Callable
 
 import numpy as np
 
-from dpsynth.generators.marginal.compress import compress
-from dpsynth.generators.marginal.fitting import Fit, fit_model
-from dpsynth.generators.marginal.mbi_glue import greedy_tree
-from dpsynth.generators.marginal.measure import Measurer
+from dpsynth.errors import DpsynthError
+from dpsynth.generators.registry import register
+from dpsynth.generators.tabular.marginal.compress import compress
+from dpsynth.generators.tabular.marginal.fitting import ESTIMATORS, Fit, fit_model
+from dpsynth.generators.tabular.marginal.generator import GraphicalModelGenerator
+from dpsynth.generators.tabular.marginal.mbi_glue import greedy_tree
+from dpsynth.generators.tabular.marginal.measure import Measurer
 
 
 class _Components:
@@ -94,3 +103,24 @@ def run_mst(
     fit = fit_model(tree, measurements, iters=iters, estimator=estimator, warm=independent)
     fit.domain_map = domain_map
     return fit
+
+
+@register("mst")
+class MST(GraphicalModelGenerator):
+    _param_names = ("bins", "pgm_iters", "compress", "estimator")
+
+    def __init__(self, *, bins: int = 16, pgm_iters: int = 1000, compress: bool = True, estimator: str = "numpy") -> None:
+        """bins: codes per numeric column; pgm_iters: mirror-descent iterations of the final fit;
+        compress: merge the one-way cells whose noisy count is below 3 sigma (as MST does);
+        estimator: 'numpy' (fast) or 'mbi' (mbi's MirrorDescent)."""
+        self.bins = bins
+        self.pgm_iters = pgm_iters
+        self.compress = compress
+        self.estimator = estimator
+
+    def _run(self, measurer: Measurer, rho: float, progress: Callable[[dict], None] | None, *,
+             target: int | None = None) -> Fit:
+        if self.estimator not in ESTIMATORS:
+            raise DpsynthError(f"generator 'mst': estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
+        return run_mst(measurer, rho=rho, iters=self.pgm_iters, estimator=self.estimator, compress_domain=self.compress,
+                       progress=progress)

@@ -31,7 +31,8 @@ network with plain Adam on uniformly drawn batches and is recorded as non-privat
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -41,20 +42,15 @@ from dpsynth.data.image_schema import ImageSchema
 from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
-from dpsynth.generators.image_base import ImageGenerator, ema_update, init_weights
+from dpsynth.generators.dpsgd import DiffusionParams
+from dpsynth.generators.image.base import ImageGenerator, ema_update, init_weights
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
-from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
+from dpsynth.privacy.dpsgd_loop import DPSGDRun, DPSGDTask
 from dpsynth.privacy.functional_grads import per_example_grads, set_grad_samples
-from dpsynth.privacy.grad_modes import GRAD_SAMPLE_MODES, check_grad_sample_mode
+from dpsynth.privacy.grad_modes import GRAD_SAMPLE_MODES
 from dpsynth.privacy.ledger import Ledger
-
-_PARAMS = (
-    "block_out_channels", "layers_per_block", "norm_num_groups", "num_train_timesteps", "beta_schedule",
-    "noise_multiplicity", "batch_size", "epochs", "lr", "max_grad_norm", "ema_decay", "sample_steps", "ddim_eta",
-    "max_physical_batch_size", "sample_batch_size", "device", "cond_drop", "guidance_scale", "grad_sample_mode",
-)
-
+from dpsynth.privacy.schedule import Schedule
 
 def build_unet(schema: ImageSchema, *, block_out_channels: tuple[int, ...], layers_per_block: int, norm_num_groups: int,
                null_class: bool = False):
@@ -85,67 +81,43 @@ def denoising_loss(forward, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
 
 
 @register("dp-diffusion-image")
-class DPDiffusionImage(ImageGenerator):
-    """Class-conditional DDPM (diffusers UNet2DModel) trained with DP-SGD and noise multiplicity."""
+@dataclass(eq=False, kw_only=True)
+class DPDiffusionImage(DiffusionParams, ImageGenerator):
+    """Class-conditional DDPM (diffusers UNet2DModel) trained with DP-SGD and noise multiplicity.
 
-    def __init__(
-        self,
-        *,
-        block_out_channels: tuple[int, ...] = (32, 64, 64),
-        layers_per_block: int = 1,
-        norm_num_groups: int = 8,
-        num_train_timesteps: int = 1000,
-        beta_schedule: str = "squaredcos_cap_v2",
-        noise_multiplicity: int = 4,
-        batch_size: int = 256,
-        epochs: float = 10.0,
-        lr: float = 3e-4,
-        max_grad_norm: float = 1.0,
-        ema_decay: float = 0.999,
-        sample_steps: int = 50,
-        ddim_eta: float = 0.0,
-        max_physical_batch_size: int = 32,
-        sample_batch_size: int = 256,
-        device: str = "auto",
-        cond_drop: float = 0.0,
-        guidance_scale: float = 1.0,
-        grad_sample_mode: str = "vmap",
-    ) -> None:
-        """cond_drop: chance that a noisy copy's label is replaced by a learned null class during
-        training (classifier-free guidance; drawn from the run's RNG, independent of the data, so
-        it changes nothing in the privacy analysis); guidance_scale: w in eps = eps_null + w
-        (eps_class - eps_null) at sampling (1 = plain class conditioning; needs cond_drop > 0)."""
-        self.grad_sample_mode = check_grad_sample_mode(grad_sample_mode, allowed=("vmap",) + GRAD_SAMPLE_MODES)
-        if grad_sample_mode != "vmap" and int(noise_multiplicity) != 1:
-            raise ConfigError(f"dp-diffusion-image: grad_sample_mode {grad_sample_mode!r} clips each forward row, so it"
-                              " needs noise_multiplicity 1; 'vmap' clips each image over its K noisy copies")
-        if not 0.0 <= cond_drop < 1.0:
-            raise ConfigError(f"dp-diffusion-image: cond_drop must be in [0, 1), got {cond_drop!r}")
-        if guidance_scale != 1.0 and cond_drop <= 0.0:
+    cond_drop: chance that a noisy copy's label is replaced by a learned null class during
+    training (classifier-free guidance; drawn from the run's RNG, independent of the data, so
+    it changes nothing in the privacy analysis); guidance_scale: w in eps = eps_null + w
+    (eps_class - eps_null) at sampling (1 = plain class conditioning; needs cond_drop > 0)."""
+
+    grad_sample_modes = ("vmap",) + GRAD_SAMPLE_MODES
+
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: int = 1
+    norm_num_groups: int = 8
+    noise_multiplicity: int = 4
+    batch_size: int = 256
+    epochs: float = 10.0
+    lr: float = 3e-4
+    ema_decay: float = 0.999
+    sample_steps: int = 50
+    ddim_eta: float = 0.0
+    max_physical_batch_size: int = 32
+    sample_batch_size: int = 256
+    device: str = "auto"
+    cond_drop: float = 0.0
+    grad_sample_mode: str = "vmap"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.grad_sample_mode != "vmap" and int(self.noise_multiplicity) != 1:
+            raise ConfigError(f"dp-diffusion-image: grad_sample_mode {self.grad_sample_mode!r} clips each forward row,"
+                              " so it needs noise_multiplicity 1; 'vmap' clips each image over its K noisy copies")
+        if not 0.0 <= self.cond_drop < 1.0:
+            raise ConfigError(f"dp-diffusion-image: cond_drop must be in [0, 1), got {self.cond_drop!r}")
+        if self.guidance_scale != 1.0 and self.cond_drop <= 0.0:
             raise ConfigError("dp-diffusion-image: guidance_scale != 1 needs cond_drop > 0 (a trained null class)")
-        self.cond_drop = cond_drop
-        self.guidance_scale = guidance_scale
-        self.block_out_channels = tuple(block_out_channels)
-        self.layers_per_block = layers_per_block
-        self.norm_num_groups = norm_num_groups
-        self.num_train_timesteps = num_train_timesteps
-        self.beta_schedule = beta_schedule
-        self.noise_multiplicity = noise_multiplicity
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.lr = lr
-        self.max_grad_norm = max_grad_norm
-        self.ema_decay = ema_decay
-        self.sample_steps = sample_steps
-        self.ddim_eta = ddim_eta
-        self.max_physical_batch_size = max_physical_batch_size
-        self.sample_batch_size = sample_batch_size
-        self.device = device
-
-    def get_params(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in _PARAMS}
-        out["block_out_channels"] = list(self.block_out_channels)
-        return out
+        self.block_out_channels = tuple(self.block_out_channels)
 
     def plan_steps(self, n: int) -> int:
         """Optimizer steps: epochs x expected batches per epoch (n only, fixed before training)."""
@@ -197,17 +169,15 @@ class DPDiffusionImage(ImageGenerator):
         if budget.non_private:
             self._train_non_private(model, opt, ema, dataset, acp, steps=steps, gen=gen, device=device, progress=progress)
         else:
-            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps, max_grad_norm=self.max_grad_norm)
-            engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="UNet DP-SGD (noise multiplicity)",
-                                 secure_mode=budget.secure_mode)
-            mode = "no_op" if self.grad_sample_mode == "vmap" else self.grad_sample_mode
-            wrapped, opt, loader = engine.make_private(module=model, optimizer=opt, dataset=dataset, torch_rng=gen,
-                                                       grad_sample_mode=mode,
-                                                       noise_generator=self._noise_generator(gen, device))
-            self._train_dp(engine, model, opt, ema, loader, acp, gen=gen, device=device, progress=progress,
-                           private=wrapped)
-            self.dp_plan_ = {**plan.to_dict(), "grad_sample_mode": self.grad_sample_mode}
-            self.opacus_history_ = [list(h) for h in engine.opacus_history()]
+            schedule = Schedule(batch_size=self.batch_size, steps=steps, rule="epochs")
+            run = DPSGDRun.planned(ledger=ledger, schedule=schedule, max_grad_norm=self.max_grad_norm,
+                                   purpose="UNet DP-SGD (noise multiplicity)", secure_mode=budget.secure_mode,
+                                   module=model, optimizer=opt, dataset=dataset, torch_rng=gen,
+                                   grad_sample_mode="no_op" if self.grad_sample_mode == "vmap" else self.grad_sample_mode,
+                                   noise_generator=self._noise_generator(gen, device))
+            self._train_dp(run, model, ema, acp, gen=gen, device=device, progress=progress)
+            self.dp_plan_ = {**run.summary(), "grad_sample_mode": self.grad_sample_mode}
+            self.opacus_history_ = [list(h) for h in run.engine.opacus_history()]
         self.unet_ = self._unet(schema)
         self.unet_.load_state_dict({k: v.cpu() for k, v in ema.items()})
         self.unet_.eval()
@@ -215,31 +185,28 @@ class DPDiffusionImage(ImageGenerator):
         self.ledger_ = ledger
         return self
 
-    def _train_dp(self, engine: DPSGDEngine, model, opt, ema, loader, acp, *, gen, device, progress,
-                  private=None) -> None:
-        while engine.can_step():
-            with engine.batches(loader, opt, max_physical_batch_size=self.max_physical_batch_size) as batches:
-                for x0, y in batches:
-                    if not engine.can_step():
-                        break
-                    opt.zero_grad(set_to_none=True)
-                    inputs = self._noisy_copies(x0, y, acp, gen, device)
-                    if self.grad_sample_mode == "vmap":  # one clipped gradient per image over its K copies
-                        grads, losses = per_example_grads(model, denoising_loss, *inputs)
-                        set_grad_samples(model, grads)
-                    else:  # opacus' per-example machinery on K = 1 copy (one forward row per image)
-                        x_t, t, y_k, eps = (v.squeeze(1) for v in inputs)
-                        pred = private(x_t, t, class_labels=y_k, return_dict=False)[0]
-                        losses = ((pred - eps) ** 2).flatten(1).mean(1)
-                        engine.backward(losses)  # ghost mode: through opacus' criterion (clipped)
-                        losses = losses.detach()
-                    if not engine.step(opt):
-                        continue
-                    ema_update(ema, model, decay=self.ema_decay, step=engine.steps_taken)
-                    if progress is not None:
-                        progress({"step": engine.steps_taken, "steps": engine.plan.steps,
-                                  "loss": float(losses.mean()) if len(losses) else float("nan"),
-                                  "epsilon": engine.ledger.epsilon()})
+    def _train_dp(self, run: DPSGDRun, model, ema, acp, *, gen, device, progress) -> None:
+        """The UNet's DP-SGD steps on the shared loop (also one federated round). ``vmap``: one
+        clipped gradient per image over its K noisy copies (torch.func, opacus in ``no_op``);
+        else opacus' per-example machinery on K = 1 copy (one forward row per image)."""
+
+        def loss(private, rows):
+            x0, y = rows
+            inputs = self._noisy_copies(x0, y, acp, gen, device)
+            if run.grad_sample_mode == "no_op":
+                grads, losses = per_example_grads(model, denoising_loss, *inputs)
+                set_grad_samples(model, grads)
+                return losses
+            x_t, t, y_k, eps = (v.squeeze(1) for v in inputs)
+            pred = private(x_t, t, class_labels=y_k, return_dict=False)[0]
+            return ((pred - eps) ** 2).flatten(1).mean(1)
+
+        def after_step(private, step, losses):
+            ema_update(ema, model, decay=self.ema_decay, step=step)
+            return {"loss": float(losses.mean()) if len(losses) else float("nan")}
+
+        run.train(DPSGDTask(loss=loss, after_step=after_step), max_physical_batch_size=self.max_physical_batch_size,
+                  progress=progress)
 
     def _train_non_private(self, model, opt, ema, dataset, acp, *, steps: int, gen, device, progress) -> None:
         images, labels = dataset.tensors

@@ -10,8 +10,8 @@ Model
   simpler alternative to TabDDPM's multinomial diffusion: the network predicts each block's
   category posterior (softmax, cross-entropy loss; its exact noisy-block likelihood is added to
   the logits) and the row is decoded by argmax. Numeric coordinates use EDM preconditioning.
-  See :mod:`.tabular_diffusion.process`.
-- The denoiser is a residual MLP (:mod:`.tabular_diffusion.denoiser`, Linear/LayerNorm/SiLU)
+  See :mod:`.process`.
+- The denoiser is a residual MLP (:mod:`.denoiser`, Linear/LayerNorm/SiLU)
   with a sinusoidal timestep embedding and a condition vector (one-hot blocks of categorical
   columns, zero when unknown).
 
@@ -38,7 +38,7 @@ by the exact value at the end). Numeric conditions are honoured by inpainting al
 from __future__ import annotations
 
 import math
-import warnings
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -50,88 +50,37 @@ from dpsynth.data.schema import Schema, _key
 from dpsynth.data.table import SyntheticData, TableData
 from dpsynth.data.transform import TableTransformer
 from dpsynth.errors import DpsynthError
-from dpsynth.generators.base import Generator, ProgressFn, seeded_torch, torch_generator
+from dpsynth.generators.base import ProgressFn, torch_generator
+from dpsynth.generators.dpsgd import DiffusionParams
 from dpsynth.generators.registry import register
-from dpsynth.generators.tabular_diffusion.conditioning import ConditionSpace
-from dpsynth.generators.tabular_diffusion.denoiser import MLPDenoiser
-from dpsynth.generators.tabular_diffusion.process import Layout, make_schedules, per_example_loss, sample_rows
+from dpsynth.generators.tabular.dpsgd_schedule import ScheduledDPSGD
+from dpsynth.generators.tabular.diffusion.conditioning import ConditionSpace
+from dpsynth.generators.tabular.diffusion.denoiser import MLPDenoiser
+from dpsynth.generators.tabular.diffusion.process import Layout, make_schedules, per_example_loss, sample_rows
 from dpsynth.privacy.budget import Budget
-from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
-from dpsynth.privacy.grad_modes import check_grad_sample_mode, ghost_kwargs
+from dpsynth.privacy.dpsgd_loop import DPSGDRun, DPSGDTask, effective_grad_sample_mode
 from dpsynth.privacy.ledger import Ledger
-from dpsynth.privacy.schedule import Schedule, plan_schedule
-from dpsynth.privacy.unit_sgd import sum_grad_samples_by_unit, unit_dataset, unit_rows
-
-_PARAMS = (
-    "width", "depth", "time_dim", "num_train_timesteps", "beta_schedule", "sampling_steps", "sampling_eta",
-    "sigma_data", "noise_multiplicity", "cond_rate", "guidance_scale", "batch_size", "epochs", "lr",
-    "max_grad_norm", "ema_decay", "max_physical_batch_size", "sample_chunk", "steps", "min_batch_size",
-    "max_batch_size", "noise_floor", "grad_sample_mode",
-)
-
+from dpsynth.privacy.unit_sgd import unit_dataset
 
 @register("dp-diffusion")
-class DPDiffusion(Generator):
+@dataclass(eq=False, kw_only=True)
+class DPDiffusion(ScheduledDPSGD, DiffusionParams):
     """Gaussian diffusion on the encoded table; MLP denoiser trained with opacus DP-SGD."""
 
     exact_conditioning = True
+    legacy_batch_size = 256
     #: white-box audits may attach a canary hook (dpsynth.privacy.canaries); never saved
     supports_canary_gradients = True
     _audit_hook = None
 
-    def __init__(
-        self,
-        *,
-        width: int = 128,
-        depth: int = 2,
-        time_dim: int = 64,
-        num_train_timesteps: int = 1000,
-        beta_schedule: str = "squaredcos_cap_v2",
-        sampling_steps: int = 25,
-        sampling_eta: float = 0.0,
-        sigma_data: float = 0.15,
-        noise_multiplicity: int = 8,
-        cond_rate: float = 0.1,
-        guidance_scale: float = 1.0,
-        batch_size: int | None = None,
-        epochs: float | None = None,
-        steps: int = 1000,
-        min_batch_size: int = 32,
-        max_batch_size: int = 4096,
-        noise_floor: float = 3.0,
-        grad_sample_mode: str = "ghost",
-        lr: float = 3e-3,
-        max_grad_norm: float = 1.0,
-        ema_decay: float = 0.99,
-        max_physical_batch_size: int = 512,
-        sample_chunk: int = 50_000,
-    ) -> None:
-        self.width = width
-        self.depth = depth
-        self.time_dim = time_dim
-        self.num_train_timesteps = num_train_timesteps
-        self.beta_schedule = beta_schedule
-        self.sampling_steps = sampling_steps
-        self.sampling_eta = sampling_eta
-        self.sigma_data = sigma_data
-        self.noise_multiplicity = noise_multiplicity
-        self.cond_rate = cond_rate
-        self.guidance_scale = guidance_scale
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.steps = steps
-        self.min_batch_size = min_batch_size
-        self.max_batch_size = max_batch_size
-        self.noise_floor = noise_floor
-        self.grad_sample_mode = check_grad_sample_mode(grad_sample_mode)
-        self.lr = lr
-        self.max_grad_norm = max_grad_norm
-        self.ema_decay = ema_decay
-        self.max_physical_batch_size = max_physical_batch_size
-        self.sample_chunk = sample_chunk
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _PARAMS}
+    width: int = 128
+    depth: int = 2
+    time_dim: int = 64
+    sampling_steps: int = 25
+    sampling_eta: float = 0.0
+    sigma_data: float = 0.15
+    cond_rate: float = 0.1
+    sample_chunk: int = 50_000
 
     # ---- building blocks ----------------------------------------------------------------
     def _build(self, schema: Schema) -> None:
@@ -156,34 +105,10 @@ class DPDiffusion(Generator):
                 x[:, s.start : s.stop] = 2.0 * x[:, s.start : s.stop] - 1.0
         return torch.from_numpy(x)
 
-    def plan_schedule(self, n: int, *, epsilon: float | None, delta: float) -> Schedule:
-        """Logical batch size and steps from public facts only (the row count n of the privacy unit,
-        epsilon, delta) and the compute settings, by the rule of :mod:`dpsynth.privacy.schedule`:
-        ``steps`` steps (default 1000), the smallest batch in [min_batch_size, max_batch_size] whose
-        noise multiplier reaches ``noise_floor`` (default 3): small tables get small batches, large
-        tables bigger ones, never more passes. Setting ``epochs`` restores the legacy plan
-        ``ceil(epochs * n / batch_size)`` (batch 256)."""
-        return plan_schedule(n=n, epsilon=epsilon, delta=delta, steps=self.steps, batch_size=self.batch_size,
-                             epochs=self.epochs, legacy_batch_size=256, min_batch_size=self.min_batch_size,
-                             max_batch_size=self.max_batch_size, noise_floor=self.noise_floor)
-
-    def plan_steps(self, n: int) -> int:
-        """``steps``, or with ``epochs`` set epochs x expected batches per epoch (n only, public)."""
-        if self.epochs is not None:
-            return max(1, int(math.ceil(self.epochs * n / (self.batch_size or 256))))
-        return int(self.steps)
-
     # ---- training -----------------------------------------------------------------------
-    def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
-            progress: ProgressFn | None = None) -> "DPDiffusion":
-        with seeded_torch(rng):  # weight init draws from torch's RNG: fork it, seed it from rng, restore it
-            return self._fit(data, budget=budget, rng=rng, ledger=ledger, progress=progress)
-
     def _fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None,
              progress: ProgressFn | None) -> "DPDiffusion":
         schema, frame = data.schema, data.frame
-        n = len(frame)
-        ledger = self._make_ledger(budget, n, ledger)
         self._build(schema)
         gen = torch_generator(rng)
         dataset = TensorDataset(self._encode(frame))
@@ -207,15 +132,15 @@ class DPDiffusion(Generator):
                                     batch_size=schedule.batch_size)
             self.dp_plan_ = None
         else:
-            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=schedule.batch_size, steps=steps,
-                               max_grad_norm=self.max_grad_norm)
-            engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="denoiser DP-SGD", secure_mode=budget.secure_mode)
             # canaries and patient-level sums read per-example grad_sample: hooks mode
-            mode = "hooks" if self._audit_hook is not None or self._per_unit else self.grad_sample_mode
-            private, optimizer, loader = engine.make_private(module=model, optimizer=optimizer, dataset=dataset,
-                                                             torch_rng=gen, **ghost_kwargs(mode))
-            self._train_dp(engine, private, optimizer, ema, loader, gen=gen, progress=progress)
-            self.dp_plan_ = {**plan.to_dict(), "schedule": self.schedule_, "grad_sample_mode": mode}
+            mode = effective_grad_sample_mode(self.grad_sample_mode,
+                                              needs_grad_samples=self._audit_hook is not None or self._per_unit)
+            run = DPSGDRun.planned(ledger=ledger, schedule=schedule, max_grad_norm=self.max_grad_norm,
+                                   purpose="denoiser DP-SGD", secure_mode=budget.secure_mode, module=model,
+                                   optimizer=optimizer, dataset=dataset, torch_rng=gen, grad_sample_mode=mode,
+                                   per_unit=self._per_unit)
+            self._train_dp(run, ema, gen=gen, progress=progress)
+            self.dp_plan_ = run.summary(schedule=self.schedule_)
         # a fresh module (no opacus hooks) holding the averaged weights: post-processing
         with torch.no_grad():
             for p, e in zip(self.denoiser_.parameters(), ema):
@@ -242,42 +167,20 @@ class DPDiffusion(Generator):
             for e, p in zip(ema, model.parameters()):
                 e.lerp_(p.detach(), 1.0 - decay)
 
-    def _train_dp(self, engine: DPSGDEngine, model, optimizer, ema, loader, *, gen, progress) -> None:
-        model.train()
-        with warnings.catch_warnings():
-            # opacus' hooks on the first layer warn because the (data) input needs no gradient
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            self._dp_loop(engine, model, optimizer, ema, loader, gen=gen, progress=progress)
+    def _train_dp(self, run: DPSGDRun, ema: list[torch.Tensor], *, gen: torch.Generator,
+                  progress: ProgressFn | None) -> None:
+        """The denoiser's DP-SGD steps on the shared loop (also one federated round): the loss is
+        the per-example denoising loss over its noise copies; the EMA is post-processing."""
 
-    def _dp_loop(self, engine: DPSGDEngine, model, optimizer, ema, loader, *, gen, progress) -> None:
-        while engine.can_step():
-            with engine.batches(loader, optimizer, max_physical_batch_size=self.max_physical_batch_size) as batches:
-                for batch in batches:
-                    if not engine.can_step():
-                        break
-                    row_unit = None
-                    if getattr(self, "_per_unit", False):
-                        (x0,), row_unit = unit_rows(batch)
-                    else:
-                        (x0,) = batch
-                    optimizer.zero_grad(set_to_none=True)
-                    if row_unit is not None:  # patient level (hooks): per-row gradients -> one sum per patient
-                        loss = self._loss(model, x0, gen)
-                        loss.backward()
-                        sum_grad_samples_by_unit(model, row_unit, n_units=len(batch[0]))
-                        loss = loss.detach()
-                    else:
-                        per_example = self._per_example_loss(model, x0, gen)
-                        engine.backward(per_example)  # ghost mode: through opacus' criterion (clipped)
-                        loss = per_example.detach().sum() / max(1, x0.shape[0])
-                    if self._audit_hook is not None:
-                        self._audit_hook.before_dp_step(optimizer, sample_rate=engine.entry.sample_rate)
-                    if not engine.step(optimizer):
-                        continue
-                    self._update_ema(model, ema, engine.steps_taken)
-                    if progress is not None:
-                        progress({"step": engine.steps_taken, "steps": engine.plan.steps, "loss": loss.item(),
-                                  "epsilon": engine.ledger.epsilon()})
+        def loss(model, rows):
+            return self._per_example_loss(model, rows[0], gen)
+
+        def after_step(model, step, losses):
+            self._update_ema(model, ema, step)
+            return {"loss": (losses.sum() / max(1, losses.shape[0])).item()}
+
+        run.train(DPSGDTask(loss=loss, after_step=after_step), max_physical_batch_size=self.max_physical_batch_size,
+                  progress=progress, audit_hook=self._audit_hook)
 
     def _train_non_private(self, model, optimizer, ema, dataset, *, steps: int, gen, progress,
                            batch_size: int = 256) -> None:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpsynth.errors import DpsynthError
-from dpsynth.generators.marginal.compress import DomainMap
-from dpsynth.generators.marginal.estimate import Measurement, MirrorDescent, estimate_total
-from dpsynth.generators.marginal.junction import CalibratedTree, Clique, JunctionTree
+from dpsynth.generators.tabular.marginal.compress import DomainMap
+from dpsynth.generators.tabular.marginal.estimate import Measurement, MirrorDescent, estimate_total
+from dpsynth.generators.tabular.marginal.junction import CalibratedTree, Clique, JunctionTree
 
 ESTIMATORS = ("numpy", "mbi")
 
@@ -36,7 +36,7 @@ def fit_model(
     total = estimate_total(measurements)
     theta0 = warm.theta if warm is not None else None
     if estimator == "mbi":
-        from dpsynth.generators.marginal.mbi_glue import mbi_estimate
+        from dpsynth.generators.tabular.marginal.mbi_glue import mbi_estimate
 
         theta, model = mbi_estimate(tree, measurements, total, iters=iters, theta=theta0)
         return Fit(theta, model, total)

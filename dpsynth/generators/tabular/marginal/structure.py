@@ -20,7 +20,7 @@ from collections import deque
 from typing import Sequence
 
 
-from dpsynth.generators.marginal.junction import Clique, JunctionTree
+from dpsynth.generators.tabular.marginal.junction import Clique, JunctionTree
 
 
 def from_undirected(sizes: Sequence[int], nodes: list[Clique], edges: set[tuple[int, int]]) -> JunctionTree:

@@ -27,8 +27,8 @@ from typing import Sequence
 import numpy as np
 
 from dpsynth.errors import PrivacyError
-from dpsynth.generators.marginal.estimate import Measurement
-from dpsynth.generators.marginal.junction import Clique
+from dpsynth.generators.tabular.marginal.estimate import Measurement
+from dpsynth.generators.tabular.marginal.junction import Clique
 from dpsynth.privacy.accountants import compose
 from dpsynth.privacy.ledger import Ledger
 from dpsynth.privacy.mechanisms import gaussian_noise

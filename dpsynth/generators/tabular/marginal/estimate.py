@@ -3,7 +3,7 @@
 This is Algorithm 1 of McKenna et al. 2019 ("Graphical-model based estimation and inference
 for differential privacy"), the same algorithm as ``mbi.estimation.MirrorDescent`` (Armijo
 step search, step size 2 / (L * total) at start, potentials on the maximal measured cliques),
-written in numpy on :mod:`~dpsynth.generators.marginal.junction`. AIM re-estimates the model
+written in numpy on :mod:`~dpsynth.generators.tabular.marginal.junction`. AIM re-estimates the model
 after every measurement, each time with a new set of cliques; mbi recompiles its JAX program
 for every new structure (seconds each on 2 CPU cores), which this estimator avoids.
 ``estimator="mbi"`` runs mbi's own MirrorDescent instead (see ``mbi_glue``); a unit test
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from dpsynth.generators.marginal.junction import CalibratedTree, Clique, JunctionTree, calibrate, expand
+from dpsynth.generators.tabular.marginal.junction import CalibratedTree, Clique, JunctionTree, calibrate, expand
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from dpsynth.data.table import SyntheticData, TableData
 from dpsynth.data.transform import restore_types
 from dpsynth.errors import DpsynthError
 from dpsynth.generators.base import Generator, ProgressFn
-from dpsynth.generators.marginal.compress import DomainMap
-from dpsynth.generators.marginal.discretize import Discretizer
-from dpsynth.generators.marginal.fitting import Fit
-from dpsynth.generators.marginal.junction import CalibratedTree, JunctionTree
-from dpsynth.generators.marginal.measure import Measurer, available_rho
+from dpsynth.generators.tabular.marginal.compress import DomainMap
+from dpsynth.generators.tabular.marginal.discretize import Discretizer
+from dpsynth.generators.tabular.marginal.fitting import Fit
+from dpsynth.generators.tabular.marginal.junction import CalibratedTree, JunctionTree
+from dpsynth.generators.tabular.marginal.measure import Measurer, available_rho
 from dpsynth.scale.counting import exact_counts
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.ledger import Ledger
@@ -67,7 +67,7 @@ class GraphicalModelGenerator(Generator):
         ledger: Ledger | None = None,
         progress: ProgressFn | None = None,
     ) -> "GraphicalModelGenerator":
-        from dpsynth.generators.marginal.mbi_glue import require_mbi
+        from dpsynth.generators.tabular.marginal.mbi_glue import require_mbi
 
         require_mbi(self.name)
         schema = data.schema

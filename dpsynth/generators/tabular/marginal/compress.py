@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dpsynth.generators.marginal.estimate import Measurement
+from dpsynth.generators.tabular.marginal.estimate import Measurement
 
 
 @dataclass

@@ -19,7 +19,8 @@ Privacy argument (the same structure as ``dp-gan``)
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -31,20 +32,13 @@ from dpsynth.data.image_schema import ImageSchema
 from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
-from dpsynth.generators.image_base import ImageGenerator, init_weights
+from dpsynth.generators.dpsgd import GANParams, gan_task
+from dpsynth.generators.image.base import ImageGenerator, init_weights
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
-from dpsynth.privacy import distributed as dist
-from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
-from dpsynth.privacy.grad_modes import check_grad_sample_mode, ghost_kwargs, without_per_example
+from dpsynth.privacy.dpsgd_loop import DPSGDRun, public_update
 from dpsynth.privacy.ledger import Ledger
-
-_PARAMS = (
-    "noise_dim", "generator_channels", "discriminator_channels", "batch_size", "epochs", "generator_lr",
-    "discriminator_lr", "max_grad_norm", "generator_steps", "max_physical_batch_size", "sample_batch_size", "device",
-    "grad_sample_mode",
-)
-
+from dpsynth.privacy.schedule import Schedule
 
 def _groups(channels: int) -> int:
     return math.gcd(channels, 8)
@@ -97,42 +91,20 @@ def with_label_maps(images: torch.Tensor, labels: torch.Tensor, n_classes: int) 
 
 
 @register("dp-gan-image")
-class DPGANImage(ImageGenerator):
+@dataclass(eq=False, kw_only=True)
+class DPGANImage(GANParams, ImageGenerator):
     """Conditional DCGAN; discriminator trained with opacus DP-SGD (plain DP-DCGAN)."""
 
-    def __init__(
-        self,
-        *,
-        noise_dim: int = 64,
-        generator_channels: int = 64,
-        discriminator_channels: int = 32,
-        batch_size: int = 128,
-        epochs: float = 20.0,
-        generator_lr: float = 2e-4,
-        discriminator_lr: float = 2e-4,
-        max_grad_norm: float = 1.0,
-        generator_steps: int = 1,
-        max_physical_batch_size: int = 256,
-        sample_batch_size: int = 512,
-        device: str = "auto",
-        grad_sample_mode: str = "hooks",
-    ) -> None:
-        self.grad_sample_mode = check_grad_sample_mode(grad_sample_mode)
-        self.noise_dim = noise_dim
-        self.generator_channels = generator_channels
-        self.discriminator_channels = discriminator_channels
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.generator_lr = generator_lr
-        self.discriminator_lr = discriminator_lr
-        self.max_grad_norm = max_grad_norm
-        self.generator_steps = generator_steps
-        self.max_physical_batch_size = max_physical_batch_size
-        self.sample_batch_size = sample_batch_size
-        self.device = device
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _PARAMS}
+    generator_channels: int = 64
+    discriminator_channels: int = 32
+    batch_size: int = 128
+    epochs: float = 20.0
+    generator_lr: float = 2e-4
+    discriminator_lr: float = 2e-4
+    max_physical_batch_size: int = 256
+    sample_batch_size: int = 512
+    device: str = "auto"
+    grad_sample_mode: str = "hooks"
 
     def plan_steps(self, n: int) -> int:
         return max(1, int(math.ceil(self.epochs * n / self.batch_size)))
@@ -166,16 +138,14 @@ class DPGANImage(ImageGenerator):
         if budget.non_private:
             self._train_non_private(disc, opt_d, opt_g, dataset, steps=steps, gen=gen, device=device, progress=progress)
         else:
-            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps, max_grad_norm=self.max_grad_norm)
-            engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="image discriminator DP-SGD",
-                                 secure_mode=budget.secure_mode)
-            disc, opt_d, loader = engine.make_private(module=disc, optimizer=opt_d, dataset=dataset, torch_rng=gen,
-                                                      noise_generator=self._noise_generator(gen, device),
-                                                      **ghost_kwargs(self.grad_sample_mode))
-            self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, device=device, progress=progress)
-            dist.average_buffers(self.generator_)  # data-parallel: one set of normalisation statistics
-            self.dp_plan_ = {**plan.to_dict(), "grad_sample_mode": self.grad_sample_mode}
-            self.opacus_history_ = [list(h) for h in engine.opacus_history()]
+            schedule = Schedule(batch_size=self.batch_size, steps=steps, rule="epochs")
+            run = DPSGDRun.planned(ledger=ledger, schedule=schedule, max_grad_norm=self.max_grad_norm,
+                                   purpose="image discriminator DP-SGD", secure_mode=budget.secure_mode, module=disc,
+                                   optimizer=opt_d, dataset=dataset, torch_rng=gen, grad_sample_mode=self.grad_sample_mode,
+                                   noise_generator=self._noise_generator(gen, device))
+            self._train_dp(run, opt_g, gen=gen, device=device, progress=progress)
+            self.dp_plan_ = run.summary()
+            self.opacus_history_ = [list(h) for h in run.engine.opacus_history()]
         self.generator_.cpu().eval()
         self.ledger_ = ledger
         return self
@@ -190,52 +160,21 @@ class DPGANImage(ImageGenerator):
         fake, labels = self._fakes(m, gen, device)
         logits = disc(with_label_maps(fake, labels, self.schema_.n_classes))
         loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-        opt_g.zero_grad(set_to_none=True)
-        grads = dist.average_gradients(torch.autograd.grad(loss, list(self.generator_.parameters())))
-        for p, g in zip(self.generator_.parameters(), grads):
-            p.grad = g
-        opt_g.step()
-        return loss.item()
+        return public_update(self.generator_, loss, opt_g)
 
-    def _train_dp(self, engine: DPSGDEngine, disc, opt_d, opt_g, loader, *, gen, device, progress) -> None:
+    def _train_dp(self, run: DPSGDRun, opt_g, *, gen, device, progress) -> None:
+        """The discriminator's DP-SGD steps on the shared loop (see :func:`~dpsynth.generators.dpsgd.gan_task`)."""
         k = self.schema_.n_classes
-        m = max(1, int(round(engine.plan.sample_rate * len(loader.dataset))))  # fixed fake count
-        if engine.distributed:  # each rank draws its share of the fake images; gradients are averaged
-            m = max(1, int(math.ceil(m / dist.rank_and_world()[1])))
-            dist.broadcast_module(self.generator_)
-        d_params = list(disc.parameters())
-        while engine.can_step():
-            with engine.batches(loader, opt_d, max_physical_batch_size=self.max_physical_batch_size) as batches:
-                for x_real, y_real in batches:
-                    if not engine.can_step():
-                        break
-                    disc.train()
-                    opt_d.zero_grad(set_to_none=True)
-                    # (1) per-example clipped + noised gradient of the loss on real images
-                    inputs = with_label_maps(x_real.to(device), y_real.to(device), k).requires_grad_(True)
-                    logits_real = disc(inputs)
-                    per_example = F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real),
-                                                                     reduction="none")
-                    engine.backward(per_example)  # ghost mode: through opacus' criterion (clipped)
-                    loss_real = per_example.detach().mean() if len(per_example) else per_example.detach().sum()
-                    # (2) gradient on fake images: data-independent, added after noising
-                    with torch.no_grad():
-                        fake, labels = self._fakes(m, gen, device)
-                    with without_per_example(disc) as plain:
-                        logits_fake = plain(with_label_maps(fake, labels, k).requires_grad_(True))
-                        loss_fake = F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake))
-                        fake_grads = torch.autograd.grad(loss_fake, d_params)
-                    if not engine.step(opt_d, extra_grads=fake_grads):
-                        continue
-                    # (3) generator update through the (private) discriminator
-                    disc.eval()
-                    with without_per_example(disc) as plain:
-                        for _ in range(self.generator_steps):
-                            g_loss = self._generator_step(plain, opt_g, m, gen, device)
-                    if progress is not None:
-                        progress({"step": engine.steps_taken, "steps": engine.plan.steps,
-                                  "d_loss": (loss_real + loss_fake).item(), "g_loss": g_loss,
-                                  "epsilon": engine.ledger.epsilon()})
+        m = run.per_rank(run.expected_batch_size)  # fixed fake count; with several ranks each draws its share
+
+        def fake_input():
+            fake, labels = self._fakes(m, gen, device)
+            return with_label_maps(fake, labels, k).requires_grad_(True)
+
+        task = gan_task(real_input=lambda rows: with_label_maps(rows[0].to(device), rows[1].to(device), k),
+                        fake_input=fake_input, generator_step=lambda disc: self._generator_step(disc, opt_g, m, gen, device),
+                        generator_steps=self.generator_steps, generator=self.generator_)
+        run.train(task, max_physical_batch_size=self.max_physical_batch_size, progress=progress)
 
     def _train_non_private(self, disc, opt_d, opt_g, dataset, *, steps: int, gen, device, progress) -> None:
         k = self.schema_.n_classes

@@ -1,7 +1,7 @@
 """``independent``: a DP independent-marginals sampler, the trivial baseline every generator must beat.
 
 One Gaussian release of every column's histogram (numeric columns binned on their PUBLIC
-bounds by the same :class:`~dpsynth.generators.marginal.discretize.Discretizer` as aim and mst)
+bounds by the same :class:`~dpsynth.generators.tabular.marginal.discretize.Discretizer` as aim and mst)
 spends the whole budget; sampling draws each column independently. It keeps the
 marginals and destroys every relation between columns, so downstream models trained on its
 output should score near chance. It is also the fastest sampler in dpsynth.
@@ -21,7 +21,7 @@ from dpsynth.data.table import SyntheticData, TableData
 from dpsynth.data.transform import restore_types
 from dpsynth.errors import DpsynthError
 from dpsynth.generators.base import Generator, ProgressFn
-from dpsynth.generators.marginal.discretize import Discretizer
+from dpsynth.generators.tabular.marginal.discretize import Discretizer
 from dpsynth.generators.registry import register
 from dpsynth.privacy.accountants import calibrate_noise
 from dpsynth.privacy.budget import Budget

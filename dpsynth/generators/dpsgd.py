@@ -1,0 +1,109 @@
+"""What every DP-SGD generator (dp-gan, dp-diffusion, dp-gan-image, dp-diffusion-image) shares
+besides the training loop of :mod:`dpsynth.privacy.dpsgd_loop`: its DP-SGD hyper-parameters,
+declared once.
+
+A DP-SGD generator is a keyword-only dataclass: its fields are its hyper-parameters (the
+generated ``__init__`` stores them and nothing else; ``__post_init__`` checks them), so a new
+generator declares only what it adds or whose default differs. ``get_params`` returns them as
+JSON values (tuples as lists), which is what a run artifact stores and ``cls(**params)`` loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dpsynth.privacy.dpsgd_loop import DPSGDTask
+from dpsynth.privacy.grad_modes import GRAD_SAMPLE_MODES, check_grad_sample_mode, without_per_example
+
+
+@dataclass(eq=False, kw_only=True)
+class DPSGDParams:
+    """batch_size: the logical (Poisson) batch; epochs: the legacy plan in passes;
+    max_grad_norm: the per-example clip norm; max_physical_batch_size: the most examples in
+    memory at once (BatchMemoryManager); grad_sample_mode: how opacus forms the per-example
+    clipped gradient (:mod:`dpsynth.privacy.grad_modes`)."""
+
+    grad_sample_modes: ClassVar[tuple[str, ...]] = GRAD_SAMPLE_MODES
+
+    batch_size: int | None = None
+    epochs: float | None = None
+    max_grad_norm: float = 1.0
+    max_physical_batch_size: int = 512
+    grad_sample_mode: str = "ghost"
+
+    def __post_init__(self) -> None:
+        check_grad_sample_mode(self.grad_sample_mode, allowed=self.grad_sample_modes)
+        more = getattr(super(), "__post_init__", None)  # e.g. FairSGD's checks, for a generator that mixes it in
+        if more is not None:
+            more()
+
+    def get_params(self) -> dict[str, Any]:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+@dataclass(eq=False, kw_only=True)
+class GANParams(DPSGDParams):
+    """A GAN whose discriminator alone is trained with DP-SGD: noise_dim (generator input),
+    the two learning rates, generator_steps (generator updates per discriminator step)."""
+
+    noise_dim: int = 64
+    generator_lr: float = 1e-3
+    discriminator_lr: float = 1e-3
+    generator_steps: int = 1
+
+
+@dataclass(eq=False, kw_only=True)
+class DiffusionParams(DPSGDParams):
+    """A denoiser trained with DP-SGD: the forward process (num_train_timesteps, beta_schedule),
+    noise_multiplicity (noisy copies inside one example's loss), Adam's lr, the EMA decay of the
+    weights, and guidance_scale at sampling."""
+
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    noise_multiplicity: int = 8
+    lr: float = 3e-3
+    ema_decay: float = 0.99
+    guidance_scale: float = 1.0
+
+
+def gan_task(*, real_input: Callable[[list[torch.Tensor]], torch.Tensor], fake_input: Callable[[], torch.Tensor],
+             generator_step: Callable[[nn.Module], float], generator_steps: int, generator: nn.Module) -> DPSGDTask:
+    """The DP-SGD task of a GAN whose discriminator alone reads real rows.
+
+    (1) the loss: the discriminator's per-example loss on the real rows (``real_input(rows)``);
+    (2) the gradient on fake rows (``fake_input()``, a fixed public number of them): it reads no
+    real row, so it is computed without per-example bookkeeping and added after the noise;
+    (3) after each released step, ``generator_steps`` updates of the generator through the
+    private discriminator (``generator_step(discriminator) -> loss``): post-processing."""
+    fake_loss = {}
+
+    def loss(disc, rows):  # (1)
+        logits = disc(real_input(rows).requires_grad_(True))  # full backward hooks need an input with grad
+        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
+
+    def extra_grads(disc):  # (2)
+        with torch.no_grad():
+            fake = fake_input()
+        with without_per_example(disc) as plain:
+            logits = plain(fake)
+            fake_loss["d"] = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+            return torch.autograd.grad(fake_loss["d"], list(disc.parameters()))
+
+    def after_step(disc, step, losses):  # (3)
+        disc.eval()
+        with without_per_example(disc) as plain:
+            for _ in range(generator_steps):
+                g_loss = generator_step(plain)
+        loss_real = losses.mean() if len(losses) else losses.sum()
+        return {"d_loss": (loss_real + fake_loss["d"]).item(), "g_loss": g_loss}
+
+    return DPSGDTask(loss=loss, extra_grads=extra_grads, after_step=after_step, public_modules=(generator,))

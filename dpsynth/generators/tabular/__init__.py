@@ -1,0 +1,1 @@
+"""Table generators, one folder per family: ``gan``, ``diffusion``, ``marginal``."""

@@ -1,0 +1,54 @@
+"""What the DP-SGD table generators (dp-gan, dp-diffusion) share besides the training loop
+(:mod:`dpsynth.privacy.dpsgd_loop`): the step schedule, planned from public facts only."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dpsynth.data.table import TableData
+from dpsynth.generators.base import Generator, ProgressFn, seeded_torch
+from dpsynth.generators.dpsgd import DPSGDParams
+from dpsynth.privacy.budget import Budget
+from dpsynth.privacy.ledger import Ledger
+from dpsynth.privacy.schedule import Schedule, plan_schedule
+
+
+@dataclass(eq=False, kw_only=True)
+class ScheduledDPSGD(DPSGDParams, Generator):
+    """A table generator trained with DP-SGD for a schedule of ``steps`` optimizer steps: the
+    smallest batch in [min_batch_size, max_batch_size] whose noise multiplier reaches
+    ``noise_floor``. ``legacy_batch_size`` is the batch of the legacy epochs plan."""
+
+    legacy_batch_size = 128
+
+    steps: int = 1000
+    min_batch_size: int = 32
+    max_batch_size: int = 4096
+    noise_floor: float = 3.0
+
+    def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
+            progress: ProgressFn | None = None):
+        with seeded_torch(rng):  # weight init and dropout draw from torch's RNG: fork it, seed it, restore it
+            ledger = self._make_ledger(budget, len(data.frame), ledger)
+            return self._fit(data, budget=budget, rng=rng, ledger=ledger, progress=progress)
+
+    def plan_schedule(self, n: int, *, epsilon: float | None, delta: float) -> Schedule:
+        """Logical batch size and steps from public facts only (the row count n of the privacy unit,
+        epsilon, delta) and the compute settings, by the rule of :mod:`dpsynth.privacy.schedule`:
+        ``steps`` steps (default 1000), the smallest batch in [min_batch_size, max_batch_size] whose
+        noise multiplier reaches ``noise_floor`` (default 3): small tables get small batches, large
+        tables bigger ones, never more passes. Setting ``epochs`` restores the legacy plan
+        ``ceil(epochs * n / batch_size)`` (batch ``legacy_batch_size``)."""
+        return plan_schedule(n=n, epsilon=epsilon, delta=delta, steps=self.steps, batch_size=self.batch_size,
+                             epochs=self.epochs, legacy_batch_size=self.legacy_batch_size,
+                             min_batch_size=self.min_batch_size, max_batch_size=self.max_batch_size,
+                             noise_floor=self.noise_floor)
+
+    def plan_steps(self, n: int) -> int:
+        """``steps``, or with ``epochs`` set epochs x expected batches per epoch (n only, public)."""
+        if self.epochs is not None:
+            return max(1, int(math.ceil(self.epochs * n / (self.batch_size or self.legacy_batch_size))))
+        return int(self.steps)
