@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from dpsynth.data.schema import Column
-from dpsynth.generators.marginal.discretize import column_bins
+from dpsynth.generators.tabular.marginal.discretize import column_bins
 
 
 def test_count_atoms_give_width_one_codes_and_the_bins_cover_the_rest():
