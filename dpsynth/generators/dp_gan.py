@@ -291,6 +291,8 @@ class DPGAN(Generator):
     def _fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None,
              progress: ProgressFn | None) -> "DPGAN":
         schema, frame = data.schema, data.frame
+        dist.refuse_data_parallel(generator="dp-gan", features=[f for f, on in (
+            (f"clipping='{self.clipping}'", self.clipping != "flat"), ("balanced_sampling", self.balanced_sampling)) if on])
         n = len(frame)
         ledger = self._make_ledger(budget, n, ledger)
         self._build(schema)
