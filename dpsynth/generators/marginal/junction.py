@@ -173,7 +173,8 @@ class CalibratedTree:
             node = tree.nodes[i]
             table = self.marginals[i] if i == top else self._conditional(i)
             operands += [table, [letters[a] for a in node]]
-        return np.einsum(*operands, [letters[a] for a in clique], optimize="greedy")
+        # a contraction path only pays off from three tables on (numpy would search one for every call)
+        return np.einsum(*operands, [letters[a] for a in clique], optimize="greedy" if len(sub) > 2 else False)
 
     def _conditional(self, i: int) -> np.ndarray:
         key = ("conditional", i)
