@@ -121,6 +121,7 @@ def test_server_receives_only_noisy_marginals_and_their_sum_is_a_measurement(sit
     assert list(syn.columns) == schema.names and len(syn) == 200
 
 
+@pytest.mark.slow
 def test_federated_mst_beats_the_worst_site_alone_on_uci_heart(tmp_path):
     pytest.importorskip("flwr", reason="flwr is not installed (pip install -e '.[federated]')")
     pytest.importorskip("ray", reason="flwr[simulation] (ray) is not installed")
