@@ -18,7 +18,12 @@ from dpsynth.errors import DpsynthError
 def run_marginal_rounds(*, job, sizes: tuple[int, ...], target: int | None, progress=None, verbose: bool = False):
     """Run ``job.rounds`` Flower rounds over ``job.sites``; return the server's ServerState."""
     from flwr.client import ClientApp, NumPyClient
-    from flwr.common import ConfigRecord, Context, ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.common import (
+        ConfigRecord,
+        Context,
+        ndarrays_to_parameters,
+        parameters_to_ndarrays,
+    )
     from flwr.server import Grid, LegacyContext, ServerApp, ServerConfig
     from flwr.server.strategy import FedAvg
     from flwr.server.workflow import DefaultWorkflow

@@ -10,7 +10,7 @@ the collate function then has nothing left to stack. Same rows, same order, same
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import Dataset, TensorDataset, default_collate

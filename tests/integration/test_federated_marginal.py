@@ -9,16 +9,21 @@ runs the Flower simulation (skipped with a reason when flwr[simulation] or the d
 
 from __future__ import annotations
 
+import json
 import math
 import sys
-from pathlib import Path
 
 import dp_accounting
 import numpy as np
 import pytest
 
 from dpsynth.data.embedded import get_embedded
-from dpsynth.federated.marginal import MarginalJob, ServerState, fit_generator, sum_measurements
+from dpsynth.federated.marginal import (
+    MarginalJob,
+    ServerState,
+    fit_generator,
+    sum_measurements,
+)
 from dpsynth.federated.marginal_site import site_marginal_round
 from dpsynth.federated.site import load_schema, load_site_data
 from dpsynth.generators.marginal.discretize import Discretizer
@@ -61,7 +66,7 @@ def _drive(job):
         parts, sigmas, metrics = [a for a, _, _ in out], [m["sigma"] for _, _, m in out], [m for _, _, m in out]
         sent.append((parts, sigmas, metrics))
         if rnd == 1:
-            votes = [[tuple(v) for v in __import__("json").loads(m["votes"])] for m in metrics]
+            votes = [[tuple(v) for v in json.loads(m["votes"])] for m in metrics]
             server.after_oneways(job, parts, sigmas, votes, schema.names.index(schema.target))
             payload = server.payload()
         else:
@@ -96,7 +101,7 @@ def test_each_site_ledger_matches_an_independent_accountant(sites, generator):
 
 def test_server_receives_only_noisy_marginals_and_their_sum_is_a_measurement(sites):
     job = _job(sites, "mst")
-    schema, server, states, sent = _drive(job)
+    schema, server, _, sent = _drive(job)
     disc = Discretizer(schema, bins=job.bins)
     parts, sigmas, metrics = sent[0]
     residuals = []
@@ -127,8 +132,8 @@ def test_federated_mst_beats_the_worst_site_alone_on_uci_heart(tmp_path):
     pytest.importorskip("ray", reason="flwr[simulation] (ray) is not installed")
     folder = shared_data("ehr", "uci_heart_disease")
     sys.path.insert(0, str(REPO / "evaluation"))
-    from bench_federated import split_site, tstr  # noqa: E402
-    from uci_heart import SCHEMA, SITES, read_site  # noqa: E402
+    from bench_federated import split_site, tstr
+    from uci_heart import SCHEMA, SITES, read_site
 
     from dpsynth.config import PrivacyConfig, build_generator
     from dpsynth.data.schema import Schema
