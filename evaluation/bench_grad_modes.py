@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--tab-steps", type=int, default=12)
     parser.add_argument("--img-batch", type=int, default=64)
     parser.add_argument("--img-steps", type=int, default=5)
+    parser.add_argument("--modes", nargs="+", default=None, help="only these grad_sample_modes (default: all)")
     parser.add_argument("--out", default=str(RESULTS / "bench_grad_modes.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -133,6 +134,7 @@ def main() -> None:
     out = Path(args.out)
     for name in args.generators:
         data, params, modes = configs[name]
+        modes = [m for m in modes if args.modes is None or m in args.modes]
         ref = run_one(name, params, data, private=False)
         rows.append({"generator": name, "mode": "non-DP", **ref, "ratio": 1.0})
         print(f"{name:18s} non-DP     step {ref['step_ms']:8.1f} ms  peak +{ref['peak_rss_mb']:7.1f} MB", flush=True)

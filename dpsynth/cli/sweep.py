@@ -78,7 +78,8 @@ def sweep(config_path, out, retry_failed):
                    "Repeat the option or list files after it: --sites a.csv b.csv.")
 @click.option("--schema", "schema_path", type=click.Path(dir_okay=False), default=None,
               help="The public schema every site shares (YAML).")
-@click.option("--generator", "-g", type=click.Choice(["dp-gan", "dp-diffusion", "dp-diffusion-image"]), default=None,
+@click.option("--generator", "-g", type=click.Choice(["dp-gan", "dp-diffusion", "dp-diffusion-image", "mst", "aim",
+                                                       "independent"]), default=None,
               help="Generator trained at every site (default dp-gan).")
 @click.option("--epsilon", type=float, default=None, callback=_positive_epsilon,
               help="Target epsilon of EVERY site (sample-level); the released epsilon is the maximum over sites.")
@@ -129,7 +130,7 @@ def federated(sites, schema_path, generator, epsilon, delta, accountant, rounds,
         result = api.federated(config=config, out=out, overwrite=overwrite, progress=progress, verbose=verbose)
     finally:
         progress.close()
-    click.echo(f"trained {config.generator} over {len(config.sites)} sites x {config.rounds} rounds in "
+    click.echo(f"trained {config.generator} over {len(config.sites)} sites x {len(result.reports)} rounds in "
                f"{result.fit_seconds:.1f}s -> {out}")
     click.echo(f"released epsilon (max over sites, sample-level) = {result.epsilon:.4f}")
     for name, ledger in result.site_ledgers.items():

@@ -92,8 +92,7 @@ def _check_request(config: FederatedConfig):
 def run_federated(*, config: FederatedConfig, out: str | Path, overwrite: bool = False, progress=None,
                   verbose: bool = False) -> FederatedResult:
     """Train ``config.generator`` over ``config.sites`` for ``config.rounds`` Flower rounds."""
-    from dpsynth.artifacts import save_run
-    from dpsynth.federated.card import federated_card, federated_card_markdown
+    from dpsynth.federated.card import federated_card
     from dpsynth.federated.flower import SiteLevelPlan, require_flwr, run_rounds
     from dpsynth.federated.site import FederatedJob
 
@@ -101,6 +100,12 @@ def run_federated(*, config: FederatedConfig, out: str | Path, overwrite: bool =
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise DpsynthError(f"run directory {out} exists and is not empty (use --overwrite)")
     require_flwr()
+    from dpsynth.federated.marginal import MARGINAL_GENERATORS
+
+    if config.generator in MARGINAL_GENERATORS:
+        from dpsynth.federated.marginal_workflow import run_federated_marginal
+
+        return run_federated_marginal(config=config, out=out, progress=progress, verbose=verbose)
     schema, model, rows = _check_request(config)
     budget = config.privacy.budget()
     job = FederatedJob(generator=config.generator, params=dict(config.params or {}),
@@ -138,24 +143,34 @@ def run_federated(*, config: FederatedConfig, out: str | Path, overwrite: bool =
     card = federated_card(generator=config.generator, site_ledgers=site_ledgers, site_rows=rows, rounds=config.rounds,
                           privacy_unit=getattr(schema, "privacy_unit", "row"), secure_mode=budget.secure_mode,
                           site_level=site_level)
+    _write_run(out, generator=generator, schema=schema, ledger=site_ledgers[worst], config=config, run=run,
+               card=card, site_ledgers=site_ledgers, secure_mode=budget.secure_mode)
+    return FederatedResult(run_dir=out, generator=generator, epsilon=float(card["epsilon"]), site_ledgers=site_ledgers,
+                           site_level=site_level, fit_seconds=fit_seconds, reports=outcome.reports)
+
+
+def _write_run(out: Path, *, generator, schema, ledger: Ledger, config: FederatedConfig, run: dict, card: dict,
+               site_ledgers: dict[str, Ledger], secure_mode: bool) -> None:
+    """A normal dpsynth run directory (the worst site's ledger) plus the federated card and every
+    site's ledger, staged and moved into place at once."""
+    from dpsynth.artifacts import save_run
+    from dpsynth.artifacts_manifest import write_manifest
+    from dpsynth.federated.card import federated_card_markdown
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.fed-", dir=out.parent))
     try:
-        staged = save_run(tmp / "run", generator=generator, schema=schema, ledger=site_ledgers[worst],
-                          config=config.to_dict(), run=run, secure_mode=budget.secure_mode)
+        staged = save_run(tmp / "run", generator=generator, schema=schema, ledger=ledger,
+                          config=config.to_dict(), run=run, secure_mode=secure_mode)
         (staged / "privacy_card.json").write_text(json.dumps(card, indent=2))
         (staged / "privacy_card.md").write_text(federated_card_markdown(card))
         sites_dir = staged / "site_ledgers"
         sites_dir.mkdir()
-        for name, ledger in site_ledgers.items():
-            ledger.save(sites_dir / f"{name}.json")
-        from dpsynth.artifacts_manifest import write_manifest
-
+        for name, site_ledger in site_ledgers.items():
+            site_ledger.save(sites_dir / f"{name}.json")
         write_manifest(staged)  # the federated card and site ledgers were written after save_run's manifest
         if out.exists():
             shutil.rmtree(out)
         os.replace(staged, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return FederatedResult(run_dir=out, generator=generator, epsilon=float(card["epsilon"]), site_ledgers=site_ledgers,
-                           site_level=site_level, fit_seconds=fit_seconds, reports=outcome.reports)

@@ -39,7 +39,10 @@ def category_codes(series: pd.Series, col: Column) -> np.ndarray:
     """Integer codes over the column's public categories; missing -> len(categories)."""
     lookup = {_key(c): i for i, c in enumerate(col.categories)}
     missing = len(col.categories)
-    return np.array([missing if _isna(v) else lookup[_key(v)] for v in series], dtype=np.int64)
+    # key each distinct value once (values equal under == share their key: 1, 1.0, True, np.int64(1))
+    inverse, distinct = pd.factorize(series.to_numpy(dtype=object), use_na_sentinel=False)
+    codes = np.array([missing if _isna(v) else lookup[_key(v)] for v in distinct], dtype=np.int64)
+    return codes[inverse] if len(codes) else np.zeros(0, dtype=np.int64)
 
 
 def _isna(value) -> bool:

@@ -50,6 +50,15 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
+def refuse_data_parallel(*, generator: str, features: Sequence[str]) -> None:
+    """One-line ConfigError when ``features`` (non-empty) are asked for in a data-parallel run
+    (torchrun / --devices): they swap opacus' optimizer or Poisson loader for their own, which
+    would bypass DPDDP's sharded global-batch sampling and its single noise draw."""
+    if features and (is_distributed() or launched_by_torchrun()):
+        raise ConfigError(f"{generator}: {' and '.join(features)} cannot run data-parallel (torchrun / --devices): "
+                          f"they replace the distributed DP optimizer or loader; train on one process")
+
+
 def init_from_env(*, backend: str | None = None, timeout_s: float = 600.0) -> tuple[int, int]:
     """Join the process group torchrun describes in the environment (gloo on CPU, nccl with
     CUDA). Returns (rank, world size); (0, 1) when not launched by torchrun."""

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from dpsynth.errors import PrivacyError
 from dpsynth.privacy import distributed as dist
 from dpsynth.privacy.accountants import calibrate_noise
+from dpsynth.privacy.batched_data import batched
 from dpsynth.privacy.grad_modes import PerExampleLoss, check_grad_sample_mode
 from dpsynth.privacy.ledger import Ledger, LedgerEntry
 
@@ -140,7 +141,9 @@ class DPSGDEngine:
             module = dist.wrap_module(module)
         n = len(dataset)
         batch_size = _batch_size_for(n, batches=int(round(1.0 / self.plan.sample_rate)))
-        loader = DataLoader(dataset, batch_size=batch_size, generator=None if self.secure_mode else torch_rng)
+        dataset, collate = batched(dataset)  # one gather per batch instead of one fetch per row
+        loader = DataLoader(dataset, batch_size=batch_size, generator=None if self.secure_mode else torch_rng,
+                            collate_fn=collate)
         plain_loader = loader
         ghost = {"criterion": PerExampleLoss()} if grad_sample_mode == "ghost" else {}
         out = self.privacy_engine.make_private(

@@ -104,9 +104,17 @@ def test_federated_cli_rejects_bad_requests_in_one_line(sites, tmp_path):
                                "--out", str(tmp_path / "r2")])
     assert res.exit_code == 2 and "bad.csv" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "r2").exists()
-    aim = runner.invoke(main, ["federated", "--sites", str(sites / "north.csv"), str(sites / "south.csv"),
-                               "--schema", schema, "--generator", "aim", "--out", str(tmp_path / "r3")])
-    assert aim.exit_code == 2
+    other = runner.invoke(main, ["federated", "--sites", str(sites / "north.csv"), str(sites / "south.csv"),
+                                 "--schema", schema, "--generator", "dp-gan-image", "--out", str(tmp_path / "r3")])
+    assert other.exit_code == 2
+    # the marginal path (mst/aim/independent): same one-line refusals, before any round
+    for extra, says in ((["--site-level-epsilon", "1"], "site-level DP"), (["--accountant", "prv"], "rdp")):
+        res = runner.invoke(main, ["federated", "--sites", str(sites / "north.csv"), str(sites / "south.csv"),
+                                   "--schema", schema, "--generator", "mst", "--out", str(tmp_path / "r4"), *extra])
+        assert res.exit_code == 2 and says in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    res = runner.invoke(main, ["federated", "--sites", str(sites / "north.csv"), str(bad), "--schema", schema,
+                               "--generator", "mst", "--out", str(tmp_path / "r5")])
+    assert res.exit_code == 2 and "bad.csv" in res.output and not (tmp_path / "r5").exists()
 
 
 def test_flower_two_sites_two_rounds_end_to_end(sites, tmp_path):

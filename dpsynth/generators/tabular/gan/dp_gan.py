@@ -110,6 +110,10 @@ class DPGAN(ScheduledDPSGD, GANParams, FairSGD):
     # ---- training -----------------------------------------------------------------------
     def _fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None,
              progress: ProgressFn | None) -> "DPGAN":
+        from dpsynth.privacy import distributed as dist
+
+        dist.refuse_data_parallel(generator="dp-gan", features=[f for f, on in (
+            (f"clipping='{self.clipping}'", self.clipping != "flat"), ("balanced_sampling", self.balanced_sampling)) if on])
         schema, frame = data.schema, data.frame
         self._build(schema)
         gen = torch_generator(rng)

@@ -74,8 +74,13 @@ def candidate_weights(d: int, degree: int, **workload_options) -> dict[Clique, f
         for k in range(1, len(s) + 1):
             for r in itertools.combinations(s, k):
                 weights[r] = 0.0
+    # sum_s c_s |r & s| = sum over the columns a of r of (sum of c_s over the s holding a)
+    per_column = [0.0] * d
+    for s, c in work.items():
+        for a in s:
+            per_column[a] += c
     for r in weights:
-        weights[r] = float(sum(c * len(set(r) & set(s)) for s, c in work.items()))
+        weights[r] = float(sum(per_column[a] for a in r))
     return weights
 
 

@@ -140,11 +140,24 @@ class CalibratedTree:
 
     tree: JunctionTree
     marginals: list[np.ndarray]
+    # answered marginal queries and node conditionals (AIM scores hundreds of candidates per
+    # model, which share sub-queries); read-only arrays, never part of the state
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # ---- marginal queries -----------------------------------------------------------------
     def marginal(self, clique: Sequence[int]) -> np.ndarray:
-        """The model's marginal over ``clique`` (sorted column indices), summing to 1."""
+        """The model's marginal over ``clique`` (sorted column indices), summing to 1 (read-only)."""
         clique = tuple(sorted(clique))
+        found = self._memo.get(clique)
+        if found is None:
+            found = self._marginal(clique)
+            if found.base is not None or not found.flags.owndata:
+                found = found.copy()
+            found.setflags(write=False)
+            self._memo[clique] = found
+        return found
+
+    def _marginal(self, clique: tuple[int, ...]) -> np.ndarray:
         tree = self.tree
         holder = tree.node_holding(clique)
         if holder is not None:
@@ -160,12 +173,17 @@ class CalibratedTree:
             node = tree.nodes[i]
             table = self.marginals[i] if i == top else self._conditional(i)
             operands += [table, [letters[a] for a in node]]
-        return np.einsum(*operands, [letters[a] for a in clique], optimize="greedy")
+        # a contraction path only pays off from three tables on (numpy would search one for every call)
+        return np.einsum(*operands, [letters[a] for a in clique], optimize="greedy" if len(sub) > 2 else False)
 
     def _conditional(self, i: int) -> np.ndarray:
-        node, sep = self.tree.nodes[i], self.tree.separators[i]
-        denom = expand(project(self.marginals[i], node, sep), sep, node)
-        return np.divide(self.marginals[i], denom, out=np.zeros_like(self.marginals[i]), where=denom > 0)
+        key = ("conditional", i)
+        if key not in self._memo:
+            node, sep = self.tree.nodes[i], self.tree.separators[i]
+            denom = expand(project(self.marginals[i], node, sep), sep, node)
+            self._memo[key] = np.divide(self.marginals[i], denom, out=np.zeros_like(self.marginals[i]),
+                                        where=denom > 0)
+        return self._memo[key]
 
     # ---- sampling -------------------------------------------------------------------------
     def sample(self, n: int, rng: np.random.Generator, evidence: dict[int, int] | None = None) -> np.ndarray:
