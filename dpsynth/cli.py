@@ -161,7 +161,7 @@ def _training_options(fn):
                      help="Public schema YAML/JSON (kinds, bounds, categories). Required for files unless --infer-schema."),
         click.option("--infer-schema", is_flag=True, default=False,
                      help="Estimate bounds and categories of a file with DP mechanisms, charged to the budget."),
-        click.option("--generator", "-g", default=None, help="Generator name (see `dpsynth generators`); default dp-gan."),
+        click.option("--generator", "-g", default=None, help="Generator name (see `dpsynth generators`); default auto for tables (picked from public facts), dp-gan for images."),
         click.option("--epsilon", type=float, default=None, callback=_positive_epsilon, help="Target epsilon (default 1)."),
         click.option("--delta", type=float, default=None, help="Target delta (default min(1e-5, 1/(10 n)); refused at >= 1/n)."),
         click.option("--accountant", type=click.Choice(["rdp", "prv"]), default=None, help="Privacy accountant (default rdp)."),
@@ -236,6 +236,8 @@ class _Progress:
 def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
            threads, out, overwrite, verbose_losses=False, echo=True, engine=None, *, split_seed=None,
            clip_to_schema=False, infer_target=None, infer_sensitive=None, max_rows_per_unit=None):
+    if generator is None and config_path is None:  # tables: picked from public facts (generators/auto.py)
+        generator = _default_generator(data, schema_path)
     config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta, accountant=accountant,
                              secure_mode=secure_mode, seed=seed, threads=threads, split_seed=split_seed)
     sensitive = tuple(c.strip() for c in infer_sensitive.split(",") if c.strip()) if infer_sensitive else ()
@@ -258,8 +260,20 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
     return result
 
 
+def _default_generator(data, schema_path) -> str | None:
+    """'auto' for one table; None (the config's default) for images, related tables, or a bad
+    source (api.train then reports it in one line)."""
+    try:
+        table = not api.is_relational_schema(schema_path) and not api.is_image_source(data, schema_path)
+    except DpsynthError:
+        return None
+    return "auto" if table else None
+
+
 def _echo_trained(result, generator: str) -> None:
     click.echo(f"trained {generator} on {len(result.splits.train)} rows in {result.fit_seconds:.1f}s -> {result.run_dir}")
+    if getattr(result.generator, "reason_", None):  # generator 'auto': what it picked and why
+        click.echo(result.generator.reason_)
     click.echo("privacy ledger: " + result.ledger.summary())
 
 

@@ -9,3 +9,4 @@ from dpsynth.generators import dp_diffusion  # noqa: F401,E402
 from dpsynth.generators import aim, mst  # noqa: F401,E402
 from dpsynth.generators import dp_diffusion_image  # noqa: F401,E402
 from dpsynth.generators import dp_gan_image  # noqa: F401,E402
+from dpsynth.generators import auto  # noqa: F401,E402

@@ -6,7 +6,8 @@ With a zCDP budget rho split in thirds:
 2. select a spanning tree of column pairs: fit the independent model to the noisy one-ways,
    score each pair by the L1 distance between its true 2-way marginal and the model's, and
    grow the tree Kruskal-style, each edge chosen among the pairs that join two components by
-   the exponential mechanism (d - 1 selections sharing rho / 3, sensitivity 1);
+   the exponential mechanism (d - 1 selections sharing rho / 3, sensitivity 1; with a declared
+   target and ``target_weight`` w > 1, pairs holding the target score w x error, sensitivity w);
 3. measure the selected 2-way marginals (one Gaussian release, rho / 3);
 4. fit the tree-structured graphical model to all measurements (on the compressed codes).
 """
@@ -49,6 +50,8 @@ def run_mst(
     estimator: str,
     compress_domain: bool = True,
     progress: Callable[[dict], None] | None = None,
+    target: int | None = None,
+    target_weight: float = 1.0,
 ) -> Fit:
     sizes = measurer.sizes
     d = len(sizes)
@@ -72,6 +75,9 @@ def run_mst(
     for pair in candidates:  # PRIVATE scores: used only by the exponential mechanism below
         estimate = independent.total * independent.model.marginal(pair).ravel()
         errors[pair] = float(np.abs(measurer.answer(pair) - estimate).sum())
+        if target is not None and target in pair:  # target-aware tree (public weight; sensitivity below)
+            errors[pair] *= target_weight
+    sensitivity = target_weight if target is not None else 1.0
 
     components = _Components(d)
     epsilon = math.sqrt(8 * pairs_budget / (d - 1))
@@ -79,7 +85,7 @@ def run_mst(
     for step in range(d - 1):
         open_pairs = [p for p in candidates if components.find(p[0]) != components.find(p[1])]
         choice = measurer.select(
-            np.array([errors[p] for p in open_pairs]), epsilon=epsilon, sensitivity=1.0,
+            np.array([errors[p] for p in open_pairs]), epsilon=epsilon, sensitivity=sensitivity,
             purpose=f"mst: select tree edge {step + 1} of {d - 1}",
         )
         pair = open_pairs[choice]
