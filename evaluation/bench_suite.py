@@ -65,7 +65,7 @@ CANDIDATES: dict[str, dict[str, dict]] = {  # "default": the package default bef
 }
 DPSGD = ("dp-gan", "dp-diffusion")
 # the setting of each method that the package default equals (after the leave-one-dataset-out choice)
-PACKAGE_DEFAULTS = {"auto": "default", "aim": "default", "mst": "default", "dp-gan": "mb32", "dp-diffusion": "mb32",
+PACKAGE_DEFAULTS = {"auto": "default", "aim": "default", "mst": "tw4", "dp-gan": "mb32", "dp-diffusion": "mb32",
                     "independent": "default"}
 GRID_CUT = ("sized grid: aim/mst/independent/auto at eps 0.5, 1, 4 x seeds 0-2 on every table; the aim/mst"
             " candidate settings likewise; dp-gan and dp-diffusion only at eps 1, seed 0, on the tables with"
@@ -139,7 +139,14 @@ def plan(tables, full: bool, methods) -> list[tuple]:
 def load_runs() -> list[dict]:
     if not RUNS.is_file():
         return []
-    return [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
+    runs, seen = [], set()
+    for line in RUNS.read_text().splitlines():  # one run per key (parallel invocations may repeat one)
+        r = json.loads(line) if line.strip() else None
+        key = r and (r["table"], r["method"], r["setting"], r["epsilon"], r["seed"])
+        if key and key not in seen:
+            seen.add(key)
+            runs.append(r)
+    return runs
 
 
 def main(argv: list[str] | None = None) -> None:

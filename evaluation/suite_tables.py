@@ -158,9 +158,14 @@ def load_table(name: str) -> tuple[pd.DataFrame, Schema] | None:
     return schema.prepare(frame, source=source), schema
 
 
-def public_facts(frame: pd.DataFrame, schema: Schema) -> dict:
-    """Row count (treated as public by the project) and schema facts, for the evidence table."""
-    return {"rows": len(frame), "columns": len(schema.names), "target": schema.target}
+def load_schema(name: str) -> Schema:
+    """The table's public schema alone (no data read)."""
+    schema_file = TABLES[name][1]
+    if schema_file is None:
+        from dpsynth.data.embedded import get_embedded
+
+        return get_embedded("actg175").schema()
+    return Schema.load(SCHEMAS / schema_file)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ class MST(GraphicalModelGenerator):
     _param_names = ("bins", "pgm_iters", "compress", "estimator", "target_weight")
 
     def __init__(self, *, bins: int = 16, pgm_iters: int = 1000, compress: bool = True, estimator: str = "numpy",
-                 target_weight: float = 1.0) -> None:
+                 target_weight: float = 4.0) -> None:
         """bins: codes per numeric column; pgm_iters: mirror-descent iterations of the final fit;
         compress: merge the one-way cells whose noisy count is below 3 sigma (as MST does);
         estimator: 'numpy' (fast) or 'mbi' (mbi's MirrorDescent); target_weight: the tree-edge
