@@ -120,16 +120,19 @@ def rule_lodo(runs: list[dict], tables: list[str]) -> list[str]:
 
     idx = index(runs)
     epsilons = sorted({r["epsilon"] for r in runs})
-    out = ["| left-out table | rule learned on the others | its pick | " + " | ".join(f"eps {e:g}" for e in epsilons)
-           + " |", "|---|---|---|" + "---|" * len(epsilons)]
+    out = ["| left-out table | rows | TRTR AUROC | rule learned on the other tables | its pick | "
+           + " | ".join(f"eps {e:g}" for e in epsilons) + " | independent, eps 1 |", "|---|---|---|---|---|" + "---|" * (len(epsilons) + 1)]
     for t in tables:
         rule = learn_rule(runs, [u for u in tables if u != t])
         if rule is None:
             continue
         pick = rule["narrow"] if len(load_schema(t).names) <= rule["max_columns"] else rule["wide"]
         m, s = pick.split(":")
-        out.append(f"| {t} | columns <= {rule['max_columns']} -> {rule['narrow']}, else {rule['wide']} | {pick} | "
-                   + " | ".join(_cell([ratio(r, "test") for r in idx.get((t, m, s, e), [])]) for e in epsilons) + " |")
+        some = next(r for r in runs if r["table"] == t)
+        out.append(f"| {t} | {some['rows']} | {some['trtr']['test']:.3f} | columns <= {rule['max_columns']} -> "
+                   f"{rule['narrow']}, else {rule['wide']} | {pick} | "
+                   + " | ".join(_cell([ratio(r, "test") for r in idx.get((t, m, s, e), [])]) for e in epsilons)
+                   + f" | {_cell([ratio(r, 'test') for r in idx.get((t, 'independent', 'default', EPS_MAIN), [])])} |")
     return out
 
 

@@ -22,17 +22,27 @@ from dpsynth.privacy.budget import Budget
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(scope="module")
-def wdbc():
-    """WDBC (scikit-learn's bundled copy, offline) with its public suite schema."""
+def _suite_table(name: str):
     pytest.importorskip("mbi")
     import sys
 
     sys.path.insert(0, str(REPO))
     from evaluation.suite_tables import load_table
 
-    frame, schema = load_table("wdbc")
+    frame, schema = load_table(name)
     return split_table(frame, SplitSpec(seed=0)), schema
+
+
+@pytest.fixture(scope="module")
+def wdbc():
+    """WDBC (scikit-learn's bundled copy, offline; 31 columns) with its public suite schema."""
+    return _suite_table("wdbc")
+
+
+@pytest.fixture(scope="module")
+def gbsg2():
+    """GBSG2 (lifelines' bundled copy, offline; 9 columns) with its public suite schema."""
+    return _suite_table("gbsg2")
 
 
 def test_rule_is_a_function_of_public_facts(actg):
@@ -41,14 +51,16 @@ def test_rule_is_a_function_of_public_facts(actg):
     assert set(facts) == {"rows", "columns", "numeric_columns", "domain_sum", "log10_domain", "epsilon", "delta",
                           "target"}
     assert decide(facts) == decide(dict(facts))
-    choices = {decide({**facts, "epsilon": e})[0] for e in (0.1, 0.5, 1.0, 4.0, 16.0)}
-    assert choices <= {"aim", "mst"}
+    assert {decide({**facts, "epsilon": e})[0] for e in (0.1, 0.5, 1.0, 4.0, 16.0)} == {"aim"}  # 26 columns: wide
     name, params, reason = decide(facts)
-    assert name in REGISTRY and "26 columns" in reason and "eps 1" in reason
+    assert name == "aim" and "26 columns" in reason and "eps 1" in reason
+    narrow = decide({**facts, "columns": 5})
+    assert narrow[0] == "mst" and narrow[1] == {"target_weight": 4.0}
+    assert decide({**facts, "columns": 5, "target": None})[0] == "aim"
 
 
-def test_choice_reads_no_row_and_is_charged_nothing(wdbc):
-    splits, schema = wdbc
+def test_choice_reads_no_row_and_is_charged_nothing(gbsg2):
+    splits, schema = gbsg2
     real = splits.train
     rng = np.random.default_rng(5)  # same public facts, unrelated rows: every column shuffled on its own
     shuffled = pd.DataFrame({c: real[c].to_numpy()[rng.permutation(len(real))] for c in real.columns})
@@ -93,13 +105,22 @@ def test_auto_beats_independent_on_wdbc_at_epsilon_1(wdbc):
 
 def test_cli_train_defaults_to_auto_and_prints_the_choice(tmp_path):
     pytest.importorskip("mbi")
+    from lifelines.datasets import load_gbsg2
+
+    load_gbsg2().to_csv(tmp_path / "gbsg2.csv", index=False)  # a public table and its public schema
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["train", "--data", "actg175", "--epsilon", "1", "--out", str(out)],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "gbsg2.csv"), "--schema",
+                                       str(REPO / "evaluation" / "schemas" / "suite_gbsg2.yaml"), "--epsilon", "1",
+                                       "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "auto -> " in result.output
+    assert "auto -> mst: 9 columns" in result.output  # 9 columns with a target: the narrow branch
     generator = json.loads((out / "generator.json").read_text())
-    assert generator["name"] == "auto" and generator["params"]["choice"] in ("aim", "mst")
-    assert "auto -> " in (out / "privacy_card.md").read_text()
+    assert generator["name"] == "auto" and generator["params"] == {"choice": "mst",
+                                                                   "choice_params": {"target_weight": 4.0}}
+    assert "auto -> mst" in (out / "privacy_card.md").read_text()
     run = json.loads((out / "run.json").read_text())
-    assert run["dp_plan"]["auto"]["choice"] == generator["params"]["choice"]
+    assert run["dp_plan"]["auto"]["choice"] == "mst"
+    sampled = CliRunner().invoke(main, ["generate", "--model", str(out), "-n", "20", "-o", str(tmp_path / "s.csv")],
+                                 catch_exceptions=False)
+    assert sampled.exit_code == 0, sampled.output
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 20
