@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from dpsynth import safe_io
+from dpsynth.errors import DpsynthError
 from dpsynth.cli.common import (LOSS_WARNING, _friendly, _hold, _Progress, _resolve_config, _training_options,
                                 _verbose_losses_option, api)
 
@@ -15,6 +16,8 @@ from dpsynth.cli.common import (LOSS_WARNING, _friendly, _hold, _Progress, _reso
 def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
            threads, out, overwrite, verbose_losses=False, echo=True, engine=None, *, split_seed=None,
            clip_to_schema=False, infer_target=None, infer_sensitive=None, max_rows_per_unit=None):
+    if generator is None and config_path is None:  # tables: picked from public facts (generators/auto.py)
+        generator = _default_generator(data, schema_path)
     config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta, accountant=accountant,
                              secure_mode=secure_mode, seed=seed, threads=threads, split_seed=split_seed)
     sensitive = tuple(c.strip() for c in infer_sensitive.split(",") if c.strip()) if infer_sensitive else ()
@@ -37,8 +40,20 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
     return result
 
 
+def _default_generator(data, schema_path) -> str | None:
+    """'auto' for one table; None (the config's default) for images, related tables, or a bad
+    source (api.train then reports it in one line)."""
+    try:
+        table = not api.is_relational_schema(schema_path) and not api.is_image_source(data, schema_path)
+    except DpsynthError:
+        return None
+    return "auto" if table else None
+
+
 def _echo_trained(result, generator: str) -> None:
     click.echo(f"trained {generator} on {len(result.splits.train)} rows in {result.fit_seconds:.1f}s -> {result.run_dir}")
+    if getattr(result.generator, "reason_", None):  # generator 'auto': what it picked and why
+        click.echo(result.generator.reason_)
     click.echo("privacy ledger: " + result.ledger.summary())
 
 

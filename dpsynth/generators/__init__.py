@@ -14,3 +14,4 @@ from dpsynth.generators.tabular.diffusion import dp_diffusion  # noqa: F401,E402
 from dpsynth.generators.tabular.marginal import aim, mst  # noqa: F401,E402
 from dpsynth.generators.image.diffusion import dp_diffusion_image  # noqa: F401,E402
 from dpsynth.generators.image.gan import dp_gan_image  # noqa: F401,E402
+from dpsynth.generators import auto  # noqa: F401,E402

@@ -17,6 +17,7 @@ TINY = {
     "dp-diffusion": {"epochs": 2, "batch_size": 64},
     "aim": {"max_iterations": 3},
     "mst": {},
+    "auto": {"choice": "aim", "choice_params": {"max_iterations": 3}},  # the explicit-choice path (a saved run)
 }
 TABLE_GENERATORS = sorted(n for n, cls in REGISTRY.items() if getattr(cls, "modality", "table") == "table")
 

@@ -12,7 +12,8 @@ With a zCDP budget rho split in thirds:
 2. select a spanning tree of column pairs: fit the independent model to the noisy one-ways,
    score each pair by the L1 distance between its true 2-way marginal and the model's, and
    grow the tree Kruskal-style, each edge chosen among the pairs that join two components by
-   the exponential mechanism (d - 1 selections sharing rho / 3, sensitivity 1);
+   the exponential mechanism (d - 1 selections sharing rho / 3, sensitivity 1; with a declared
+   target and ``target_weight`` w > 1, pairs holding the target score w x error, sensitivity w);
 3. measure the selected 2-way marginals (one Gaussian release, rho / 3);
 4. fit the tree-structured graphical model to all measurements (on the compressed codes).
 """
@@ -58,6 +59,8 @@ def run_mst(
     estimator: str,
     compress_domain: bool = True,
     progress: Callable[[dict], None] | None = None,
+    target: int | None = None,
+    target_weight: float = 1.0,
 ) -> Fit:
     sizes = measurer.sizes
     d = len(sizes)
@@ -81,6 +84,9 @@ def run_mst(
     for pair in candidates:  # PRIVATE scores: used only by the exponential mechanism below
         estimate = independent.total * independent.model.marginal(pair).ravel()
         errors[pair] = float(np.abs(measurer.answer(pair) - estimate).sum())
+        if target is not None and target in pair:  # target-aware tree (public weight; sensitivity below)
+            errors[pair] *= target_weight
+    sensitivity = target_weight if target is not None else 1.0
 
     components = _Components(d)
     epsilon = math.sqrt(8 * pairs_budget / (d - 1))
@@ -88,7 +94,7 @@ def run_mst(
     for step in range(d - 1):
         open_pairs = [p for p in candidates if components.find(p[0]) != components.find(p[1])]
         choice = measurer.select(
-            np.array([errors[p] for p in open_pairs]), epsilon=epsilon, sensitivity=1.0,
+            np.array([errors[p] for p in open_pairs]), epsilon=epsilon, sensitivity=sensitivity,
             purpose=f"mst: select tree edge {step + 1} of {d - 1}",
         )
         pair = open_pairs[choice]
@@ -107,20 +113,26 @@ def run_mst(
 
 @register("mst")
 class MST(GraphicalModelGenerator):
-    _param_names = ("bins", "pgm_iters", "compress", "estimator")
+    _param_names = ("bins", "pgm_iters", "compress", "estimator", "target_weight")
 
-    def __init__(self, *, bins: int = 16, pgm_iters: int = 1000, compress: bool = True, estimator: str = "numpy") -> None:
+    def __init__(self, *, bins: int = 16, pgm_iters: int = 1000, compress: bool = True, estimator: str = "numpy",
+                 target_weight: float = 4.0) -> None:
         """bins: codes per numeric column; pgm_iters: mirror-descent iterations of the final fit;
         compress: merge the one-way cells whose noisy count is below 3 sigma (as MST does);
-        estimator: 'numpy' (fast) or 'mbi' (mbi's MirrorDescent)."""
+        estimator: 'numpy' (fast) or 'mbi' (mbi's MirrorDescent); target_weight: the tree-edge
+        selection scores a pair that holds the schema's target x target_weight (sensitivity
+        target_weight), so the tree links the target to what predicts it (1 = MST as published)."""
         self.bins = bins
         self.pgm_iters = pgm_iters
         self.compress = compress
         self.estimator = estimator
+        self.target_weight = target_weight
 
     def _run(self, measurer: Measurer, rho: float, progress: Callable[[dict], None] | None, *,
              target: int | None = None) -> Fit:
         if self.estimator not in ESTIMATORS:
             raise DpsynthError(f"generator 'mst': estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
+        if not self.target_weight >= 1.0:
+            raise DpsynthError(f"generator 'mst': target_weight must be >= 1, got {self.target_weight!r}")
         return run_mst(measurer, rho=rho, iters=self.pgm_iters, estimator=self.estimator, compress_domain=self.compress,
-                       progress=progress)
+                       progress=progress, target=target, target_weight=self.target_weight)
