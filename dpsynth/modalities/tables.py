@@ -18,7 +18,7 @@ from dpsynth.modalities.table_source import (require_reviewed, resolve_splits, r
 class Tables:
     name = "table"
     noun = "a table"
-    default_generator = "dp-gan"
+    default_generator = "auto"
 
     # ---- train ----------------------------------------------------------------------------
     def check_options(self, options: TrainOptions) -> None:
