@@ -126,9 +126,13 @@ def main() -> None:
 @click.argument("name", required=False)
 @_friendly
 def datasets(name: str | None) -> None:
-    """List the embedded datasets, or print one's public schema (YAML)."""
+    """List the embedded datasets and the built-in image schemas, or print one's public schema (YAML)."""
     from dpsynth.data.embedded import EMBEDDED, get_embedded
+    from dpsynth.data.image_catalog import describe_image_schemas, image_schema_yaml
 
+    if name and image_schema_yaml(name) is not None:
+        click.echo(image_schema_yaml(name))
+        return
     if name:
         import yaml
 
@@ -140,6 +144,8 @@ def datasets(name: str | None) -> None:
         click.echo(f"  rows={ds.rows}  columns={len(schema.columns)}  target={schema.target}  "
                    f"sensitive={','.join(schema.sensitive)}  source=package '{ds.package}'")
         click.echo(f"  columns: {', '.join(f'{c.name}({c.kind})' for c in schema.columns)}")
+    for line in describe_image_schemas():
+        click.echo(line)
 
 
 @main.command()
@@ -156,7 +162,9 @@ def generators() -> None:
 # ---- shared training options --------------------------------------------------------------
 def _training_options(fn):
     options = [
-        click.option("--data", required=True, help="Embedded dataset name (see `dpsynth datasets`) or a .csv/.parquet file."),
+        click.option("--data", required=True, help="Embedded dataset name (see `dpsynth datasets`), a .csv/.parquet "
+                     "table, or images: a MedMNIST-style .npz (pneumoniamnist/breastmnist/retinamnist.npz need no "
+                     "schema), a folder of PNG/JPEG + labels.csv, or a DICOM folder + labels.csv (folders: --schema)."),
         click.option("--schema", "--public-schema", "schema_path", type=click.Path(dir_okay=False), default=None,
                      help="Public schema YAML/JSON (kinds, bounds, categories). Required for files unless --infer-schema."),
         click.option("--infer-schema", is_flag=True, default=False,
@@ -235,9 +243,10 @@ class _Progress:
 
 def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
            threads, out, overwrite, verbose_losses=False, echo=True, engine=None, *, split_seed=None,
-           clip_to_schema=False, infer_target=None, infer_sensitive=None, max_rows_per_unit=None):
-    config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta, accountant=accountant,
-                             secure_mode=secure_mode, seed=seed, threads=threads, split_seed=split_seed)
+           clip_to_schema=False, infer_target=None, infer_sensitive=None, max_rows_per_unit=None, init=None):
+    config = _with_init(_resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta,
+                                        accountant=accountant, secure_mode=secure_mode, seed=seed, threads=threads,
+                                        split_seed=split_seed), init)
     sensitive = tuple(c.strip() for c in infer_sensitive.split(",") if c.strip()) if infer_sensitive else ()
     _hold(safe_io.output_lock(out))  # a second writer to the same run directory fails here
     safe_io.check_output_dir(out, overwrite=overwrite)
@@ -256,6 +265,15 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
         click.echo("budget split (patient level): " + ", ".join(
             f"{p.table} {p.budget_share:.0%} (<= {p.rows_per_patient} rows/patient)" for p in result.model.plans))
     return result
+
+
+def _with_init(config, init):
+    """``--init``: the image generator's ``init`` parameter (a public pretrained checkpoint)."""
+    if not init:
+        return config
+    from dataclasses import replace
+
+    return replace(config, params={**config.params, "init": str(init)})
 
 
 def _echo_trained(result, generator: str) -> None:
@@ -278,10 +296,13 @@ def _echo_trained(result, generator: str) -> None:
 @click.option("--max-rows-per-patient", "max_rows_per_unit", type=click.IntRange(min=1), default=None,
               help="Public bound k on rows per patient when the schema's privacy_unit names a patient-id column"
                    " (default: the schema's max_rows_per_unit, else 1); extra rows are dropped at random.")
+@click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Images: start DP-SGD from a public pretrained checkpoint (`dpsynth pretrain`, models/pretrained_*);"
+                   " recorded in the ledger as public (epsilon 0).")
 @_friendly
 def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
           split_seed, threads, clip_to_schema, infer_target, infer_sensitive, out, overwrite, engine, verbose_losses,
-          devices, max_rows_per_unit):
+          devices, max_rows_per_unit, init):
     """Train a DP generator and save weights, config, schema, ledger and privacy card to OUT.
 
     \b
@@ -291,6 +312,12 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
       dpsynth train --data mytable.csv --schema schema.yaml --clip-to-schema --epsilon 1 --out runs/mine
       dpsynth train --data mytable.csv --infer-schema --target died --sensitive age,sex --epsilon 1 --out runs/mine
       dpsynth train --data actg175 --generator dp-gan --devices 2 --out runs/ddp   # or: torchrun ... -m dpsynth.cli train
+      dpsynth train --data breastmnist.npz --generator dp-diffusion-image --epsilon 10 --out runs/breast
+      dpsynth train --data breastmnist.npz --generator dp-diffusion-image --epsilon 10 \
+          --init models/pretrained_dp-diffusion-image_grey28_for-breastmnist --out runs/breast_pre
+
+    Images need no config: steps, batch and noise are planned from n, the image size and the
+    budget (dpsynth/privacy/image_schedule.py).
     """
     from dpsynth.privacy import distributed as dist
 
@@ -303,19 +330,68 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
         _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
                threads, out, overwrite, verbose_losses, engine=engine, split_seed=split_seed,
                clip_to_schema=clip_to_schema, infer_target=infer_target, infer_sensitive=infer_sensitive,
-               max_rows_per_unit=max_rows_per_unit)
+               max_rows_per_unit=max_rows_per_unit, init=init)
     else:  # the other replicas train in lock-step; only rank 0 writes the run directory
         import tempfile
 
         sensitive = tuple(c.strip() for c in infer_sensitive.split(",") if c.strip()) if infer_sensitive else ()
         with tempfile.TemporaryDirectory() as scratch:
-            config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta,
-                                     accountant=accountant, secure_mode=secure_mode, seed=seed, threads=threads,
-                                     split_seed=split_seed)
+            config = _with_init(_resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta,
+                                                accountant=accountant, secure_mode=secure_mode, seed=seed,
+                                                threads=threads, split_seed=split_seed), init)
             api.train(data=data, out=Path(scratch) / "run", config=config, schema_path=schema_path,
                       infer_schema=infer_schema, overwrite=True, progress=None, engine=engine, target=infer_target,
                       sensitive=sensitive, clip_to_schema=clip_to_schema, max_rows_per_unit=max_rows_per_unit)
     dist.shutdown()
+
+
+# ---- pretrain (public images, no privacy) ---------------------------------------------------
+@main.command()
+@click.option("--public", "public", multiple=True, required=True, type=click.Path(dir_okay=False, exists=True),
+              help="A PUBLIC MedMNIST-style .npz (repeat for several); never the private set you fine-tune on.")
+@click.option("--generator", "-g", type=click.Choice(["dp-diffusion-image", "dp-gan-image"]), default="dp-diffusion-image",
+              show_default=True)
+@click.option("--shape", required=True, metavar="CxHxW", help="Target shape of the private set, e.g. 1x28x28 or 3x64x64.")
+@click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Non-private Adam steps.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Run config whose params (architecture) the fine-tuning run will use.")
+@click.option("--licence", "licences", multiple=True, metavar="STEM=LICENCE",
+              help="Licence of a source that is not a known MedMNIST set, e.g. mydata=CC-BY-4.0.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 1024), default=1, show_default=True)
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Checkpoint folder to create.")
+@_friendly
+def pretrain(public, generator, shape, steps, batch_size, config_path, licences, seed, threads, out):
+    """Pretrain an image generator WITHOUT privacy on public images (then `train --init OUT`).
+
+    \b
+    Example (leave the private set out: BreastMNIST is fine-tuned from the others):
+      dpsynth pretrain --public pneumoniamnist.npz --public retinamnist.npz --shape 1x28x28 \\
+          --out models/pretrained_dp-diffusion-image_grey28_for-breastmnist
+      dpsynth train --data breastmnist.npz --generator dp-diffusion-image --epsilon 10 \\
+          --init models/pretrained_dp-diffusion-image_grey28_for-breastmnist --out runs/breast
+    """
+    import torch
+
+    from dpsynth.generators.image_pretrain import pretrain_image_generator
+
+    try:
+        dims = tuple(int(v) for v in shape.lower().split("x"))
+        assert len(dims) == 3 and dims[0] in (1, 3) and min(dims) > 0
+    except (ValueError, AssertionError):
+        raise DpsynthError(f"--shape {shape!r}: expected CxHxW with C 1 or 3, e.g. 1x28x28") from None
+    params = {}
+    if config_path:
+        from dpsynth.config import load_config
+
+        cfg = load_config(config_path)
+        params = {k: v for k, v in cfg.params.items() if k not in ("steps", "batch_size", "epochs", "init")}
+    lic = dict(item.split("=", 1) for item in licences if "=" in item)
+    torch.set_num_threads(threads)
+    path = pretrain_image_generator(generator=generator, public=public, shape=dims, out=out, steps=steps,
+                                    batch_size=batch_size, seed=seed, params=params, licences=lic)
+    click.echo(f"pretrained {generator} on public images -> {path} (see {path}/DATASHEET.md)")
 
 
 # ---- schema -------------------------------------------------------------------------------

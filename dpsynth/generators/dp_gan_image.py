@@ -32,17 +32,19 @@ from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
 from dpsynth.generators.image_base import ImageGenerator, init_weights
+from dpsynth.generators.image_pretrain import load_pretrained, record_public
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy import distributed as dist
 from dpsynth.privacy.engine import DPSGDEngine, plan_dp_sgd
 from dpsynth.privacy.grad_modes import check_grad_sample_mode, ghost_kwargs, without_per_example
+from dpsynth.privacy.image_schedule import DEFAULT_STEPS, schedule_for
 from dpsynth.privacy.ledger import Ledger
 
 _PARAMS = (
     "noise_dim", "generator_channels", "discriminator_channels", "batch_size", "epochs", "generator_lr",
     "discriminator_lr", "max_grad_norm", "generator_steps", "max_physical_batch_size", "sample_batch_size", "device",
-    "grad_sample_mode",
+    "grad_sample_mode", "steps", "init",
 )
 
 
@@ -106,8 +108,8 @@ class DPGANImage(ImageGenerator):
         noise_dim: int = 64,
         generator_channels: int = 64,
         discriminator_channels: int = 32,
-        batch_size: int = 128,
-        epochs: float = 20.0,
+        batch_size: int | None = None,
+        epochs: float | None = None,
         generator_lr: float = 2e-4,
         discriminator_lr: float = 2e-4,
         max_grad_norm: float = 1.0,
@@ -116,7 +118,14 @@ class DPGANImage(ImageGenerator):
         sample_batch_size: int = 512,
         device: str = "auto",
         grad_sample_mode: str = "hooks",
+        steps: int | None = None,
+        init: str | None = None,
     ) -> None:
+        """steps / batch_size None: planned from n, image size, epsilon and delta
+        (:mod:`dpsynth.privacy.image_schedule`); epochs set: the legacy epoch plan. init: a public
+        pretrained generator (:mod:`dpsynth.generators.image_pretrain`); the discriminator starts fresh."""
+        self.steps = steps
+        self.init = init
         self.grad_sample_mode = check_grad_sample_mode(grad_sample_mode)
         self.noise_dim = noise_dim
         self.generator_channels = generator_channels
@@ -135,7 +144,9 @@ class DPGANImage(ImageGenerator):
         return {k: getattr(self, k) for k in _PARAMS}
 
     def plan_steps(self, n: int) -> int:
-        return max(1, int(math.ceil(self.epochs * n / self.batch_size)))
+        if self.epochs is None:
+            return int(self.steps or DEFAULT_STEPS)
+        return max(1, int(math.ceil(self.epochs * n / (self.batch_size or 128))))
 
     def _build(self, schema: ImageSchema) -> ImageGeneratorNet:
         if schema.height % 4 or schema.width % 4:
@@ -156,17 +167,23 @@ class DPGANImage(ImageGenerator):
         disc = ImageDiscriminator(n_classes=schema.n_classes, channels=self.discriminator_channels, shape=schema.shape)
         init_weights(self.generator_, gen)
         init_weights(disc, gen)
+        if self.init:  # public pretraining of the generator network, recorded as public (epsilon 0)
+            record_public(ledger, load_pretrained(self.generator_, self.init, generator=self.name,
+                                                  params=self.get_params(), shape=schema.shape))
         self.generator_.to(device)
         disc.to(device)
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
         opt_d = torch.optim.Adam(disc.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.999))
         opt_g = torch.optim.Adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.999))
         dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
-        steps = self.plan_steps(n)
+        self.schedule_ = schedule_for(self, n=n, height=schema.height, width=schema.width, budget=budget,
+                                      delta=ledger.delta, device=device)
+        steps = self.schedule_.steps
         if budget.non_private:
             self._train_non_private(disc, opt_d, opt_g, dataset, steps=steps, gen=gen, device=device, progress=progress)
         else:
-            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.batch_size, steps=steps, max_grad_norm=self.max_grad_norm)
+            plan = plan_dp_sgd(ledger=ledger, n=n, batch_size=self.schedule_.batch_size, steps=steps,
+                               max_grad_norm=self.max_grad_norm)
             engine = DPSGDEngine(ledger=ledger, plan=plan, purpose="image discriminator DP-SGD",
                                  secure_mode=budget.secure_mode)
             disc, opt_d, loader = engine.make_private(module=disc, optimizer=opt_d, dataset=dataset, torch_rng=gen,
@@ -174,7 +191,8 @@ class DPGANImage(ImageGenerator):
                                                       **ghost_kwargs(self.grad_sample_mode))
             self._train_dp(engine, disc, opt_d, opt_g, loader, gen=gen, device=device, progress=progress)
             dist.average_buffers(self.generator_)  # data-parallel: one set of normalisation statistics
-            self.dp_plan_ = {**plan.to_dict(), "grad_sample_mode": self.grad_sample_mode}
+            self.dp_plan_ = {**plan.to_dict(), "grad_sample_mode": self.grad_sample_mode,
+                             "schedule": self.schedule_.to_dict()}
             self.opacus_history_ = [list(h) for h in engine.opacus_history()]
         self.generator_.cpu().eval()
         self.ledger_ = ledger
@@ -238,13 +256,13 @@ class DPGANImage(ImageGenerator):
                                   "epsilon": engine.ledger.epsilon()})
 
     def _train_non_private(self, disc, opt_d, opt_g, dataset, *, steps: int, gen, device, progress) -> None:
-        k = self.schema_.n_classes
+        k, batch = self.schema_.n_classes, self.schedule_.batch_size
         images, labels = dataset.tensors
         for step in range(1, steps + 1):
-            idx = torch.randint(len(images), (self.batch_size,), generator=gen)
+            idx = torch.randint(len(images), (batch,), generator=gen)
             disc.train()
             with torch.no_grad():
-                fake, f_labels = self._fakes(self.batch_size, gen, device)
+                fake, f_labels = self._fakes(batch, gen, device)
             lr = disc(with_label_maps(images[idx].to(device), labels[idx].to(device), k))
             lf = disc(with_label_maps(fake, f_labels, k))
             d_loss = F.binary_cross_entropy_with_logits(lr, torch.ones_like(lr)) + \
@@ -254,7 +272,7 @@ class DPGANImage(ImageGenerator):
             opt_d.step()
             disc.eval()
             for _ in range(self.generator_steps):
-                g_loss = self._generator_step(disc, opt_g, self.batch_size, gen, device)
+                g_loss = self._generator_step(disc, opt_g, batch, gen, device)
             if progress is not None:
                 progress({"step": step, "steps": steps, "d_loss": d_loss.item(), "g_loss": g_loss, "epsilon": math.inf})
 
