@@ -79,9 +79,12 @@ def utility_verdict(synthetic: dict, real: dict, majority: dict, *, target: floa
     out = {"verdict": "FAIL" if reasons else "PASS", "reasons": reasons, "balanced_accuracy_ratio": ratio,
            "accuracy_ratio": synthetic["accuracy"] / real["accuracy"] if real["accuracy"] > 0 else math.nan,
            "majority_accuracy": majority["accuracy"], "majority_balanced_accuracy": majority["balanced_accuracy"]}
+    real_trivial = real["balanced_accuracy"] <= majority["balanced_accuracy"] + margin
+    if real_trivial:  # the reference itself learned nothing: a ratio to it means nothing
+        out["note"] = "the real-trained CNN is no better than the majority class: the ratio is not meaningful"
     if target is not None:
         out["target"] = target
-        out["meets_target"] = bool(not reasons and ratio >= target)
+        out["meets_target"] = bool(not reasons and not real_trivial and ratio >= target)
     return out
 
 

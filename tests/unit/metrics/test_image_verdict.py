@@ -55,3 +55,11 @@ def test_ordinal_means_integer_grades():
     names = ImageSchema(height=8, width=8, channels=1, low=0, high=255, classes=("akiec", "bcc", "nv"))
     binary = ImageSchema(height=8, width=8, channels=1, low=0, high=255, classes=(0, 1))
     assert is_ordinal(grades) and not is_ordinal(names) and not is_ordinal(binary)
+
+
+def test_no_target_is_met_against_a_real_cnn_that_learned_nothing():
+    maj = majority_baseline(TRAIN, TEST, n_classes=2)
+    real = class_scores(onehot(np.zeros(10, int), 2), TEST, n_classes=2)  # the real CNN predicts the majority
+    syn = class_scores(onehot(np.array([0] * 7 + [1] + [1, 0]), 2), TEST, n_classes=2)
+    v = utility_verdict(syn, real, maj, target=0.8)
+    assert v["verdict"] == "PASS" and v["balanced_accuracy_ratio"] > 1 and not v["meets_target"] and "note" in v
