@@ -189,7 +189,7 @@ def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool
     out["eval_s"] = time.perf_counter() - start
     out["metrics"] = {k: v.to_dict() for k, v in results.items()}
     out["wall_s"] = out["fit_s"] + out["sample_s"] + out["eval_s"]
-    tag = f"{dataset}_eps{epsilon:g}_{generator}_{'pre' if pretrained else 'scratch'}_seed{args.seed}"
+    tag = f"{dataset}_eps{epsilon:g}_{generator}_{'pre' if pretrained else 'scratch'}_seed{args.seed}{'_' + args.tag if args.tag else ''}"
     grid = Path(args.out) / f"{tag}{'_quick' if args.quick else ''}_labelled.png"
     save_labelled_grid(syn.to_image_data().images, syn.labels, train.schema.classes, grid,
                        title=f"{dataset} eps {epsilon:g} {generator} {'pretrained' if pretrained else 'scratch'}"
