@@ -1,4 +1,15 @@
-"""Image benchmark: the DP image generators on MedMNIST with the CPU profiles.
+"""Image benchmark: the DP image generators on MedMNIST and HAM10000, with and without public pretraining.
+
+    python evaluation/bench_images.py --profile default --runs pneumoniamnist@10 --pretrained both
+    python evaluation/bench_images.py --full-grid      # every set x eps 1, 10 x +-pretraining x seeds 0, 1, 2
+
+``--profile default`` (issue 12) uses the generator's no-config defaults: steps, batch and noise
+planned from n, the image size and the budget (dpsynth/privacy/image_schedule.py); ``--profile cpu``
+the older configs/<generator>_cpu.yaml. ``--pretrained yes`` starts from
+models/pretrained_<generator>_<grey|rgb><size>_for-<dataset> (public MedMNIST sets other than the
+private one; see models/README.md). Each run also writes a class-labelled grid
+(<run>_labelled.png) and the honest utility block: both CNNs' balanced accuracy and per-class
+recall, the majority-class baseline and a PASS/FAIL verdict (dpsynth/metrics/image_verdict.py).
 
     python evaluation/bench_images.py                 # full: ~30 min per diffusion run on 2 cores
     python evaluation/bench_images.py --quick         # a minute or two: proves the pipeline only
@@ -35,7 +46,8 @@ sys.path.insert(0, str(ROOT))
 from dpsynth.config import build_generator, load_config  # noqa: E402
 from dpsynth.data.images import load_image_splits  # noqa: E402
 from dpsynth.generators.image.diffusion.dp_diffusion_image import build_unet, denoising_loss  # noqa: E402
-from dpsynth.metrics.image import evaluate_images, save_image_grid  # noqa: E402
+from dpsynth.metrics.image import evaluate_images  # noqa: E402
+from dpsynth.metrics.image_grid import save_labelled_grid  # noqa: E402
 from dpsynth.privacy.functional_grads import per_example_grads, set_grad_samples  # noqa: E402
 
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "medmnist"
@@ -119,7 +131,20 @@ def load_ham10000(folder: Path = HAM, *, seed: int = 0) -> dict:
     return {name: data.subset(np.flatnonzero(which == k)) for k, name in enumerate(("train", "val", "test"))}
 
 
-def run_one(dataset: str, epsilon: float, generator: str, args) -> dict:
+TARGETS = {("pneumoniamnist", 10.0): 0.90, ("breastmnist", 10.0): 0.80, ("pneumoniamnist", 1.0): 0.85}
+MODELS = ROOT / "models"
+
+
+def pretrained_checkpoint(generator: str, dataset: str, schema) -> Path:
+    """models/pretrained_<generator>_<grey|rgb><size>_for-<dataset> (built from the OTHER sets)."""
+    kind = "grey" if schema.channels == 1 else "rgb"
+    path = MODELS / f"pretrained_{generator}_{kind}{schema.height}_for-{dataset}"
+    if not (path / "pretrain.json").is_file():
+        raise SystemExit(f"no pretrained checkpoint {path} (build it with `dpsynth pretrain`, see models/README.md)")
+    return path
+
+
+def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool = False) -> dict:
     if dataset == "ham10000":
         splits = load_ham10000()
     else:
@@ -129,11 +154,15 @@ def run_one(dataset: str, epsilon: float, generator: str, args) -> dict:
     if args.quick:
         train = train.subset(rng.choice(len(train), min(len(train), 256), replace=False))
     cfg = load_config(ROOT / "configs" / f"{generator.replace('-', '_')}_cpu.yaml")
-    params = {**cfg.params, **(QUICK.get(generator, {}) if args.quick else {}), **json.loads(args.params or "{}")}
+    base = dict(cfg.params) if args.profile == "cpu" else {"device": "cpu"}
+    params = {**base, **(QUICK.get(generator, {}) if args.quick else {}), **json.loads(args.params or "{}")}
+    if pretrained:
+        params["init"] = str(pretrained_checkpoint(generator, dataset, train.schema))
     budget = replace(cfg.privacy, epsilon=epsilon).budget()
     out: dict = {"dataset": dataset, "generator": generator, "epsilon_target": epsilon, "n_train": len(train),
-                 "quick": args.quick, "params": params}
-    if generator == "dp-diffusion-image":
+                 "quick": args.quick, "params": params, "pretrained": bool(pretrained), "profile": args.profile,
+                 "seed": args.seed}
+    if generator == "dp-diffusion-image" and args.step_times:
         # timed with the profile's own physical batch and multiplicity, also under --quick
         out["step_time"] = step_times(dict(cfg.params), train, repeats=2 if args.quick else 5, rng=rng)
     model = build_generator(generator, params)
@@ -148,6 +177,7 @@ def run_one(dataset: str, epsilon: float, generator: str, args) -> dict:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
         out["weights"] = str(weights)
     out["ledger"] = model.ledger_.to_dict()
+    out["schedule"] = getattr(model, "dp_plan_", None)
     n_syn = args.n_synthetic or (64 if args.quick else min(len(train), 2000))
     start = time.perf_counter()
     syn = model.sample(n_syn, rng=rng)
@@ -155,13 +185,16 @@ def run_one(dataset: str, epsilon: float, generator: str, args) -> dict:
     start = time.perf_counter()
     results = evaluate_images(train, holdout, test, syn.to_image_data(), classes=train.schema.classes, rng=rng,
                               cnn_epochs=1 if args.quick else 10, cnn_repeats=1 if args.quick else args.cnn_repeats,
-                              inception_weights=args.inception)
+                              inception_weights=args.inception, target=TARGETS.get((dataset, epsilon)))
     out["eval_s"] = time.perf_counter() - start
     out["metrics"] = {k: v.to_dict() for k, v in results.items()}
     out["wall_s"] = out["fit_s"] + out["sample_s"] + out["eval_s"]
-    grid = Path(args.out) / f"{dataset}_eps{epsilon:g}_{generator}_seed{args.seed}{'_quick' if args.quick else ''}.png"
-    save_image_grid(syn.to_image_data().images, grid, labels=syn.labels, nrow=10)
-    out["grid"] = str(grid)
+    tag = f"{dataset}_eps{epsilon:g}_{generator}_{'pre' if pretrained else 'scratch'}_seed{args.seed}{'_' + args.tag if args.tag else ''}"
+    grid = Path(args.out) / f"{tag}{'_quick' if args.quick else ''}_labelled.png"
+    save_labelled_grid(syn.to_image_data().images, syn.labels, train.schema.classes, grid,
+                       title=f"{dataset} eps {epsilon:g} {generator} {'pretrained' if pretrained else 'scratch'}"
+                             f" seed {args.seed}")
+    out["grid"] = str(grid.relative_to(ROOT)) if grid.is_relative_to(ROOT) else str(grid)
     return out
 
 
@@ -169,7 +202,17 @@ def summary_line(r: dict) -> str:
     m = r["metrics"]
     util = m["image_downstream_accuracy"]["breakdown"]
     prdc = m["image_prdc_coverage"]["breakdown"]
-    line = (f"{r['dataset']:<15} {r['generator']:<19} eps={r['epsilon']:.3g}/{r['epsilon_target']:g}"
+    h = util["honest"]
+    recall = lambda side: "/".join(f"{v:.2f}" for v in h[side]["per_class_recall"].values())  # noqa: E731
+    line = (f"{r['dataset']:<15} {r['generator']:<19} {'pre' if r.get('pretrained') else 'scratch':<7}"
+            f" eps={r['epsilon']:.3g}/{r['epsilon_target']:g}"
+            f"  bal.acc syn/real/maj={h['synthetic']['balanced_accuracy']:.3f}/{h['real']['balanced_accuracy']:.3f}"
+            f"/{h['majority']['balanced_accuracy']:.3f} (ratio {h['balanced_accuracy_ratio']:.3f}) {h['verdict']}"
+            f"{'' if h.get('meets_target') is None else (' target met' if h['meets_target'] else ' target missed')}"
+            f"  recall syn [{recall('synthetic')}] real [{recall('real')}]"
+            f"  maj.acc={h['majority']['accuracy']:.3f}"
+            + (f"  QWK syn/real={h['synthetic']['quadratic_weighted_kappa']:.3f}/{h['real']['quadratic_weighted_kappa']:.3f}"
+               if h.get("ordinal") else "") +
             f"  acc syn/real={util['synthetic_accuracy']:.3f}/{util['real_accuracy']:.3f}"
             f"  auroc syn/real={_f(util['synthetic_auroc'])}/{_f(util['real_auroc'])}"
             f"  dFID={m['image_domain_fid']['value']:.3g}"
@@ -197,10 +240,18 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "evaluation" / "results" / "images"))
     parser.add_argument("--generators", default="dp-diffusion-image,dp-gan-image")
     parser.add_argument("--params", help='JSON overrides of the CPU profile, e.g. \'{"guidance_scale": 2}\'')
-    parser.add_argument("--runs", default="pneumoniamnist@10,pneumoniamnist@1,breastmnist@10",
+    parser.add_argument("--runs", default="pneumoniamnist@10,pneumoniamnist@1,breastmnist@10,retinamnist@10,ham10000@10",
                         help="comma-separated dataset@epsilon")
+    parser.add_argument("--profile", choices=["default", "cpu"], default="default",
+                        help="default: the generator's no-config defaults (planned schedule); cpu: configs/*_cpu.yaml")
+    parser.add_argument("--pretrained", choices=["no", "yes", "both"], default="both",
+                        help="start from the public pretrained checkpoint under models/ (both: one run each)")
+    parser.add_argument("--full-grid", action="store_true",
+                        help="every set at epsilon 1 and 10, with and without pretraining, seeds 0, 1, 2")
+    parser.add_argument("--step-times", action="store_true", help="also time one DP vs non-DP UNet step")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core box)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     parser.add_argument("--n-synthetic", type=int, default=None)
     parser.add_argument("--cnn-repeats", type=int, default=3,
                         help="CNNs trained per side for the downstream scores (their mean is reported)")
@@ -213,17 +264,33 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     results = []
-    for run in args.runs.split(","):
-        dataset, eps = run.split("@")
-        for generator in args.generators.split(","):
-            r = run_one(dataset, float(eps), generator, args)
-            print(summary_line(r), flush=True)
-            results.append(r)
-    tag = f"{args.runs}_{args.generators}_seed{args.seed}".replace(",", "+").replace("@", "_eps")
-    name = f"bench_images_{tag}{'_quick' if args.quick else ''}.json"  # parallel runs do not overwrite each other
-    (Path(args.out) / name).write_text(json.dumps(results, indent=2, default=str))
-    print(f"wrote {Path(args.out) / name}")
+    runs = args.runs.split(",")
+    seeds = [args.seed]
+    if args.full_grid:
+        runs = [f"{d}@{e}" for d in ("pneumoniamnist", "breastmnist", "retinamnist", "ham10000") for e in (10, 1)]
+        seeds, args.pretrained = [0, 1, 2], "both"
+    pre = {"no": [False], "yes": [True], "both": [False, True]}[args.pretrained]
+    for seed in seeds:
+        args.seed = seed
+        for run in runs:
+            dataset, eps = run.split("@")
+            for generator in args.generators.split(","):
+                for pretrained in pre:
+                    r = run_one(dataset, float(eps), generator, args, pretrained=pretrained)
+                    print(summary_line(r), flush=True)
+                    results.append(r)
+                    _write(args, results)  # after every run: a cut-short grid keeps what finished
+    print(f"wrote {_write(args, results)}")
     return 0
+
+
+def _write(args, results: list) -> Path:
+    tag = f"{'full-grid' if args.full_grid else args.runs}_{args.generators}_{args.profile}_pre-{args.pretrained}" \
+          f"_seed{'0-2' if args.full_grid else args.seed}{'_' + args.tag if args.tag else ''}".replace(",", "+").replace("@", "_eps")
+    name = f"bench_images_{tag}{'_quick' if args.quick else ''}.json"  # parallel runs do not overwrite each other
+    path = Path(args.out) / name
+    path.write_text(json.dumps(results, indent=2, default=str))
+    return path
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from dpsynth.cli.common import LOSS_WARNING, _friendly, _Group, api
 from dpsynth.cli.evaluate import evaluate
 from dpsynth.cli.generate import generate
 from dpsynth.cli.info import datasets, generators, schema
+from dpsynth.cli.pretrain import pretrain
 from dpsynth.cli.sweep import federated, sweep
 from dpsynth.cli.train import train
 
@@ -31,7 +32,7 @@ def main() -> None:
 
 __all__ = ["main", "LOSS_WARNING", "api", "_friendly"]  # stable names (tests, console script)
 
-for _command in (datasets, generators, train, schema, generate, evaluate, audit, release, sweep, federated):
+for _command in (datasets, generators, train, pretrain, schema, generate, evaluate, audit, release, sweep, federated):
     main.add_command(_command)
 
 

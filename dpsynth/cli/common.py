@@ -107,7 +107,9 @@ def _one_line_usage(exc: click.UsageError) -> click.UsageError:
 
 def _training_options(fn):
     options = [
-        click.option("--data", required=True, help="Embedded dataset name (see `dpsynth datasets`) or a .csv/.parquet file."),
+        click.option("--data", required=True, help="Embedded dataset name (see `dpsynth datasets`), a .csv/.parquet "
+                     "table, or images: a MedMNIST-style .npz (pneumoniamnist/breastmnist/retinamnist.npz need no "
+                     "schema), a folder of PNG/JPEG + labels.csv, or a DICOM folder + labels.csv (folders: --schema)."),
         click.option("--schema", "--public-schema", "schema_path", type=click.Path(dir_okay=False), default=None,
                      help="Public schema YAML/JSON (kinds, bounds, categories). Required for files unless --infer-schema."),
         click.option("--infer-schema", is_flag=True, default=False,

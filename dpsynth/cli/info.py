@@ -11,8 +11,13 @@ from dpsynth.cli.common import _friendly
 @click.argument("name", required=False)
 @_friendly
 def datasets(name: str | None) -> None:
-    """List the embedded datasets, or print one's public schema (YAML)."""
+    """List the embedded datasets and the built-in image schemas, or print one's public schema (YAML)."""
     from dpsynth.data.embedded import EMBEDDED, get_embedded
+    from dpsynth.data.image_catalog import describe_image_schemas, image_schema_yaml
+
+    if name and image_schema_yaml(name) is not None:
+        click.echo(image_schema_yaml(name))
+        return
 
     if name:
         import yaml
@@ -25,6 +30,8 @@ def datasets(name: str | None) -> None:
         click.echo(f"  rows={ds.rows}  columns={len(schema.columns)}  target={schema.target}  "
                    f"sensitive={','.join(schema.sensitive)}  source=package '{ds.package}'")
         click.echo(f"  columns: {', '.join(f'{c.name}({c.kind})' for c in schema.columns)}")
+    for line in describe_image_schemas():
+        click.echo(line)
 
 
 @click.command()

@@ -15,11 +15,12 @@ from dpsynth.cli.common import (LOSS_WARNING, _friendly, _hold, _Progress, _reso
 
 def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
            threads, out, overwrite, verbose_losses=False, echo=True, engine=None, *, split_seed=None,
-           clip_to_schema=False, infer_target=None, infer_sensitive=None, max_rows_per_unit=None):
+           clip_to_schema=False, infer_target=None, infer_sensitive=None, max_rows_per_unit=None, init=None):
     if generator is None and config_path is None:  # tables: picked from public facts (generators/auto.py)
         generator = _default_generator(data, schema_path)
-    config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta, accountant=accountant,
-                             secure_mode=secure_mode, seed=seed, threads=threads, split_seed=split_seed)
+    config = _with_init(_resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta,
+                                        accountant=accountant, secure_mode=secure_mode, seed=seed, threads=threads,
+                                        split_seed=split_seed), init)
     sensitive = tuple(c.strip() for c in infer_sensitive.split(",") if c.strip()) if infer_sensitive else ()
     _hold(safe_io.output_lock(out))  # a second writer to the same run directory fails here
     safe_io.check_output_dir(out, overwrite=overwrite)
@@ -38,6 +39,15 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
         click.echo("budget split (patient level): " + ", ".join(
             f"{p.table} {p.budget_share:.0%} (<= {p.rows_per_patient} rows/patient)" for p in result.model.plans))
     return result
+
+
+def _with_init(config, init):
+    """``--init``: the image generator's ``init`` parameter (a public pretrained checkpoint)."""
+    if not init:
+        return config
+    from dataclasses import replace
+
+    return replace(config, params={**config.params, "init": str(init)})
 
 
 def _default_generator(data, schema_path) -> str | None:
@@ -71,10 +81,13 @@ def _echo_trained(result, generator: str) -> None:
 @click.option("--max-rows-per-patient", "max_rows_per_unit", type=click.IntRange(min=1), default=None,
               help="Public bound k on rows per patient when the schema's privacy_unit names a patient-id column"
                    " (default: the schema's max_rows_per_unit, else 1); extra rows are dropped at random.")
+@click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Images: start DP-SGD from a public pretrained checkpoint (`dpsynth pretrain`, models/pretrained_*);"
+                   " recorded in the ledger as public (epsilon 0).")
 @_friendly
 def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
           split_seed, threads, clip_to_schema, infer_target, infer_sensitive, out, overwrite, engine, verbose_losses,
-          devices, max_rows_per_unit):
+          devices, max_rows_per_unit, init):
     """Train a DP generator and save weights, config, schema, ledger and privacy card to OUT.
 
     \b
@@ -84,6 +97,12 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
       dpsynth train --data mytable.csv --schema schema.yaml --clip-to-schema --epsilon 1 --out runs/mine
       dpsynth train --data mytable.csv --infer-schema --target died --sensitive age,sex --epsilon 1 --out runs/mine
       dpsynth train --data actg175 --generator dp-gan --devices 2 --out runs/ddp   # or: torchrun ... -m dpsynth.cli train
+      dpsynth train --data breastmnist.npz --generator dp-diffusion-image --epsilon 10 --out runs/breast
+      dpsynth train --data breastmnist.npz --generator dp-diffusion-image --epsilon 10 \
+          --init models/pretrained_dp-diffusion-image_grey28_for-breastmnist --out runs/breast_pre
+
+    Images need no config: steps, batch and noise are planned from n, the image size and the
+    budget (dpsynth/privacy/image_schedule.py).
     """
     from dpsynth.privacy import distributed as dist
 
@@ -96,15 +115,15 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
         _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
                threads, out, overwrite, verbose_losses, engine=engine, split_seed=split_seed,
                clip_to_schema=clip_to_schema, infer_target=infer_target, infer_sensitive=infer_sensitive,
-               max_rows_per_unit=max_rows_per_unit)
+               max_rows_per_unit=max_rows_per_unit, init=init)
     else:  # the other replicas train in lock-step; only rank 0 writes the run directory
         import tempfile
 
         sensitive = tuple(c.strip() for c in infer_sensitive.split(",") if c.strip()) if infer_sensitive else ()
         with tempfile.TemporaryDirectory() as scratch:
-            config = _resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta,
-                                     accountant=accountant, secure_mode=secure_mode, seed=seed, threads=threads,
-                                     split_seed=split_seed)
+            config = _with_init(_resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta,
+                                                accountant=accountant, secure_mode=secure_mode, seed=seed,
+                                                threads=threads, split_seed=split_seed), init)
             api.train(data=data, out=Path(scratch) / "run", config=config, schema_path=schema_path,
                       infer_schema=infer_schema, overwrite=True, progress=None, engine=engine, target=infer_target,
                       sensitive=sensitive, clip_to_schema=clip_to_schema, max_rows_per_unit=max_rows_per_unit)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dpsynth.generators.marginal.estimate import Measurement
+from dpsynth.generators.tabular.marginal.estimate import Measurement
 
 MARGINAL_GENERATORS = ("independent", "mst", "aim")
 
@@ -114,7 +114,7 @@ class ServerState:
 
     def after_oneways(self, job: MarginalJob, parts: list[list[np.ndarray]], sigmas: list[float],
                       votes: list[list[tuple[int, int]]], target: int | None) -> None:
-        from dpsynth.generators.marginal.compress import DomainMap, compress
+        from dpsynth.generators.tabular.marginal.compress import DomainMap, compress
 
         d = len(self.sizes)
         measured = sum_measurements(parts, sigmas, [(a,) for a in range(d)])
@@ -142,8 +142,8 @@ def read_payload(arrays: list[np.ndarray]) -> tuple[list[tuple[int, int]], list[
 def fit_generator(job: MarginalJob, state: ServerState, schema):
     """The released generator: one model fitted to the summed measurements (post-processing)."""
     from dpsynth.config import build_generator
-    from dpsynth.generators.marginal.compress import DomainMap
-    from dpsynth.generators.marginal.discretize import Discretizer
+    from dpsynth.generators.tabular.marginal.compress import DomainMap
+    from dpsynth.generators.tabular.marginal.discretize import Discretizer
 
     disc = Discretizer(schema, bins=job.bins)
     if job.generator == "independent":
@@ -151,8 +151,8 @@ def fit_generator(job: MarginalJob, state: ServerState, schema):
         gen.probs_ = [_normalise(np.clip(m.values, 0, None)) for m in state.oneways]
         gen.schema_ = schema
         return gen
-    from dpsynth.generators.marginal.fitting import fit_model
-    from dpsynth.generators.marginal.mbi_glue import greedy_tree
+    from dpsynth.generators.tabular.marginal.fitting import fit_model
+    from dpsynth.generators.tabular.marginal.mbi_glue import greedy_tree
 
     domain_map = DomainMap(state.maps)
     sizes = domain_map.model_sizes

@@ -49,8 +49,8 @@ class _Components:
 
 def open_site(*, schema, data, bins: int, budget, rng: np.random.Generator, ledger: Ledger | None = None):
     """The site's Discretizer and Measurer (its private codes, its ledger: a fresh one in round 1)."""
-    from dpsynth.generators.marginal.discretize import Discretizer
-    from dpsynth.generators.marginal.measure import Measurer
+    from dpsynth.generators.tabular.marginal.discretize import Discretizer
+    from dpsynth.generators.tabular.marginal.measure import Measurer
 
     disc = Discretizer(schema, bins=bins)
     codes = disc.encode(data.frame)
@@ -63,7 +63,7 @@ def open_site(*, schema, data, bins: int, budget, rng: np.random.Generator, ledg
 
 
 def plan_rho(ledger: Ledger, epsilon: float) -> float:
-    from dpsynth.generators.marginal.measure import available_rho
+    from dpsynth.generators.tabular.marginal.measure import available_rho
 
     return available_rho(ledger, epsilon)
 

@@ -51,8 +51,8 @@ def run_federated_marginal(*, config, out: Path, progress=None, verbose: bool = 
     from dpsynth.federated.marginal_flower import run_marginal_rounds
     from dpsynth.federated.site import load_site_data
     from dpsynth.federated.workflow import FederatedResult, _write_run
-    from dpsynth.generators.marginal.discretize import Discretizer
-    from dpsynth.generators.marginal.mbi_glue import require_mbi
+    from dpsynth.generators.tabular.marginal.discretize import Discretizer
+    from dpsynth.generators.tabular.marginal.mbi_glue import require_mbi
 
     if len(config.sites) < 2:
         raise ConfigError(f"federated training needs at least 2 sites, got {len(config.sites)}")

@@ -39,7 +39,7 @@ BINS = 8  # the marginal generators' default binning, used to size the public do
 
 def public_facts(schema: Schema, *, n: int, epsilon: float | None, delta: float) -> dict[str, Any]:
     """Facts of the schema, the budget and the (public) row count; nothing else."""
-    from dpsynth.generators.marginal.discretize import Discretizer
+    from dpsynth.generators.tabular.marginal.discretize import Discretizer
 
     sizes = Discretizer(schema, bins=BINS).sizes
     return {

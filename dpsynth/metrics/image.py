@@ -41,11 +41,14 @@ from dpsynth.metrics.groups import attributes, group_masks
 from dpsynth.metrics.manifold import prdc_scores
 from dpsynth.metrics.image_cnn import (SmallCNN, classification_scores, extract_features, predict_proba,
                                        train_cnn)
+from dpsynth.metrics.image_verdict import (class_scores, is_ordinal, majority_baseline, mean_scores,
+                                           utility_verdict)
 
 
 # ---- utility --------------------------------------------------------------------------------
 def downstream_utility(train, synthetic, test, *, n_classes: int, rng: np.random.Generator, epochs: int = 10,
-                       repeats: int = 1, real_model: SmallCNN | None = None) -> tuple[MetricResult, SmallCNN]:
+                       repeats: int = 1, real_model: SmallCNN | None = None, ordinal: bool | None = None,
+                       target: float | None = None) -> tuple[MetricResult, SmallCNN]:
     """Train-on-synthetic / test-on-real accuracy and AUROC, beside train-on-real.
 
     ``repeats`` CNNs are trained on each side (fresh initialisations and batch orders from
@@ -87,6 +90,13 @@ def downstream_utility(train, synthetic, test, *, n_classes: int, rng: np.random
                 values = [s[key] for s in scores]
                 breakdown[f"{side}_{key}_repeats"] = values
                 breakdown[f"{side}_{key}_std"] = float(np.std(values))
+    # honest utility (metrics/image_verdict.py): per-class recall of both CNNs, majority baseline, verdict
+    ordinal = is_ordinal(getattr(test, "schema", None)) if ordinal is None else ordinal
+    honest = {side: mean_scores([class_scores(p, test_labels, n_classes=n_classes, ordinal=ordinal) for p in probs])
+              for side, probs in (("synthetic", syn_probs), ("real", real_probs))}
+    honest["majority"] = majority_baseline(train.labels, test_labels, n_classes=n_classes, ordinal=ordinal)
+    breakdown["honest"] = {**honest, **utility_verdict(honest["synthetic"], honest["real"], honest["majority"],
+                                                       target=target), "ordinal": ordinal}
     per_repeat = [subgroup_scores(test, r, s, majority=majority) for r, s in zip(real_probs, syn_probs)]
     if per_repeat[0] is not None:
         breakdown["subgroups"] = _mean_subgroups(per_repeat)
@@ -260,13 +270,14 @@ def _nan(value) -> float:
 
 # ---- everything at once -----------------------------------------------------------------------
 def evaluate_images(train, holdout, test, synthetic, *, classes, rng: np.random.Generator, cnn_epochs: int = 10,
-                    cnn_repeats: int = 1, inception_weights: str | Path | None = None, nearest_k: int = 5) -> dict[str, MetricResult]:
+                    cnn_repeats: int = 1, inception_weights: str | Path | None = None, nearest_k: int = 5,
+                    ordinal: bool | None = None, target: float | None = None) -> dict[str, MetricResult]:
     """All image metrics; the first real-trained CNN of the downstream comparison is also the
     domain feature extractor (FID, PRDC, attacks)."""
     n_classes = len(classes)
     results: dict[str, MetricResult] = {}
     utility, extractor = downstream_utility(train, synthetic, test, n_classes=n_classes, rng=rng, epochs=cnn_epochs,
-                                            repeats=cnn_repeats)
+                                            repeats=cnn_repeats, ordinal=ordinal, target=target)
     results[utility.name] = utility
     worst = worst_group_gap(utility)
     if worst is not None:

@@ -51,6 +51,7 @@ def _rows(results: dict) -> list[tuple[str, str, str]]:
                  ("AUROC, CNN trained on synthetic", _score(util, "synthetic", "auroc"), "chance 0.500"),
                  ("AUROC, CNN trained on real", _score(util, "real", "auroc"), "chance 0.500"),
                  ("accuracy ratio synthetic / real", _f(util.get("accuracy_ratio")), "1.000 ideal")]
+        rows += _honest_rows(util.get("honest"))
     for name, m in results["metrics"].items():
         if name == "image_downstream_accuracy":
             continue
@@ -61,6 +62,22 @@ def _rows(results: dict) -> list[tuple[str, str, str]]:
         else:
             text = _f(value, 3) if isinstance(value, float) else str(value)
         rows.append((label, text, against))
+    return rows
+
+
+def _honest_rows(honest: dict | None) -> list[tuple[str, str, str]]:
+    """Per-class recall of both CNNs, ordinal kappa, and the majority-class verdict (image_verdict.py)."""
+    if not honest:
+        return []
+    recall = lambda side: ", ".join(f"{c}: {v:.2f}" for c, v in honest[side]["per_class_recall"].items())  # noqa: E731
+    rows = [("per-class recall, CNN trained on synthetic", recall("synthetic"), "majority class: 1 for one class, 0 else"),
+            ("per-class recall, CNN trained on real", recall("real"), ""),
+            ("balanced accuracy ratio synthetic / real", _f(honest.get("balanced_accuracy_ratio")), "1.000 ideal")]
+    if honest.get("ordinal"):
+        rows.append(("quadratic-weighted kappa (ordinal grades), synthetic / real",
+                     f"{_f(honest['synthetic'].get('quadratic_weighted_kappa'))} / "
+                     f"{_f(honest['real'].get('quadratic_weighted_kappa'))}", "0 = chance, 1 ideal"))
+    rows.append(("utility verdict vs the majority class", honest["verdict"], "; ".join(honest["reasons"]) or "better"))
     return rows
 
 
@@ -115,6 +132,9 @@ def image_verdict(results: dict) -> tuple[bool, str]:
     if util and util.get("synthetic_balanced_accuracy", 1) <= util.get("majority_balanced_accuracy", 0) + 0.02:
         reasons.append(f"its balanced accuracy ({util['synthetic_balanced_accuracy']:.3f}) is at chance "
                        f"({util['majority_balanced_accuracy']:.3f})")
+    honest = util.get("honest") if util else None
+    if honest and honest["verdict"] == "FAIL" and not reasons:
+        reasons += honest["reasons"]
     if reasons:
         return False, verdict_sentence(fit=False, epsilon=eps, reasons=reasons)
     why = []

@@ -26,7 +26,7 @@ from dpsynth.federated.marginal import (
 )
 from dpsynth.federated.marginal_site import site_marginal_round
 from dpsynth.federated.site import load_schema, load_site_data
-from dpsynth.generators.marginal.discretize import Discretizer
+from dpsynth.generators.tabular.marginal.discretize import Discretizer
 from dpsynth.privacy.accountants import RDP_ORDERS
 from dpsynth.privacy.ledger import Ledger
 from tests.conftest import REPO, shared_data

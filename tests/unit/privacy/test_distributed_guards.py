@@ -8,7 +8,7 @@ import pytest
 
 from dpsynth.data.table import TableData
 from dpsynth.errors import ConfigError
-from dpsynth.generators.dp_gan import DPGAN
+from dpsynth.generators.tabular.gan.dp_gan import DPGAN
 from dpsynth.privacy import distributed as dist
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.ledger import Ledger

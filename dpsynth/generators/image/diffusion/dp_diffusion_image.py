@@ -44,13 +44,14 @@ from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
 from dpsynth.generators.dpsgd import DiffusionParams
 from dpsynth.generators.image.base import ImageGenerator, ema_update, init_weights
+from dpsynth.generators.image.pretrain import load_pretrained, record_public
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.dpsgd_loop import DPSGDRun, DPSGDTask
 from dpsynth.privacy.functional_grads import per_example_grads, set_grad_samples
 from dpsynth.privacy.grad_modes import GRAD_SAMPLE_MODES
+from dpsynth.privacy.image_schedule import DEFAULT_STEPS, schedule_for
 from dpsynth.privacy.ledger import Ledger
-from dpsynth.privacy.schedule import Schedule
 
 def build_unet(schema: ImageSchema, *, block_out_channels: tuple[int, ...], layers_per_block: int, norm_num_groups: int,
                null_class: bool = False):
@@ -88,25 +89,30 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
     cond_drop: chance that a noisy copy's label is replaced by a learned null class during
     training (classifier-free guidance; drawn from the run's RNG, independent of the data, so
     it changes nothing in the privacy analysis); guidance_scale: w in eps = eps_null + w
-    (eps_class - eps_null) at sampling (1 = plain class conditioning; needs cond_drop > 0)."""
+    (eps_class - eps_null) at sampling (1 = plain class conditioning; needs cond_drop > 0).
+    steps / batch_size None: planned from n, image size, epsilon and delta
+    (:mod:`dpsynth.privacy.image_schedule`); epochs set: the legacy epoch plan. init: a public
+    pretrained checkpoint folder (:mod:`dpsynth.generators.image.pretrain`)."""
 
     grad_sample_modes = ("vmap",) + GRAD_SAMPLE_MODES
 
-    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    block_out_channels: tuple[int, ...] = (16, 32, 32)
     layers_per_block: int = 1
     norm_num_groups: int = 8
-    noise_multiplicity: int = 4
-    batch_size: int = 256
-    epochs: float = 10.0
-    lr: float = 3e-4
-    ema_decay: float = 0.999
-    sample_steps: int = 50
+    noise_multiplicity: int = 2
+    batch_size: int | None = None
+    epochs: float | None = None
+    lr: float = 1e-3
+    ema_decay: float = 0.99
+    sample_steps: int = 25
     ddim_eta: float = 0.0
-    max_physical_batch_size: int = 32
+    max_physical_batch_size: int = 64
     sample_batch_size: int = 256
     device: str = "auto"
     cond_drop: float = 0.0
     grad_sample_mode: str = "vmap"
+    steps: int | None = None
+    init: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -120,8 +126,10 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
         self.block_out_channels = tuple(self.block_out_channels)
 
     def plan_steps(self, n: int) -> int:
-        """Optimizer steps: epochs x expected batches per epoch (n only, fixed before training)."""
-        return max(1, int(math.ceil(self.epochs * n / self.batch_size)))
+        """Optimizer steps: epochs x expected batches per epoch (legacy), else ``steps`` (n only)."""
+        if self.epochs is None:
+            return int(self.steps or DEFAULT_STEPS)
+        return max(1, int(math.ceil(self.epochs * n / (self.batch_size or 128))))
 
     # ---- building blocks ----------------------------------------------------------------
     def _unet(self, schema: ImageSchema):
@@ -159,24 +167,29 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
         self._null_label = schema.n_classes  # the extra class embedding when cond_drop > 0
         model = self._unet(schema)
         init_weights(model, gen)  # from the run's generator, not torch's global RNG
+        if self.init:  # public pretraining: copied in, recorded in the ledger as public (epsilon 0)
+            record_public(ledger, load_pretrained(model, self.init, generator=self.name, params=self.get_params(),
+                                                  shape=schema.shape))
         model.to(device).train()
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
         ema = {k: p.detach().clone() for k, p in model.named_parameters()}
         opt = torch.optim.Adam(model.parameters(), lr=self.lr)
         acp = self._alphas_cumprod()
         dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
-        steps = self.plan_steps(n)
+        self.schedule_ = schedule_for(self, n=n, height=schema.height, width=schema.width, budget=budget,
+                                      delta=ledger.delta, device=device)
+        steps = self.schedule_.steps
         if budget.non_private:
             self._train_non_private(model, opt, ema, dataset, acp, steps=steps, gen=gen, device=device, progress=progress)
         else:
-            schedule = Schedule(batch_size=self.batch_size, steps=steps, rule="epochs")
-            run = DPSGDRun.planned(ledger=ledger, schedule=schedule, max_grad_norm=self.max_grad_norm,
+            run = DPSGDRun.planned(ledger=ledger, schedule=self.schedule_, max_grad_norm=self.max_grad_norm,
                                    purpose="UNet DP-SGD (noise multiplicity)", secure_mode=budget.secure_mode,
                                    module=model, optimizer=opt, dataset=dataset, torch_rng=gen,
                                    grad_sample_mode="no_op" if self.grad_sample_mode == "vmap" else self.grad_sample_mode,
                                    noise_generator=self._noise_generator(gen, device))
             self._train_dp(run, model, ema, acp, gen=gen, device=device, progress=progress)
-            self.dp_plan_ = {**run.summary(), "grad_sample_mode": self.grad_sample_mode}
+            self.dp_plan_ = {**run.summary(), "grad_sample_mode": self.grad_sample_mode,
+                             "schedule": self.schedule_.to_dict()}
             self.opacus_history_ = [list(h) for h in run.engine.opacus_history()]
         self.unet_ = self._unet(schema)
         self.unet_.load_state_dict({k: v.cpu() for k, v in ema.items()})
@@ -211,7 +224,7 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
     def _train_non_private(self, model, opt, ema, dataset, acp, *, steps: int, gen, device, progress) -> None:
         images, labels = dataset.tensors
         for step in range(1, steps + 1):
-            idx = torch.randint(len(images), (self.batch_size,), generator=gen)
+            idx = torch.randint(len(images), (self.schedule_.batch_size,), generator=gen)
             loss = 0.0
             opt.zero_grad(set_to_none=True)
             for chunk in idx.split(self.max_physical_batch_size):

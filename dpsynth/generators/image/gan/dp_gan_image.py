@@ -34,11 +34,12 @@ from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
 from dpsynth.generators.dpsgd import GANParams, gan_task
 from dpsynth.generators.image.base import ImageGenerator, init_weights
+from dpsynth.generators.image.pretrain import load_pretrained, record_public
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.dpsgd_loop import DPSGDRun, public_update
+from dpsynth.privacy.image_schedule import DEFAULT_STEPS, schedule_for
 from dpsynth.privacy.ledger import Ledger
-from dpsynth.privacy.schedule import Schedule
 
 def _groups(channels: int) -> int:
     return math.gcd(channels, 8)
@@ -93,21 +94,29 @@ def with_label_maps(images: torch.Tensor, labels: torch.Tensor, n_classes: int) 
 @register("dp-gan-image")
 @dataclass(eq=False, kw_only=True)
 class DPGANImage(GANParams, ImageGenerator):
-    """Conditional DCGAN; discriminator trained with opacus DP-SGD (plain DP-DCGAN)."""
+    """Conditional DCGAN; discriminator trained with opacus DP-SGD (plain DP-DCGAN).
+
+    steps / batch_size None: planned from n, image size, epsilon and delta
+    (:mod:`dpsynth.privacy.image_schedule`); epochs set: the legacy epoch plan. init: a public
+    pretrained generator (:mod:`dpsynth.generators.image.pretrain`); the discriminator starts fresh."""
 
     generator_channels: int = 64
     discriminator_channels: int = 32
-    batch_size: int = 128
-    epochs: float = 20.0
+    batch_size: int | None = None
+    epochs: float | None = None
     generator_lr: float = 2e-4
     discriminator_lr: float = 2e-4
     max_physical_batch_size: int = 256
     sample_batch_size: int = 512
     device: str = "auto"
     grad_sample_mode: str = "hooks"
+    steps: int | None = None
+    init: str | None = None
 
     def plan_steps(self, n: int) -> int:
-        return max(1, int(math.ceil(self.epochs * n / self.batch_size)))
+        if self.epochs is None:
+            return int(self.steps or DEFAULT_STEPS)
+        return max(1, int(math.ceil(self.epochs * n / (self.batch_size or 128))))
 
     def _build(self, schema: ImageSchema) -> ImageGeneratorNet:
         if schema.height % 4 or schema.width % 4:
@@ -128,23 +137,27 @@ class DPGANImage(GANParams, ImageGenerator):
         disc = ImageDiscriminator(n_classes=schema.n_classes, channels=self.discriminator_channels, shape=schema.shape)
         init_weights(self.generator_, gen)
         init_weights(disc, gen)
+        if self.init:  # public pretraining of the generator network, recorded as public (epsilon 0)
+            record_public(ledger, load_pretrained(self.generator_, self.init, generator=self.name,
+                                                  params=self.get_params(), shape=schema.shape))
         self.generator_.to(device)
         disc.to(device)
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
         opt_d = torch.optim.Adam(disc.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.999))
         opt_g = torch.optim.Adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.999))
         dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
-        steps = self.plan_steps(n)
+        self.schedule_ = schedule_for(self, n=n, height=schema.height, width=schema.width, budget=budget,
+                                      delta=ledger.delta, device=device)
+        steps = self.schedule_.steps
         if budget.non_private:
             self._train_non_private(disc, opt_d, opt_g, dataset, steps=steps, gen=gen, device=device, progress=progress)
         else:
-            schedule = Schedule(batch_size=self.batch_size, steps=steps, rule="epochs")
-            run = DPSGDRun.planned(ledger=ledger, schedule=schedule, max_grad_norm=self.max_grad_norm,
+            run = DPSGDRun.planned(ledger=ledger, schedule=self.schedule_, max_grad_norm=self.max_grad_norm,
                                    purpose="image discriminator DP-SGD", secure_mode=budget.secure_mode, module=disc,
                                    optimizer=opt_d, dataset=dataset, torch_rng=gen, grad_sample_mode=self.grad_sample_mode,
                                    noise_generator=self._noise_generator(gen, device))
             self._train_dp(run, opt_g, gen=gen, device=device, progress=progress)
-            self.dp_plan_ = run.summary()
+            self.dp_plan_ = {**run.summary(), "schedule": self.schedule_.to_dict()}
             self.opacus_history_ = [list(h) for h in run.engine.opacus_history()]
         self.generator_.cpu().eval()
         self.ledger_ = ledger
@@ -180,10 +193,10 @@ class DPGANImage(GANParams, ImageGenerator):
         k = self.schema_.n_classes
         images, labels = dataset.tensors
         for step in range(1, steps + 1):
-            idx = torch.randint(len(images), (self.batch_size,), generator=gen)
+            idx = torch.randint(len(images), (self.schedule_.batch_size,), generator=gen)
             disc.train()
             with torch.no_grad():
-                fake, f_labels = self._fakes(self.batch_size, gen, device)
+                fake, f_labels = self._fakes(self.schedule_.batch_size, gen, device)
             lr = disc(with_label_maps(images[idx].to(device), labels[idx].to(device), k))
             lf = disc(with_label_maps(fake, f_labels, k))
             d_loss = F.binary_cross_entropy_with_logits(lr, torch.ones_like(lr)) + \
@@ -193,7 +206,7 @@ class DPGANImage(GANParams, ImageGenerator):
             opt_d.step()
             disc.eval()
             for _ in range(self.generator_steps):
-                g_loss = self._generator_step(disc, opt_g, self.batch_size, gen, device)
+                g_loss = self._generator_step(disc, opt_g, self.schedule_.batch_size, gen, device)
             if progress is not None:
                 progress({"step": step, "steps": steps, "d_loss": d_loss.item(), "g_loss": g_loss, "epsilon": math.inf})
 

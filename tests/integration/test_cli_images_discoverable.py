@@ -1,0 +1,51 @@
+"""A new user finds image support (issue 12): `datasets` lists the image schemas, `train --help`
+names the image inputs, `pretrain` then `train --init` runs end to end, bad input is one line."""
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from dpsynth.cli import main
+from dpsynth.privacy.ledger import Ledger
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_datasets_and_help_show_image_inputs():
+    out = invoke("datasets").output
+    for name in ("pneumoniamnist", "breastmnist", "retinamnist"):
+        assert f"{name}: image schema, 28x28" in out
+    assert "classes: 0, 1, 2, 3, 4" in out
+    assert "height: 28" in invoke("datasets", "retinamnist").output
+    help_text = " ".join(invoke("train", "--help").output.split())
+    for words in (".npz", "PNG/JPEG + labels.csv", "DICOM folder", "--init", "dp-diffusion-image --epsilon 10"):
+        assert words in help_text, words
+
+
+def test_pretrain_then_fine_tune_from_the_cli(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "retinamnist.npz", train_images=rng.integers(0, 256, (24, 28, 28, 3), dtype=np.uint8),
+             train_labels=rng.integers(0, 5, (24, 1)))
+    arrays = {}
+    for split, n in (("train", 40), ("val", 12), ("test", 12)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, 2, (n, 1)).astype(np.uint8)
+    np.savez(tmp_path / "breastmnist.npz", **arrays)
+    (tmp_path / "tiny.yaml").write_text(
+        "generator: dp-diffusion-image\nprivacy: {epsilon: 10}\nparams: {block_out_channels: [8, 8], norm_num_groups: 4,"
+        " num_train_timesteps: 50, sample_steps: 2, steps: 2, batch_size: 8, noise_multiplicity: 1, device: cpu}\n")
+    bad = invoke("pretrain", "--public", tmp_path / "retinamnist.npz", "--shape", "28x28", "--out", tmp_path / "x")
+    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1 and "CxHxW" in bad.output
+    ckpt = tmp_path / "pre"
+    out = invoke("pretrain", "--public", tmp_path / "retinamnist.npz", "--shape", "1x28x28", "--steps", 2,
+                 "--batch-size", 4, "--config", tmp_path / "tiny.yaml", "--out", ckpt)
+    assert out.exit_code == 0, out.output
+    assert json.loads((ckpt / "pretrain.json").read_text())["sources"][0]["licence"] == "CC BY 4.0"
+    out = invoke("train", "--data", tmp_path / "breastmnist.npz", "--config", tmp_path / "tiny.yaml", "--init", ckpt,
+                 "--out", tmp_path / "run")
+    assert out.exit_code == 0, out.output
+    ledger = Ledger.load(tmp_path / "run" / "ledger.json")
+    assert [e.mechanism for e in ledger.entries].count("public") == 1 and ledger.epsilon() <= 10.0

@@ -1,0 +1,88 @@
+"""Public pretraining then DP fine-tuning: conversion of public images, the checkpoint and its
+datasheet, the copy into the fine-tuned network, the ledger's public entry, and the refusals."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dpsynth.config import build_generator
+from dpsynth.data.image_schema import ImageSchema
+from dpsynth.data.images import ImageData
+from dpsynth.errors import ConfigError
+from dpsynth.generators.image.diffusion.dp_diffusion_image import build_unet
+from dpsynth.generators.image.pretrain import convert_images, load_pretrained, pretrain_image_generator
+from dpsynth.privacy.budget import Budget
+
+TINY = {"block_out_channels": (8, 8), "norm_num_groups": 4, "noise_multiplicity": 1, "num_train_timesteps": 50,
+        "sample_steps": 2, "max_physical_batch_size": 8, "device": "cpu"}
+SCHEMA = ImageSchema(height=8, width=8, channels=1, low=0, high=255, classes=("a", "b", "c"), name="private")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("public")
+    src = folder / "toypublic.npz"  # an RGB 16x16 "public" set with 2 classes
+    np.savez(src, train_images=rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8),
+             train_labels=rng.integers(0, 2, (20, 1)), test_images=rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8),
+             test_labels=rng.integers(0, 2, (6, 1)))
+    out = pretrain_image_generator(generator="dp-diffusion-image", public=[src], shape=(1, 8, 8), out=folder / "ckpt",
+                                   steps=2, batch_size=4, params=TINY, licences={"toypublic": "CC0-1.0"})
+    return out
+
+
+def test_public_images_are_converted_by_fixed_rules():
+    rgb = np.zeros((2, 3, 16, 16), np.float32)
+    rgb[:, 0] = 1.0  # pure red -> BT.601 luma 0.299 on the [-1, 1] scale: 0.299 * 1 + 0.701 * 0 ... of unit values
+    grey = convert_images(rgb, channels=1, height=8, width=8)
+    assert grey.shape == (2, 1, 8, 8) and np.allclose(grey, 0.299)
+    assert convert_images(grey, channels=3, height=64, width=64).shape == (2, 3, 64, 64)
+
+
+def test_checkpoint_has_weights_provenance_and_a_datasheet(checkpoint):
+    info = json.loads((checkpoint / "pretrain.json").read_text())
+    assert info["n_images"] == 26 and info["shape"] == [1, 8, 8] and info["steps"] == 2
+    assert info["sources"][0]["licence"] == "CC0-1.0" and len(info["sources"][0]["sha256"]) == 64
+    assert info["classes"] == ["toypublic:0", "toypublic:1"]
+    assert "public images only" in (checkpoint / "DATASHEET.md").read_text()
+
+
+def test_fine_tuning_starts_from_the_checkpoint_and_the_ledger_says_public(checkpoint):
+    from safetensors.torch import load_file
+
+    unet = build_unet(SCHEMA, block_out_channels=(8, 8), layers_per_block=1, norm_num_groups=4)
+    params = build_generator("dp-diffusion-image", TINY).get_params()
+    info = load_pretrained(unet, checkpoint, generator="dp-diffusion-image", params=params, shape=(1, 8, 8))
+    saved = load_file(str(checkpoint / "weights.safetensors"))
+    assert torch.equal(unet.state_dict()["conv_in.weight"], saved["unet.conv_in.weight"])
+    emb = unet.state_dict()["class_embedding.weight"]  # 3 private classes, 2 public: rows 0-1 copied
+    assert info["partial_tensors"] == ["class_embedding.weight"]
+    assert torch.equal(emb[:2], saved["unet.class_embedding.weight"]) and not torch.equal(emb[2], emb[0])
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 32)
+    data = ImageData(SCHEMA.to_unit(rng.integers(0, 256, (32, 1, 8, 8))), labels.astype(np.int64), SCHEMA)
+    model = build_generator("dp-diffusion-image", {**TINY, "steps": 2, "batch_size": 8, "init": str(checkpoint)})
+    budget = Budget(epsilon=5.0)
+    model.fit(data, budget=budget, rng=np.random.default_rng(0))
+    public = [e for e in model.ledger_.entries if e.mechanism == "public"]
+    assert len(public) == 1 and public[0].params["sources"][0]["file"] == "toypublic.npz"
+    assert public[0].params["epsilon"] == 0.0 and 0 < model.ledger_.epsilon() <= 5.0
+    assert not model.ledger_.non_private
+    assert model.sample(3, rng=np.random.default_rng(2)).images.shape == (3, 1, 8, 8)
+
+
+def test_refusals_name_the_problem(checkpoint, tmp_path):
+    unet = build_unet(SCHEMA, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4)
+    params = {**build_generator("dp-diffusion-image", TINY).get_params(), "block_out_channels": [8, 16]}
+    with pytest.raises(ConfigError, match="block_out_channels"):
+        load_pretrained(unet, checkpoint, generator="dp-diffusion-image", params=params, shape=(1, 8, 8))
+    with pytest.raises(ConfigError, match="C,H,W"):
+        load_pretrained(unet, checkpoint, generator="dp-diffusion-image", params=params, shape=(3, 8, 8))
+    src = tmp_path / "mystery.npz"
+    np.savez(src, train_images=np.zeros((4, 8, 8), np.uint8), train_labels=np.zeros((4, 1), np.uint8))
+    with pytest.raises(ConfigError, match="unknown licence"):
+        pretrain_image_generator(generator="dp-diffusion-image", public=[src], shape=(1, 8, 8), out=tmp_path / "x",
+                                 steps=1, batch_size=2, params=TINY)
