@@ -74,7 +74,7 @@ def sum_measurements(parts: list[list[np.ndarray]], sigmas: list[float], cliques
 
 def voted_tree(votes: list[list[tuple[int, int]]], d: int, *, rng: np.random.Generator) -> list[tuple[int, int]]:
     """A spanning tree of the pairs with the most site votes (Kruskal; ties in random order)."""
-    from dpsynth.federated.marginal_site import _Components
+    from dpsynth.generators.tabular.marginal.mst import _Components
 
     count: dict[tuple[int, int], int] = {}
     for site in votes:
@@ -132,11 +132,6 @@ class ServerState:
     def payload(self) -> list[np.ndarray]:
         """Round 2's request to every site: the pairs (k x 2) and the public code maps."""
         return [np.asarray(self.cliques, dtype=np.int64).reshape(-1, 2)] + [np.asarray(m, np.int64) for m in self.maps]
-
-
-def read_payload(arrays: list[np.ndarray]) -> tuple[list[tuple[int, int]], list[np.ndarray]]:
-    cliques = [tuple(int(v) for v in row) for row in np.asarray(arrays[0]).reshape(-1, 2)]
-    return cliques, [np.asarray(m, np.int64) for m in arrays[1:]]
 
 
 def fit_generator(job: MarginalJob, state: ServerState, schema):

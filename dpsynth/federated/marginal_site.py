@@ -33,18 +33,9 @@ SHARES = {"independent": (1.0, 0.0), "mst": (1 / 3, 1 / 3), "aim": (1 / 3, 1 / 3
 DEFAULT_BINS = {"independent": 16, "mst": 16, "aim": 8}
 
 
-class _Components:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, a: int) -> int:
-        while self.parent[a] != a:
-            self.parent[a] = self.parent[self.parent[a]]
-            a = self.parent[a]
-        return a
-
-    def union(self, a: int, b: int) -> None:
-        self.parent[self.find(a)] = self.find(b)
+def read_payload(arrays: list[np.ndarray]) -> tuple[list[tuple[int, int]], list[np.ndarray]]:
+    cliques = [tuple(int(v) for v in row) for row in np.asarray(arrays[0]).reshape(-1, 2)]
+    return cliques, [np.asarray(m, np.int64) for m in arrays[1:]]
 
 
 def open_site(*, schema, data, bins: int, budget, rng: np.random.Generator, ledger: Ledger | None = None):
@@ -94,6 +85,8 @@ def tree_vote(measurer, noisy_oneways: list[np.ndarray], *, rho: float) -> list[
     for a, b in candidates:  # PRIVATE scores: used only by the exponential mechanism below
         estimate = total * np.outer(probs[a], probs[b]).ravel()
         errors[(a, b)] = float(np.abs(measurer.answer((a, b)) - estimate).sum())
+    from dpsynth.generators.tabular.marginal.mst import _Components
+
     components = _Components(d)
     epsilon = math.sqrt(8 * rho / (d - 1))
     chosen = []
@@ -150,7 +143,6 @@ def site_marginal_round(*, job, site_index: int, server_round: int, arrays: list
     else:
         if state is None:
             raise PrivacyError(f"site {name}: round {server_round} before round 1")
-        from dpsynth.federated.marginal import read_payload
 
         cliques, maps = read_payload(arrays)
         out, sigma = measure_round(measurer, cliques=cliques, maps=maps, ledger=measurer.ledger,

@@ -50,7 +50,7 @@ def run_federated_marginal(*, config, out: Path, progress=None, verbose: bool = 
     from dpsynth.federated.marginal import fit_generator
     from dpsynth.federated.marginal_flower import run_marginal_rounds
     from dpsynth.federated.site import load_site_data
-    from dpsynth.federated.workflow import FederatedResult, _write_run
+    from dpsynth.federated.run_files import FederatedResult, _write_run
     from dpsynth.generators.tabular.marginal.discretize import Discretizer
     from dpsynth.generators.tabular.marginal.mbi_glue import require_mbi
 

@@ -13,29 +13,15 @@ round 1 (what each site does locally), so a bad file fails fast with one line na
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dpsynth.errors import ConfigError, DpsynthError, PrivacyError
 from dpsynth.federated.config import FederatedConfig, SiteLevelDP
+from dpsynth.federated.run_files import FederatedResult, _write_run  # noqa: F401 (FederatedResult is public here)
 from dpsynth.privacy.ledger import Ledger
-
-
-@dataclass
-class FederatedResult:
-    run_dir: Path
-    generator: object
-    epsilon: float
-    site_ledgers: dict[str, Ledger]
-    site_level: dict | None
-    fit_seconds: float
-    reports: list
 
 
 def site_level_plan(spec: SiteLevelDP, *, n_sites: int, rounds: int, accountant: str) -> dict:
@@ -147,30 +133,3 @@ def run_federated(*, config: FederatedConfig, out: str | Path, overwrite: bool =
                card=card, site_ledgers=site_ledgers, secure_mode=budget.secure_mode)
     return FederatedResult(run_dir=out, generator=generator, epsilon=float(card["epsilon"]), site_ledgers=site_ledgers,
                            site_level=site_level, fit_seconds=fit_seconds, reports=outcome.reports)
-
-
-def _write_run(out: Path, *, generator, schema, ledger: Ledger, config: FederatedConfig, run: dict, card: dict,
-               site_ledgers: dict[str, Ledger], secure_mode: bool) -> None:
-    """A normal dpsynth run directory (the worst site's ledger) plus the federated card and every
-    site's ledger, staged and moved into place at once."""
-    from dpsynth.artifacts import save_run
-    from dpsynth.artifacts_manifest import write_manifest
-    from dpsynth.federated.card import federated_card_markdown
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.fed-", dir=out.parent))
-    try:
-        staged = save_run(tmp / "run", generator=generator, schema=schema, ledger=ledger,
-                          config=config.to_dict(), run=run, secure_mode=secure_mode)
-        (staged / "privacy_card.json").write_text(json.dumps(card, indent=2))
-        (staged / "privacy_card.md").write_text(federated_card_markdown(card))
-        sites_dir = staged / "site_ledgers"
-        sites_dir.mkdir()
-        for name, site_ledger in site_ledgers.items():
-            site_ledger.save(sites_dir / f"{name}.json")
-        write_manifest(staged)  # the federated card and site ledgers were written after save_run's manifest
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staged, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

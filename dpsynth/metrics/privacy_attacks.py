@@ -37,6 +37,13 @@ from dpsynth.metrics.epsilon_audit import empirical_epsilon
 FitSample = Callable[[pd.DataFrame, np.random.Generator], pd.DataFrame]
 
 
+def per_unit_max(row_scores: np.ndarray, groups: np.ndarray, n_units: int) -> np.ndarray:
+    """The maximum row score of each unit (``groups``: unit index 0..n_units-1 of each row)."""
+    out = np.full(n_units, -np.inf)
+    np.maximum.at(out, groups, np.nan_to_num(np.asarray(row_scores, dtype=float), nan=-np.inf))
+    return out
+
+
 @dataclass
 class Candidates:
     """The attacked records: members (label 1) then non-members (label 0), encoded."""
@@ -55,8 +62,6 @@ class Candidates:
         """Row scores -> one score per candidate (a patient's is the max over their rows)."""
         if self.groups is None:
             return row_scores
-        from dpsynth.metrics.unit_attacks import per_unit_max
-
         return per_unit_max(row_scores, self.groups, len(self.labels))
 
 

@@ -24,14 +24,8 @@ import pandas as pd
 from dpsynth.data.schema import Schema
 from dpsynth.errors import DataError
 from dpsynth.metrics.encoding import FeatureEncoder
+from dpsynth.metrics.privacy_attacks import Candidates, outlier_scores, per_unit_max  # noqa: F401 (re-exported)
 from dpsynth.privacy.contribution import unit_index
-
-
-def per_unit_max(row_scores: np.ndarray, groups: np.ndarray, n_units: int) -> np.ndarray:
-    """The maximum row score of each unit (``groups``: unit index 0..n_units-1 of each row)."""
-    out = np.full(n_units, -np.inf)
-    np.maximum.at(out, groups, np.nan_to_num(np.asarray(row_scores, dtype=float), nan=-np.inf))
-    return out
 
 
 def sample_units(frame: pd.DataFrame, units: np.ndarray, n: int, *, rng: np.random.Generator
@@ -51,8 +45,6 @@ def build_unit_candidates(train: pd.DataFrame, holdout: pd.DataFrame, schema: Sc
                           outlier_k: int = 5):
     """Candidates (see :class:`dpsynth.metrics.privacy_attacks.Candidates`) whose labels,
     outlier scores and ``groups`` are per patient: ``n`` member and ``n`` non-member patients."""
-    from dpsynth.metrics.privacy_attacks import Candidates, outlier_scores
-
     for what, frame, units in (("train", train, train_units), ("holdout", holdout, holdout_units)):
         if units is None or len(units) != len(frame):
             raise DataError(f"per-patient attacks need one privacy-unit id per {what} row")
