@@ -62,7 +62,6 @@ def run_rounds(*, job, initial_arrays: list[np.ndarray], site_level: SiteLevelPl
     from flwr.server.strategy import DifferentialPrivacyClientSideFixedClipping, FedAvg
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
     from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
-    from flwr.simulation import run_simulation
 
     from dpsynth.federated.site import run_site_round
 
@@ -126,6 +125,20 @@ def run_rounds(*, job, initial_arrays: list[np.ndarray], site_level: SiteLevelPl
 
     server_app = ServerApp()
     server_app.main()(server_main)
+    simulate(server_app=server_app, client_app=client_app, n_sites=n_sites, verbose=verbose)
+    complete = len(outcome.reports) == job.rounds and all(len(r) == n_sites for r in outcome.reports)
+    if not outcome.arrays or not complete:
+        done = [len(r) for r in outcome.reports]
+        raise DpsynthError(f"federated run did not complete: sites reporting per round {done} of {n_sites} over "
+                           f"{job.rounds} rounds (see the Flower log above; rerun with --verbose)")
+    return outcome
+
+
+def simulate(*, server_app, client_app, n_sites: int, verbose: bool) -> None:
+    """Run Flower's simulation engine (one simulated site per supernode, one CPU each); what
+    goes wrong inside it becomes one line."""
+    from flwr.simulation import run_simulation
+
     _quiet(verbose)
     try:
         with _ray_workers_not_niced(), warnings.catch_warnings():
@@ -140,12 +153,6 @@ def run_rounds(*, job, initial_arrays: list[np.ndarray], site_level: SiteLevelPl
         cause = exc.__cause__ or exc
         first = (str(cause).splitlines() or [type(cause).__name__])[0][:300]
         raise DpsynthError(f"Flower's simulation engine failed: {first} (rerun with --verbose for Flower's log)") from None
-    complete = len(outcome.reports) == job.rounds and all(len(r) == n_sites for r in outcome.reports)
-    if not outcome.arrays or not complete:
-        done = [len(r) for r in outcome.reports]
-        raise DpsynthError(f"federated run did not complete: sites reporting per round {done} of {n_sites} over "
-                           f"{job.rounds} rounds (see the Flower log above; rerun with --verbose)")
-    return outcome
 
 
 @contextmanager

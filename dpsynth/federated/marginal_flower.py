@@ -8,7 +8,6 @@ state (:class:`~dpsynth.federated.marginal.ServerState`) holds DP outputs only.
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 
@@ -27,9 +26,8 @@ def run_marginal_rounds(*, job, sizes: tuple[int, ...], target: int | None, prog
     from flwr.server import Grid, LegacyContext, ServerApp, ServerConfig
     from flwr.server.strategy import FedAvg
     from flwr.server.workflow import DefaultWorkflow
-    from flwr.simulation import run_simulation
 
-    from dpsynth.federated.flower import _quiet, _ray_workers_not_niced
+    from dpsynth.federated.flower import simulate
     from dpsynth.federated.marginal import ServerState
     from dpsynth.federated.marginal_site import site_marginal_round
 
@@ -90,20 +88,7 @@ def run_marginal_rounds(*, job, sizes: tuple[int, ...], target: int | None, prog
 
     server_app = ServerApp()
     server_app.main()(server_main)
-    _quiet(verbose)
-    try:
-        with _ray_workers_not_niced(), warnings.catch_warnings():
-            if not verbose:
-                warnings.filterwarnings("ignore", category=FutureWarning, module="ray")
-            run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n_sites,
-                           backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                           "init_args": {"num_cpus": 1, "include_dashboard": False,
-                                                         "log_to_driver": bool(verbose)}},
-                           verbose_logging=verbose)
-    except RuntimeError as exc:
-        cause = exc.__cause__ or exc
-        first = (str(cause).splitlines() or [type(cause).__name__])[0][:300]
-        raise DpsynthError(f"Flower's simulation engine failed: {first} (rerun with --verbose for Flower's log)") from None
+    simulate(server_app=server_app, client_app=client_app, n_sites=n_sites, verbose=verbose)
     if len(server.reports) != job.rounds or any(len(r) != n_sites for r in server.reports):
         raise DpsynthError(f"federated run did not complete: sites reporting per round "
                            f"{[len(r) for r in server.reports]} of {n_sites} over {job.rounds} rounds (rerun with --verbose)")

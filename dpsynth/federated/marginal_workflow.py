@@ -49,7 +49,7 @@ def run_federated_marginal(*, config, out: Path, progress=None, verbose: bool = 
     from dpsynth.federated.card import federated_card
     from dpsynth.federated.marginal import fit_generator
     from dpsynth.federated.marginal_flower import run_marginal_rounds
-    from dpsynth.federated.site import load_site_data
+    from dpsynth.federated.site import check_sites
     from dpsynth.federated.run_files import FederatedResult, _write_run
     from dpsynth.generators.tabular.marginal.discretize import Discretizer
     from dpsynth.generators.tabular.marginal.mbi_glue import require_mbi
@@ -63,14 +63,7 @@ def run_federated_marginal(*, config, out: Path, progress=None, verbose: bool = 
         require_mbi(job.generator)
     schema = Schema.load(config.schema)
     budget = job.budget()
-    rows = {}
-    for name, path in config.sites:  # the site-side check, run here before round 1
-        data = load_site_data(path, schema)
-        try:
-            budget.resolve_delta(len(data))
-        except PrivacyError as exc:
-            raise PrivacyError(f"site {name} ({path}): {exc}") from None
-        rows[name] = len(data)
+    rows = check_sites(config.sites, schema, budget)  # the site-side check, run here before round 1
     sizes = tuple(Discretizer(schema, bins=job.bins).sizes)
     target = schema.names.index(schema.target) if schema.target is not None else None
     start = time.perf_counter()

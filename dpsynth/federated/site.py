@@ -163,3 +163,18 @@ def run_site_round(*, job: FederatedJob, site_index: int, arrays: list[np.ndarra
                "released": json.dumps(state["released"]),
                "seconds": round(time.perf_counter() - start, 3)}
     return RoundResult(arrays=model.to_arrays(new_state), state=state, metrics=metrics)
+
+
+def check_sites(sites, schema, budget: Budget) -> dict[str, int]:
+    """The site-side check every site runs on its own file before round 1 (here, in the
+    one-machine simulation, run by the driver): the schema check and delta < 1/n. Returns each
+    site's row count."""
+    rows = {}
+    for name, path in sites:
+        data = load_site_data(path, schema)
+        try:
+            budget.resolve_delta(len(data))
+        except PrivacyError as exc:
+            raise PrivacyError(f"site {name} ({path}): {exc}") from None
+        rows[name] = len(data)
+    return rows

@@ -51,7 +51,7 @@ def site_level_plan(spec: SiteLevelDP, *, n_sites: int, rounds: int, accountant:
 
 def _check_request(config: FederatedConfig):
     from dpsynth.federated.models import federated_model
-    from dpsynth.federated.site import load_schema, load_site_data
+    from dpsynth.federated.site import check_sites, load_schema
 
     if len(config.sites) < 2:
         raise ConfigError(f"federated training needs at least 2 sites, got {len(config.sites)}")
@@ -64,14 +64,7 @@ def _check_request(config: FederatedConfig):
     budget = config.privacy.budget()
     schema = load_schema(config.schema)
     model = federated_model(config.generator, dict(config.params or {}), schema)
-    rows = {}
-    for name, path in config.sites:  # the site-side check, run here before round 1
-        data = load_site_data(path, schema)
-        try:
-            budget.resolve_delta(len(data))
-        except PrivacyError as exc:
-            raise PrivacyError(f"site {name} ({path}): {exc}") from None
-        rows[name] = len(data)
+    rows = check_sites(config.sites, schema, budget)  # the site-side check, run here before round 1
     return schema, model, rows
 
 
