@@ -40,10 +40,10 @@ def _friendly(fn):
             click.echo(f"error: {_one_line(exc)}", err=True)
             sys.exit(2)
         except safe_io.Terminated as exc:
-            click.echo(f"terminated by {exc}; no partial output was written", err=True)
+            click.echo(_after_bars(f"terminated by {exc}; no partial output was written"), err=True)
             sys.exit(128 + exc.signum)
         except KeyboardInterrupt:
-            click.echo("interrupted; no partial output was written", err=True)
+            click.echo(_after_bars("interrupted; no partial output was written"), err=True)
             sys.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -157,6 +157,20 @@ def _verbose_losses_option(fn):
                         help="Show training losses in the progress bar (computed on real batches: not DP).")(fn)
 
 
+def _after_bars(message: str) -> str:
+    """A signal can cut a progress bar mid-line (its last refresh has no newline): close any bar
+    still open and start the one-line message on a line of its own."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return message
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - a broken bar must not hide the message
+            pass
+    return "\n" + message
+
+
 class _Progress:
     """A tqdm bar showing step and epsilon spent, plus DP outputs (AIM/MST selections); losses on
     real batches only with ``verbose_losses`` (they are not DP)."""
@@ -186,3 +200,4 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None

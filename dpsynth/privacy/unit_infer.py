@@ -1,6 +1,6 @@
 """``--infer-schema`` at the privacy unit: a table with a patient-id column is inferred PER PATIENT.
 
-DP schema inference (:mod:`dpsynth.data.infer`) counts rows: each of its histograms has
+DP schema inference (:mod:`dpsynth.privacy.infer_schema`) counts rows: each of its histograms has
 sensitivity 1 when one row is one person. A table with many rows per patient (encounters)
 would let one patient move many counts, so a patient-id column changes the recipe:
 
@@ -41,7 +41,7 @@ def infer_split(raw: pd.DataFrame, *, split: SplitSpec, budget: Budget, rng: np.
                 target: str | None = None, sensitive: Sequence[str] = (), max_rows_per_unit: int | None = None
                 ) -> tuple:
     """(schema, splits, ledger) of a DP-inferred table; per patient when a column name says patient id."""
-    from dpsynth.data.infer import infer_schema_dp
+    from dpsynth.privacy.infer_schema import infer_schema_dp
 
     ids = patient_id_columns(raw.columns)
     for role, cols in (("target", [target] if target else []), ("sensitive", list(sensitive))):
