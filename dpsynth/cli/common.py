@@ -158,8 +158,8 @@ def _verbose_losses_option(fn):
 
 
 def _after_bars(message: str) -> str:
-    """A signal can cut a progress bar mid-line (its last refresh has no newline): close any bar
-    still open and start the one-line message on a line of its own."""
+    """A signal can cut a progress bar short: close any bar still open (it ends its line) so the
+    one-line message stands on a line of its own."""
     tqdm_module = sys.modules.get("tqdm")
     if tqdm_module is None:
         return message
@@ -168,7 +168,7 @@ def _after_bars(message: str) -> str:
             bar.close()
         except Exception:  # noqa: BLE001 - a broken bar must not hide the message
             pass
-    return "\n" + message
+    return message
 
 
 class _Progress:

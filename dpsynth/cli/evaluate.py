@@ -108,15 +108,10 @@ def evaluate(run_dir, real, train_path, holdout_path, test_path, synthetic, sche
     if as_json:
         click.echo(json.dumps(result.results, indent=2, default=str))
         return
-    if result.results.get("meta", {}).get("modality") == "image":
-        for name, m in result.results["metrics"].items():
-            value = m["value"]
-            click.echo(f"{name:32s} {value:.4f}" if isinstance(value, float) else f"{name:32s} {value}")
-        click.echo(f"epsilon {result.results['ledger']['epsilon']} (delta {result.results['ledger']['delta']})")
-    else:
-        from dpsynth.reports.terminal import format_terminal_summary
+    from dpsynth.modalities import by_name
 
-        click.echo(format_terminal_summary(result.results, color=sys.stdout.isatty()))
+    modality = by_name(result.results.get("meta", {}).get("modality", "table"))
+    click.echo(modality.terminal_summary(result.results, color=sys.stdout.isatty()))
     if result.report_files:
         click.echo("report: " + ", ".join(str(p) for p in result.report_files.values()))
     click.echo(f"evaluated in {result.seconds:.1f}s")

@@ -85,14 +85,14 @@ def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, 
     safe_io.check_rows(n, max_rows=max_rows)
     if (model is None) == (data is None):
         raise DpsynthError("give exactly one of --model RUN_DIR or --data (one-shot: train, then sample)")
-    image = api.is_image_source(data, schema_path) if data is not None else None
+    modality = api.for_source(data, schema_path) if data is not None else None  # a saved run: known once loaded
     if fmt == "png" and Path(output).suffix:
         raise DpsynthError(f"{output}: --format png writes a folder; give a path without a suffix")
     if fmt == "npz" and Path(output).suffix.lower() != ".npz":
         raise DpsynthError(f"{output}: --format npz needs an output ending in .npz")
-    if image is False and Path(output).suffix.lower() not in api.OUTPUT_SUFFIXES:
-        raise DpsynthError(f"{output}: output must end in .csv or .parquet")
-    png_folder = fmt == "png" or (image is not False and not Path(output).suffix)
+    if modality is not None:
+        modality.check_output_name(output)
+    png_folder = fmt == "png" or ((modality is None or modality.writes_folders) and not Path(output).suffix)
     _hold(safe_io.output_lock(output))  # a second writer to the same output fails here
     if png_folder:
         safe_io.check_output_dir(output, overwrite=overwrite, option="--output", markers=("labels.csv",),
@@ -125,7 +125,7 @@ def generate(model, data, schema_path, infer_schema, generator, epsilon, delta, 
     if trained is not None and trained.engine != "numpy" and not no_evaluate:
         click.echo(f"evaluation skipped: the table was counted on {trained.engine} and never loaded "
                    "(run `dpsynth evaluate` on a sample of held-out rows)")
-    elif trained is not None and not no_evaluate and not image and trained.schema.target is not None:
+    elif trained is not None and not no_evaluate and modality.quick_evaluates and trained.schema.target is not None:
         syn = api.load_synthetic(output, trained.schema)
         ev = api.quick_evaluate(train=trained.splits.train, holdout=trained.splits.holdout, test=trained.splits.test,
                                 synthetic=syn, schema=trained.schema)

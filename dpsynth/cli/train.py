@@ -51,13 +51,14 @@ def _with_init(config, init):
 
 
 def _default_generator(data, schema_path) -> str | None:
-    """'auto' for one table; None (the config's default) for images, related tables, or a bad
-    source (api.train then reports it in one line)."""
+    """The source's modality's default ('auto' for one table, dp-diffusion-image for images); None
+    (the config's default) for related tables or a bad source (api.train then reports it in one line)."""
     try:
-        table = not api.is_relational_schema(schema_path) and not api.is_image_source(data, schema_path)
+        if api.is_relational_schema(schema_path):
+            return None
+        return api.for_source(data, schema_path).default_generator
     except DpsynthError:
         return None
-    return "auto" if table else None
 
 
 def _echo_trained(result, generator: str) -> None:

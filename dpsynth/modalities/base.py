@@ -79,7 +79,10 @@ class Modality(Protocol):
 
     name: str  # "table" | "image"
     noun: str  # "a table" | "an image source" (for one-line errors)
-    default_generator: str
+    default_generator: str  # the CLI's generator when none is given
+    writes_folders: bool  # an output path without a suffix is a folder of files (PNG + labels.csv)
+    sweepable: bool  # `dpsynth sweep` grids over its generators
+    quick_evaluates: bool  # one-shot `generate --data` prints a quick TSTR/fidelity check
 
     def check_options(self, options: TrainOptions) -> None:
         """Refuse training options that do not apply to this source (one line)."""
@@ -112,8 +115,18 @@ class Modality(Protocol):
     def check_audit(self, loaded: LoadedRun, *, run) -> None:
         """Refuse (one line) a run the canary audit cannot retrain (the audit supports tables)."""
 
+    def check_output_name(self, output: str | Path) -> None:
+        """Refuse (one line) an output path this source's samples cannot be written to."""
+
+    def terminal_summary(self, results: dict, *, color: bool) -> str:
+        """The evaluation's summary for the terminal."""
+
     def write_release_sample(self, sample, *, rows: int, folder: Path, synthetic_format: str | None) -> Path:
         """The synthetic part of a release bundle."""
+
+    def release_summary(self, sample, *, schema):
+        """The release report's synthetic-data section (:class:`dpsynth.reports.release_report.SampleSummary`),
+        computed from the DP sample and the public schema only."""
 
     def scan_release(self, bundle: Path, loaded: LoadedRun) -> dict:
         """The artifact scan of a bundle against the run's real training data."""

@@ -49,6 +49,9 @@ class Images:
     name = "image"
     noun = "an image source"
     default_generator = "dp-diffusion-image"
+    writes_folders = True
+    sweepable = False
+    quick_evaluates = False
 
     # ---- train ----------------------------------------------------------------------------
     def check_options(self, options: TrainOptions) -> None:
@@ -140,7 +143,21 @@ class Images:
                                    classes=loaded.schema.classes)
         return EvaluationResult(results=results, report_files=files, seconds=seconds)
 
+    def check_output_name(self, output) -> None:
+        return None  # .npz, or a folder of PNGs + labels.csv
+
+    def terminal_summary(self, results: dict, *, color: bool) -> str:
+        lines = [f"{name:32s} {m['value']:.4f}" if isinstance(m["value"], float) else f"{name:32s} {m['value']}"
+                 for name, m in results["metrics"].items()]
+        lines.append(f"epsilon {results['ledger']['epsilon']} (delta {results['ledger']['delta']})")
+        return "\n".join(lines)
+
     # ---- release --------------------------------------------------------------------------
+    def release_summary(self, sample, *, schema):
+        from dpsynth.reports.release_report import image_sample_summary
+
+        return image_sample_summary(sample, schema)
+
     def write_release_sample(self, sample, *, rows: int, folder: Path, synthetic_format: str | None) -> Path:
         path = folder / "synthetic.npz"
         type(sample)(sample.images[:rows], sample.labels[:rows], sample.schema, sample.generator,

@@ -19,6 +19,9 @@ class Tables:
     name = "table"
     noun = "a table"
     default_generator = "auto"
+    writes_folders = False
+    sweepable = True
+    quick_evaluates = True
 
     # ---- train ----------------------------------------------------------------------------
     def check_options(self, options: TrainOptions) -> None:
@@ -133,7 +136,23 @@ class Tables:
                              synthetic_source=None if synthetic is None else str(synthetic), clipped=clipped,
                              units=split_units(splits))
 
+    def check_output_name(self, output) -> None:
+        from dpsynth.modalities.table_writers import OUTPUT_SUFFIXES
+
+        if Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
+            raise DpsynthError(f"{output}: output must end in .csv or .parquet")
+
+    def terminal_summary(self, results: dict, *, color: bool) -> str:
+        from dpsynth.reports.terminal import format_terminal_summary
+
+        return format_terminal_summary(results, color=color)
+
     # ---- release --------------------------------------------------------------------------
+    def release_summary(self, sample, *, schema):
+        from dpsynth.reports.release_report import table_sample_summary
+
+        return table_sample_summary(sample, schema)
+
     def write_release_sample(self, sample, *, rows: int, folder: Path, synthetic_format: str | None) -> Path:
         suffix = ".parquet" if synthetic_format == "parquet" else ".csv"
         path = folder / f"synthetic{suffix}"

@@ -13,6 +13,7 @@ import html
 import io
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -116,34 +117,59 @@ def _files_rows(bundle: Path) -> list[list[str]]:
     return rows
 
 
-def write_release_report(bundle: str | Path, *, loaded, sample, epsilon: float, seed: int,
+@dataclass
+class SampleSummary:
+    """The synthetic-data section of a release report, from the DP sample and the public schema."""
+
+    unit: str  # "rows" | "images"
+    privacy_unit: str  # the unit of the claim when the schema names none
+    public: str | None  # what the release treats as public (None: the privacy card's list)
+    headers: list[str]
+    rows: list
+    figure_html: str
+
+
+def table_sample_summary(sample, schema) -> SampleSummary:
+    png = table_figure(sample.frame, schema)
+    figure = (f"<figure><figcaption>Every column of the synthetic sample (x: the schema's description and unit; "
+              f"y: share of synthetic rows)</figcaption><img alt='synthetic marginals' "
+              f"src='data:image/png;base64,{base64.b64encode(png).decode()}'></figure>")
+    return SampleSummary(unit="rows", privacy_unit="row", public=None,
+                         headers=["column", "description (unit)", "kind", "public domain", "synthetic distribution",
+                                  "missing"],
+                         rows=table_summary(sample.frame, schema), figure_html=figure)
+
+
+def image_sample_summary(sample, schema) -> SampleSummary:
+    strips = image_rows(sample, schema)
+    return SampleSummary(unit="images", privacy_unit="image",
+                         public=("the image schema (size, channels, intensity range, class list) and the number "
+                                 "of training images"),
+                         headers=["class", "synthetic images", "share"],
+                         rows=[[name, str(n), f"{100 * n / max(1, len(sample)):.1f}%"] for name, n, _ in strips],
+                         figure_html=("<h3>Synthetic images, one row per class</h3>"
+                                      + class_grid_html(strips, what="synthetic")))
+
+
+def write_release_report(bundle: str | Path, *, loaded, sample, summary: SampleSummary, epsilon: float, seed: int,
                          synthetic_rows: int) -> dict[str, Path]:
     bundle = Path(bundle)
     schema = loaded.schema
-    image = loaded.generator.modality == "image"
     fit, sentence = _verdict(loaded, epsilon)
     ledger = loaded.ledger.to_dict()
     card = json.loads((bundle / "privacy_card.json").read_text()) if (bundle / "privacy_card.json").is_file() else {}
-    claim = privacy_claim_rows(ledger, privacy_unit=getattr(schema, "privacy_unit", None) or ("image" if image else "row"),
-                               public=("the image schema (size, channels, intensity range, class list) and the number "
-                                       "of training images") if image else card.get("public_inputs"),
+    claim = privacy_claim_rows(ledger, privacy_unit=getattr(schema, "privacy_unit", None) or summary.privacy_unit,
+                               public=summary.public if summary.public is not None else card.get("public_inputs"),
                                n_train=loaded.run.get("n_train"),
                                generator=loaded.generator.name)
     data_name = loaded.run.get("data") or "?"
     title = f"Release: {loaded.generator.name} trained on {Path(str(data_name)).name} at epsilon={eps_text(epsilon)}"
     ledger_rows = ledger_summary_rows(ledger)
-    unit = "images" if image else "rows"
+    unit = summary.unit
     sample_note = (f"Summary of {len(sample)} synthetic {unit} sampled from the released model (seed {seed}); "
                    + (f"the first {synthetic_rows} {unit} are shipped in synthetic/" if synthetic_rows else
                       "none are shipped (sample them with `dpsynth generate --model BUNDLE`)"))
-    if image:
-        summary_rows = [[name, str(n), f"{100 * n / max(1, len(sample)):.1f}%"] for name, n, _ in
-                        image_rows(sample, schema)]
-        summary_headers = ["class", "synthetic images", "share"]
-    else:
-        summary_rows = table_summary(sample.frame, schema)
-        summary_headers = ["column", "description (unit)", "kind", "public domain", "synthetic distribution",
-                           "missing"]
+    summary_rows, summary_headers = summary.rows, summary.headers
     not_here = ("How close the synthetic data is to the real data (utility, fidelity, attacks, subgroups) is "
                 "measured against real rows and is therefore only in the internal evaluation, which stays inside.")
     # ---- JSON ----
@@ -163,14 +189,7 @@ def write_release_report(bundle: str | Path, *, loaded, sample, epsilon: float, 
           json.dumps(ledger, indent=2), "```", "", "</details>", ""]
     paths["md"].write_text("\n".join(md))
     # ---- HTML ----
-    if image:
-        figure = ("<h3>Synthetic images, one row per class</h3>"
-                  + class_grid_html(image_rows(sample, schema), what="synthetic"))
-    else:
-        png = table_figure(sample.frame, schema)
-        figure = (f"<figure><figcaption>Every column of the synthetic sample (x: the schema's description and unit; "
-                  f"y: share of synthetic rows)</figcaption><img alt='synthetic marginals' "
-                  f"src='data:image/png;base64,{base64.b64encode(png).decode()}'></figure>")
+    figure = summary.figure_html
     page = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
             f"<style>{CSS}</style></head><body>", f"<div class='banner release'>{html.escape(RELEASE_NOTICE)}.</div>",
             f"<h1>{html.escape(title)}</h1>", verdict_html(sentence, fit),

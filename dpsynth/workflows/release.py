@@ -83,7 +83,9 @@ def build_release(run: str | Path, out: str | Path, *, synthetic_rows: int = 0, 
             path = modality.write_release_sample(sample, rows=synthetic_rows, folder=tmp / "synthetic",
                                                  synthetic_format=synthetic_format)
             files["synthetic"] = path.relative_to(tmp).as_posix()
-        report_files = write_release_report(tmp, loaded=loaded, sample=sample, epsilon=epsilon, seed=seed,
+        report_files = write_release_report(tmp, loaded=loaded, sample=sample,
+                                            summary=modality.release_summary(sample, schema=loaded.schema),
+                                            epsilon=epsilon, seed=seed,
                                             synthetic_rows=synthetic_rows)
         write_manifest(tmp, kind="bundle")
         verify_manifest(tmp, allow_unlisted=False)

@@ -136,7 +136,9 @@ def _run_cell(config: SweepConfig, gen: SweepGenerator, eps: float, seed: int, *
               "seed": seed, "fingerprint": config.fingerprint(gen, eps, seed), "non_private": math.isinf(eps)}
     start = time.perf_counter()
     cls = get_generator_class(gen.name)
-    if getattr(cls, "modality", "table") != "table":
+    from dpsynth.modalities import by_name
+
+    if not by_name(getattr(cls, "modality", "table")).sweepable:
         record.update(status="skipped", message=f"generator '{gen.name}' is an image generator; sweeps are tabular")
     elif math.isinf(eps) and not getattr(cls, "supports_non_private", True):
         record.update(status="skipped", message=f"generator '{gen.name}' has no non-private reference")

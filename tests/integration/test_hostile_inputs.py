@@ -538,8 +538,10 @@ class _Proc:
             time.sleep(0.05)
 
     def finish(self, timeout: float = 120) -> tuple[int, str, str]:
-        out, _ = self.proc.communicate(timeout=timeout)
+        # not communicate(): it would read stderr too, racing the reader thread for its last bytes
+        self.proc.wait(timeout=timeout)
         self.reader.join(timeout=10)
+        out = self.proc.stdout.read()
         return self.proc.returncode, out, self.stderr()
 
     def kill(self) -> None:
