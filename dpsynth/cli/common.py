@@ -115,7 +115,7 @@ def _training_options(fn):
         click.option("--infer-schema", is_flag=True, default=False,
                      help="Estimate bounds and categories of a file with DP mechanisms, charged to the budget."),
         click.option("--generator", "-g", default=None, help="Generator name (see `dpsynth generators`); default auto for tables (picked from public "
-                          "facts), dp-gan for images."),
+                          "facts), dp-diffusion-image for images."),
         click.option("--epsilon", type=float, default=None, callback=_positive_epsilon, help="Target epsilon (default 1)."),
         click.option("--delta", type=float, default=None, help="Target delta (default min(1e-5, 1/(10 n)); refused at >= 1/n)."),
         click.option("--accountant", type=click.Choice(["rdp", "prv"]), default=None, help="Privacy accountant (default rdp)."),
