@@ -40,10 +40,10 @@ def _friendly(fn):
             click.echo(f"error: {_one_line(exc)}", err=True)
             sys.exit(2)
         except safe_io.Terminated as exc:
-            click.echo(_after_bars(f"terminated by {exc}; no partial output was written"), err=True)
+            click.echo(f"terminated by {exc}; no partial output was written", err=True)
             sys.exit(128 + exc.signum)
         except KeyboardInterrupt:
-            click.echo(_after_bars("interrupted; no partial output was written"), err=True)
+            click.echo("interrupted; no partial output was written", err=True)
             sys.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -155,20 +155,6 @@ LOSS_WARNING = ("warning: --verbose-losses prints losses computed on real traini
 def _verbose_losses_option(fn):
     return click.option("--verbose-losses", is_flag=True, default=False,
                         help="Show training losses in the progress bar (computed on real batches: not DP).")(fn)
-
-
-def _after_bars(message: str) -> str:
-    """A signal can cut a progress bar short: close any bar still open (it ends its line) so the
-    one-line message stands on a line of its own."""
-    tqdm_module = sys.modules.get("tqdm")
-    if tqdm_module is None:
-        return message
-    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
-        try:
-            bar.close()
-        except Exception:  # noqa: BLE001 - a broken bar must not hide the message
-            pass
-    return message
 
 
 class _Progress:

@@ -33,6 +33,33 @@ class ImageGenerator(Generator):
     schema_: ImageSchema | None = None
 
     # ---- helpers for subclasses ---------------------------------------------------------
+    def plan_steps(self, n: int) -> int:
+        """Optimizer steps: epochs x expected batches per epoch (legacy ``epochs``), else ``steps``
+        (:mod:`dpsynth.privacy.image_schedule`; n only)."""
+        from dpsynth.privacy.image_schedule import DEFAULT_STEPS
+
+        if self.epochs is None:
+            return int(self.steps or DEFAULT_STEPS)
+        return max(1, int(math.ceil(self.epochs * n / (self.batch_size or 128))))
+
+    def _plan_schedule(self, *, n: int, schema: ImageSchema, budget: Budget, ledger: Ledger, device):
+        """Steps, batch and noise from public facts (:mod:`dpsynth.privacy.image_schedule`)."""
+        from dpsynth.privacy.image_schedule import schedule_for
+
+        self.schedule_ = schedule_for(self, n=n, height=schema.height, width=schema.width, budget=budget,
+                                      delta=ledger.delta, device=device)
+        return self.schedule_
+
+    def _start_from_public(self, module: nn.Module, *, ledger: Ledger, schema: ImageSchema) -> None:
+        """``init``: copy a public pretrained checkpoint into ``module``, recorded in the ledger as
+        public (epsilon 0; :mod:`dpsynth.generators.image.pretrain`)."""
+        if not self.init:
+            return
+        from dpsynth.generators.image.pretrain import load_pretrained, record_public
+
+        record_public(ledger, load_pretrained(module, self.init, generator=self.name, params=self.get_params(),
+                                              shape=schema.shape))
+
     def _device(self) -> torch.device:
         if self.device not in DEVICES:
             raise ConfigError(f"{self.name}: device must be one of {DEVICES}, got {self.device!r}")

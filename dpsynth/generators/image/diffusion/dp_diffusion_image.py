@@ -44,13 +44,11 @@ from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
 from dpsynth.generators.dpsgd import DiffusionParams
 from dpsynth.generators.image.base import ImageGenerator, ema_update, init_weights
-from dpsynth.generators.image.pretrain import load_pretrained, record_public
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.dpsgd_loop import DPSGDRun, DPSGDTask
 from dpsynth.privacy.functional_grads import per_example_grads, set_grad_samples
 from dpsynth.privacy.grad_modes import GRAD_SAMPLE_MODES
-from dpsynth.privacy.image_schedule import DEFAULT_STEPS, schedule_for
 from dpsynth.privacy.ledger import Ledger
 
 def build_unet(schema: ImageSchema, *, block_out_channels: tuple[int, ...], layers_per_block: int, norm_num_groups: int,
@@ -125,12 +123,6 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
             raise ConfigError("dp-diffusion-image: guidance_scale != 1 needs cond_drop > 0 (a trained null class)")
         self.block_out_channels = tuple(self.block_out_channels)
 
-    def plan_steps(self, n: int) -> int:
-        """Optimizer steps: epochs x expected batches per epoch (legacy), else ``steps`` (n only)."""
-        if self.epochs is None:
-            return int(self.steps or DEFAULT_STEPS)
-        return max(1, int(math.ceil(self.epochs * n / (self.batch_size or 128))))
-
     # ---- building blocks ----------------------------------------------------------------
     def _unet(self, schema: ImageSchema):
         return build_unet(schema, block_out_channels=self.block_out_channels, layers_per_block=self.layers_per_block,
@@ -167,18 +159,14 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
         self._null_label = schema.n_classes  # the extra class embedding when cond_drop > 0
         model = self._unet(schema)
         init_weights(model, gen)  # from the run's generator, not torch's global RNG
-        if self.init:  # public pretraining: copied in, recorded in the ledger as public (epsilon 0)
-            record_public(ledger, load_pretrained(model, self.init, generator=self.name, params=self.get_params(),
-                                                  shape=schema.shape))
+        self._start_from_public(model, ledger=ledger, schema=schema)
         model.to(device).train()
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
         ema = {k: p.detach().clone() for k, p in model.named_parameters()}
         opt = torch.optim.Adam(model.parameters(), lr=self.lr)
         acp = self._alphas_cumprod()
         dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
-        self.schedule_ = schedule_for(self, n=n, height=schema.height, width=schema.width, budget=budget,
-                                      delta=ledger.delta, device=device)
-        steps = self.schedule_.steps
+        steps = self._plan_schedule(n=n, schema=schema, budget=budget, ledger=ledger, device=device).steps
         if budget.non_private:
             self._train_non_private(model, opt, ema, dataset, acp, steps=steps, gen=gen, device=device, progress=progress)
         else:

@@ -34,11 +34,9 @@ from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
 from dpsynth.generators.dpsgd import GANParams, gan_task
 from dpsynth.generators.image.base import ImageGenerator, init_weights
-from dpsynth.generators.image.pretrain import load_pretrained, record_public
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.dpsgd_loop import DPSGDRun, public_update
-from dpsynth.privacy.image_schedule import DEFAULT_STEPS, schedule_for
 from dpsynth.privacy.ledger import Ledger
 
 def _groups(channels: int) -> int:
@@ -113,11 +111,6 @@ class DPGANImage(GANParams, ImageGenerator):
     steps: int | None = None
     init: str | None = None
 
-    def plan_steps(self, n: int) -> int:
-        if self.epochs is None:
-            return int(self.steps or DEFAULT_STEPS)
-        return max(1, int(math.ceil(self.epochs * n / (self.batch_size or 128))))
-
     def _build(self, schema: ImageSchema) -> ImageGeneratorNet:
         if schema.height % 4 or schema.width % 4:
             raise ConfigError(f"{self.name}: image size {schema.height}x{schema.width} must be divisible by 4")
@@ -137,18 +130,14 @@ class DPGANImage(GANParams, ImageGenerator):
         disc = ImageDiscriminator(n_classes=schema.n_classes, channels=self.discriminator_channels, shape=schema.shape)
         init_weights(self.generator_, gen)
         init_weights(disc, gen)
-        if self.init:  # public pretraining of the generator network, recorded as public (epsilon 0)
-            record_public(ledger, load_pretrained(self.generator_, self.init, generator=self.name,
-                                                  params=self.get_params(), shape=schema.shape))
+        self._start_from_public(self.generator_, ledger=ledger, schema=schema)  # the discriminator starts fresh
         self.generator_.to(device)
         disc.to(device)
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
         opt_d = torch.optim.Adam(disc.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.999))
         opt_g = torch.optim.Adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.999))
         dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
-        self.schedule_ = schedule_for(self, n=n, height=schema.height, width=schema.width, budget=budget,
-                                      delta=ledger.delta, device=device)
-        steps = self.schedule_.steps
+        steps = self._plan_schedule(n=n, schema=schema, budget=budget, ledger=ledger, device=device).steps
         if budget.non_private:
             self._train_non_private(disc, opt_d, opt_g, dataset, steps=steps, gen=gen, device=device, progress=progress)
         else:
