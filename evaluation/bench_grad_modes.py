@@ -45,7 +45,7 @@ RESULTS = HERE / "results"
 SHARED = Path(os.environ.get("DPSYNTH_SHARED_DATA", HERE.parent.parent / "shared" / "data"))  # ../shared/data
 DIABETES = SHARED / "ehr" / "diabetes130.zip"
 PNEUMONIA = SHARED / "medmnist" / "pneumoniamnist.npz"
-MODES = ("hooks", "functorch", "ew", "ghost")
+MODES = ("hooks", "functorch", "ew", "ghost", "bk")
 
 
 def load_diabetes_rows() -> TableData:

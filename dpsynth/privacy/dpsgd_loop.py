@@ -135,7 +135,7 @@ class DPSGDRun:
 
     def summary(self, **extra: Any) -> dict:
         """The plan as saved with the run: noise, rate, steps, clip norm, ``extra``, grad-sample mode."""
-        return {**self.plan.to_dict(), **extra, "grad_sample_mode": self.grad_sample_mode}
+        return {**self.plan.to_dict(), **extra, "grad_sample_mode": self.engine.grad_sample_mode}
 
     # ---- the loop -----------------------------------------------------------------------
     def train(self, task: DPSGDTask, *, max_physical_batch_size: int, progress: ProgressFn | None = None,
@@ -170,6 +170,7 @@ class DPSGDRun:
         module.train()
         optimizer.zero_grad(set_to_none=True)
         # (1) the per-example clipped gradient of the loss on real rows
+        engine.begin_batch()
         losses = task.loss(module, rows)
         if self.grad_sample_mode != "no_op":
             engine.backward(losses)  # ghost mode: through opacus' criterion (clipped)
