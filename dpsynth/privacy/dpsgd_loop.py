@@ -178,7 +178,8 @@ class DPSGDRun:
                 sum_grad_samples_by_unit(module, row_unit, n_units=len(batch[0]))
             losses = losses.detach()
         # (2) gradients that read no real row, added after the noise
-        extra = task.extra_grads(module) if task.extra_grads is not None else None
+        # (computed only when this batch ends a real step: a virtual step would discard them)
+        extra = (lambda: task.extra_grads(module)) if task.extra_grads is not None else None
         if audit_hook is not None:
             audit_hook.before_dp_step(optimizer, sample_rate=engine.entry.sample_rate)
         if not engine.step(optimizer, extra_grads=extra):

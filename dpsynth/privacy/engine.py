@@ -17,7 +17,7 @@ import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from opacus import PrivacyEngine
@@ -204,8 +204,11 @@ class DPSGDEngine:
         next_eps = self.ledger.epsilon(extra=(self.entry.noise_multiplier, self.entry.sample_rate, 1))
         return next_eps <= self.ledger.target_epsilon * (1 + 1e-9)
 
-    def step(self, optimizer, *, extra_grads: Sequence[torch.Tensor | None] | None = None) -> bool:
-        """Clip, noise and apply one DP-SGD step; add data-independent ``extra_grads`` after noising.
+    def step(self, optimizer, *,
+             extra_grads: Sequence[torch.Tensor | None] | Callable[[], Sequence[torch.Tensor | None]] | None = None,
+             ) -> bool:
+        """Clip, noise and apply one DP-SGD step; add data-independent ``extra_grads`` after noising
+        (a callable is called only when the step is real: a virtual step discards nothing).
 
         Returns True when a real (non-virtual) step was taken and charged.
         """
@@ -213,6 +216,8 @@ class DPSGDEngine:
             raise PrivacyError(f"{self.purpose}: a further DP-SGD step would cross epsilon={self.ledger.target_epsilon:g}")
         if not optimizer.pre_step():
             return False  # virtual step of BatchMemoryManager: gradients accumulate, nothing released
+        if callable(extra_grads):
+            extra_grads = extra_grads()
         if self.distributed:  # sum the ranks' clipped sums (noise came from rank 0 only), then mean
             optimizer.reduce_gradients()
             if extra_grads is not None:
