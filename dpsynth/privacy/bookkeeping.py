@@ -16,8 +16,12 @@ So the private step costs one forward, one backward that computes only the outpu
 (``torch.autograd.grad`` to the layer outputs; no weight gradient is formed), the norms, and one
 product per layer. opacus' ghost clipping (``grad_sample_mode="ghost"``) instead runs a second
 backward of the re-weighted loss. Layers other than Linear (LayerNorm, GroupNorm, Conv, Embedding)
-take opacus' own per-example gradient function (``GradSampleModule.GRAD_SAMPLERS``): their norms
-and the weighted sum come from those per-example gradients.
+take opacus' own per-example gradient function (``GradSampleModule.GRAD_SAMPLERS``; Conv2d: torch's
+``conv2d_weight`` under ``vmap``): their norms and the weighted sum come from those gradients.
+
+One example may span several forward rows (DPDM's noise multiplicity): a layer whose leading
+dimension is ``B * K`` for ``B`` per-example losses holds the K rows of each example next to each
+other (example-major), and the example's gradient is the sum over its rows, clipped once.
 
 Noise, the division by the expected batch size and the accountant's step hook stay opacus':
 the engine makes the module private in ghost mode (``DPOptimizerFastGradientClipping`` reads the
@@ -34,6 +38,7 @@ from typing import Callable
 import torch
 from opacus.grad_sample import GradSampleModule
 from torch import nn
+from torch.func import vmap
 
 from dpsynth.errors import ConfigError, PrivacyError
 
@@ -63,6 +68,27 @@ def _linear_norms(layer: nn.Linear, a: torch.Tensor, g: torch.Tensor) -> torch.T
     if layer.bias is not None and layer.bias.requires_grad:
         sq = sq + gg
     return sq
+
+
+def _native_conv2d(layer: nn.Module) -> bool:
+    return type(layer) is nn.Conv2d and layer.padding_mode == "zeros" and not isinstance(layer.padding, str)
+
+
+def _conv2d_per_row(layer: nn.Conv2d, a: torch.Tensor, g: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+    """Per-row gradients of a Conv2d: torch's own weight gradient (``conv2d_weight``) mapped over
+    the rows with ``vmap`` (a grouped convolution; 2-6x faster on CPU than opacus' unfold + einsum
+    on the UNet's layers, measured)."""
+
+    def weight_grad(x: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
+        return torch.nn.grad.conv2d_weight(x[None], layer.weight.shape, gy[None], stride=layer.stride,
+                                           padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+
+    out = {}
+    if layer.weight.requires_grad:
+        out[layer.weight] = vmap(weight_grad)(a.to(g.dtype), g)
+    if layer.bias is not None and layer.bias.requires_grad:
+        out[layer.bias] = g.sum(dim=(2, 3))
+    return out
 
 
 class BookKeeping:
@@ -141,7 +167,14 @@ class BookKeeping:
                     layer.bias.grad = cg.sum(dim=0)
 
             return sq, finish
-        per_example = GradSampleModule.GRAD_SAMPLERS[type(layer)](layer, call.inputs, g)
+        rows = g.shape[0]
+        if rows % batch:
+            raise PrivacyError(f"grad_sample_mode 'bk': layer {type(layer).__name__} saw {rows} rows for {batch} examples")
+        per_row = (_conv2d_per_row(layer, call.inputs[0], g) if _native_conv2d(layer)
+                   else GradSampleModule.GRAD_SAMPLERS[type(layer)](layer, call.inputs, g))
+        # an example's rows are contiguous (example-major): its gradient is the sum over them
+        per_example = {p: gs.reshape(batch, rows // batch, *gs.shape[1:]).sum(dim=1) if rows != batch else gs
+                       for p, gs in per_row.items()}
         sq = sum(gs.reshape(batch, -1).square().sum(dim=1) for gs in per_example.values())
 
         def finish(coef: torch.Tensor) -> None:

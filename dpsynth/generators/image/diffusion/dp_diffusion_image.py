@@ -114,9 +114,10 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.grad_sample_mode != "vmap" and int(self.noise_multiplicity) != 1:
+        if self.grad_sample_mode not in ("vmap", "bk") and int(self.noise_multiplicity) != 1:
             raise ConfigError(f"dp-diffusion-image: grad_sample_mode {self.grad_sample_mode!r} clips each forward row,"
-                              " so it needs noise_multiplicity 1; 'vmap' clips each image over its K noisy copies")
+                              " so it needs noise_multiplicity 1; 'vmap' and 'bk' clip each image over its K noisy"
+                              " copies")
         if not 0.0 <= self.cond_drop < 1.0:
             raise ConfigError(f"dp-diffusion-image: cond_drop must be in [0, 1), got {self.cond_drop!r}")
         if self.guidance_scale != 1.0 and self.cond_drop <= 0.0:
@@ -198,9 +199,12 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
                 grads, losses = per_example_grads(model, denoising_loss, *inputs)
                 set_grad_samples(model, grads)
                 return losses
-            x_t, t, y_k, eps = (v.squeeze(1) for v in inputs)
+            # example-major rows (an image's K copies side by side): 'bk' sums each image's rows
+            # before clipping; the other modes run with K = 1
+            b, k = inputs[1].shape
+            x_t, t, y_k, eps = (v.flatten(0, 1) for v in inputs)
             pred = private(x_t, t, class_labels=y_k, return_dict=False)[0]
-            return ((pred - eps) ** 2).flatten(1).mean(1)
+            return ((pred - eps) ** 2).flatten(1).mean(1).view(b, k).mean(1)
 
         def after_step(private, step, losses):
             ema_update(ema, model, decay=self.ema_decay, step=step)
