@@ -138,8 +138,6 @@ class DPSGDEngine:
         if grad_sample_mode != "no_op":
             check_grad_sample_mode(grad_sample_mode)
         self.distributed = dist.is_distributed()
-        if grad_sample_mode == "bk" and self.distributed:
-            grad_sample_mode = "ghost"  # book-keeping is checked on one process only: opacus' ghost clipping
         self.grad_sample_mode = grad_sample_mode
         # book-keeping clipping rides on ghost mode's optimizer (reads the clipped sum from p.grad)
         opacus_mode = "ghost" if grad_sample_mode == "bk" else grad_sample_mode

@@ -13,10 +13,11 @@ Privacy argument
   charged to the ledger by :class:`~dpsynth.privacy.engine.DPSGDEngine`. Large logical batches
   run as small physical ones through BatchMemoryManager.
 - Noise multiplicity (DPDM): each image is noised at K random timesteps and its loss is the mean
-  of the K denoising losses. Per-example gradients come from ``torch.func.vmap(grad(...))`` over
-  a per-*example* loss (see :mod:`dpsynth.privacy.functional_grads`), so the K copies form ONE
-  example: one clipped gradient per image. opacus runs in ``grad_sample_mode="no_op"``: we fill
-  ``p.grad_sample``, opacus clips, sums and noises as usual.
+  of the K denoising losses. The K copies form ONE example: one clipped gradient per image. The
+  default ``grad_sample_mode="bk"`` (book-keeping clipping, :mod:`dpsynth.privacy.bookkeeping`)
+  sums each image's K rows before clipping; ``"vmap"`` takes ``torch.func.vmap(grad(...))`` over
+  a per-*example* loss (:mod:`dpsynth.privacy.functional_grads`) with opacus in ``no_op``. Both
+  release the same gradient (``tests/unit/privacy/test_bookkeeping.py``).
 - The label of an image is part of its example. Class frequencies for unconditional sampling
   are one Gaussian release charged to the ledger.
 - EMA of the weights and DDIM sampling are post-processing. Only the EMA weights are saved.
@@ -108,7 +109,7 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
     sample_batch_size: int = 256
     device: str = "auto"
     cond_drop: float = 0.0
-    grad_sample_mode: str = "vmap"
+    grad_sample_mode: str = "bk"
     steps: int | None = None
     init: str | None = None
 
@@ -190,7 +191,8 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
     def _train_dp(self, run: DPSGDRun, model, ema, acp, *, gen, device, progress) -> None:
         """The UNet's DP-SGD steps on the shared loop (also one federated round). ``vmap``: one
         clipped gradient per image over its K noisy copies (torch.func, opacus in ``no_op``);
-        else opacus' per-example machinery on K = 1 copy (one forward row per image)."""
+        ``bk``: the same from one backward over example-major rows; else opacus' per-example
+        machinery on K = 1 copy (one forward row per image)."""
 
         def loss(private, rows):
             x0, y = rows
