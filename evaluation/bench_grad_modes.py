@@ -117,6 +117,9 @@ def main() -> None:
     parser.add_argument("--img-batch", type=int, default=64)
     parser.add_argument("--img-steps", type=int, default=5)
     parser.add_argument("--modes", nargs="+", default=None, help="only these grad_sample_modes (default: all)")
+    parser.add_argument("--paired", action="store_true",
+                        help="run the non-DP reference again right before each DP mode and take the ratio to that "
+                             "adjacent reference (on a shared machine the load drifts between runs)")
     parser.add_argument("--out", default=str(RESULTS / "bench_grad_modes.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -142,10 +145,15 @@ def main() -> None:
         ref = run_one(name, params, data, private=False)
         rows.append({"generator": name, "mode": "non-DP", **ref, "ratio": 1.0})
         print(f"{name:18s} non-DP     step {ref['step_ms']:8.1f} ms  peak +{ref['peak_rss_mb']:7.1f} MB", flush=True)
-        for mode in modes:
+        for i, mode in enumerate(modes):
+            if args.paired and i > 0:
+                ref = run_one(name, params, data, private=False)
+                rows.append({"generator": name, "mode": "non-DP", **ref, "ratio": 1.0})
+                print(f"{name:18s} non-DP     step {ref['step_ms']:8.1f} ms  peak +{ref['peak_rss_mb']:7.1f} MB", flush=True)
             res = run_one(name, {**params, "grad_sample_mode": mode}, data, private=True)
             ratio = res["step_ms"] / ref["step_ms"] if res["step_ms"] and ref["step_ms"] else None
-            rows.append({"generator": name, "mode": mode, "default": mode == default_mode, **res, "ratio": ratio})
+            rows.append({"generator": name, "mode": mode, "default": mode == default_mode, **res, "ratio": ratio,
+                         "reference_step_ms": ref["step_ms"]})
             if res["error"]:
                 print(f"{name:18s} {mode:10s} FAILED {res['error']}", flush=True)
             else:

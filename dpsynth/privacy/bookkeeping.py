@@ -138,7 +138,7 @@ class BookKeeping:
         if batch > 0 and calls:
             grads = torch.autograd.grad(per_example_losses.sum(), [c.output for c in calls], allow_unused=True)
             work = [(c, g.detach()) for c, g in zip(calls, grads) if g is not None]
-            sq = per_example_losses.new_zeros(batch, dtype=torch.float32)
+            sq = per_example_losses.new_zeros(batch)
             parts = []
             for call, g in work:
                 part_sq, finish = self._layer(call, g, batch)
@@ -153,7 +153,9 @@ class BookKeeping:
 
     def _layer(self, call: _Call, g: torch.Tensor, batch: int):
         """(squared per-example norms [B], a function of the clip factors that writes p.grad)."""
-        layer = call.module
+        layer, rows = call.module, g.shape[0]
+        if rows % batch:
+            raise PrivacyError(f"grad_sample_mode 'bk': layer {type(layer).__name__} saw {rows} rows for {batch} examples")
         if type(layer) is nn.Linear:
             a = call.inputs[0].to(g.dtype).reshape(batch, -1, layer.in_features)
             g3 = g.reshape(batch, -1, layer.out_features)
@@ -167,9 +169,6 @@ class BookKeeping:
                     layer.bias.grad = cg.sum(dim=0)
 
             return sq, finish
-        rows = g.shape[0]
-        if rows % batch:
-            raise PrivacyError(f"grad_sample_mode 'bk': layer {type(layer).__name__} saw {rows} rows for {batch} examples")
         per_row = (_conv2d_per_row(layer, call.inputs[0], g) if _native_conv2d(layer)
                    else GradSampleModule.GRAD_SAMPLERS[type(layer)](layer, call.inputs, g))
         # an example's rows are contiguous (example-major): its gradient is the sum over them
