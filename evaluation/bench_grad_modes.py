@@ -116,6 +116,8 @@ def main() -> None:
     parser.add_argument("--tab-steps", type=int, default=12)
     parser.add_argument("--img-batch", type=int, default=64)
     parser.add_argument("--img-steps", type=int, default=5)
+    parser.add_argument("--img-noise-multiplicity", type=int, default=1,
+                        help="dp-diffusion-image's K (only vmap and bk clip an image over K > 1 copies)")
     parser.add_argument("--modes", nargs="+", default=None, help="only these grad_sample_modes (default: all)")
     parser.add_argument("--paired", action="store_true",
                         help="run the non-DP reference again right before each DP mode and take the ratio to that "
@@ -133,7 +135,8 @@ def main() -> None:
                                   "max_physical_batch_size": args.img_batch, "device": "cpu"}, MODES),
         # noise multiplicity 1 so every mode clips the same example (hooks/ew/ghost see one row per image)
         "dp-diffusion-image": (images, {"batch_size": args.img_batch, "epochs": args.img_steps * args.img_batch / 4708,
-                                        "noise_multiplicity": 1, "max_physical_batch_size": args.img_batch,
+                                        "noise_multiplicity": args.img_noise_multiplicity,
+                                        "max_physical_batch_size": args.img_batch,
                                         "device": "cpu"}, ("vmap",) + MODES),
     }
     rows = []
