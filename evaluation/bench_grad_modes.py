@@ -4,7 +4,8 @@ for every DP-SGD generator, in one run.
 For each generator (dp-gan and dp-diffusion on Diabetes-130, dp-gan-image and the dp-diffusion-image
 UNet on PneumoniaMNIST) it trains a few full training steps (fixed logical batch, one thread) with:
 the non-private reference (plain Adam on uniformly drawn batches of the same size), and DP-SGD in
-hooks, functorch, ew and ghost modes (and ``vmap``, dpsynth's torch.func path, for the UNet). A
+hooks, functorch, ew, ghost and bk (book-keeping clipping, dpsynth/privacy/bookkeeping.py) modes (and
+``vmap``, dpsynth's torch.func path, for the UNet). Each row says whether it is the generator's default. A
 step is the generator's whole step (real-row DP-SGD step of the private network + fake rows +
 generator update where there is one); its time is the median interval between progress callbacks in
 CPU time of the training thread (one torch thread: what the step costs on an idle core; wall time on
@@ -45,7 +46,7 @@ RESULTS = HERE / "results"
 SHARED = Path(os.environ.get("DPSYNTH_SHARED_DATA", HERE.parent.parent / "shared" / "data"))  # ../shared/data
 DIABETES = SHARED / "ehr" / "diabetes130.zip"
 PNEUMONIA = SHARED / "medmnist" / "pneumoniamnist.npz"
-MODES = ("hooks", "functorch", "ew", "ghost")
+MODES = ("hooks", "functorch", "ew", "ghost", "bk")
 
 
 def load_diabetes_rows() -> TableData:
@@ -86,6 +87,7 @@ def run_one(name: str, params: dict, data, *, private: bool, seed: int = 0) -> d
             time.sleep(0.002)
 
     thread = threading.Thread(target=sample, daemon=True)
+    load_start = os.getloadavg()
     thread.start()
     budget = Budget(epsilon=1.0) if private else Budget.non_private_reference()
     start = time.perf_counter()
@@ -102,7 +104,8 @@ def run_one(name: str, params: dict, data, *, private: bool, seed: int = 0) -> d
     thread.join()
     intervals = np.diff(stamps).tolist()
     return {"step_ms": 1e3 * statistics.median(intervals) if intervals else None, "steps": len(stamps),
-            "fit_s": total, "peak_rss_mb": (peak[0] - base) / 2**20, "error": error}
+            "fit_s": total, "peak_rss_mb": (peak[0] - base) / 2**20, "error": error,
+            "load_avg_start": load_start, "load_avg_end": os.getloadavg()}
 
 
 def main() -> None:
@@ -113,7 +116,12 @@ def main() -> None:
     parser.add_argument("--tab-steps", type=int, default=12)
     parser.add_argument("--img-batch", type=int, default=64)
     parser.add_argument("--img-steps", type=int, default=5)
+    parser.add_argument("--img-noise-multiplicity", type=int, default=1,
+                        help="dp-diffusion-image's K (only vmap and bk clip an image over K > 1 copies)")
     parser.add_argument("--modes", nargs="+", default=None, help="only these grad_sample_modes (default: all)")
+    parser.add_argument("--paired", action="store_true",
+                        help="run the non-DP reference again right before each DP mode and take the ratio to that "
+                             "adjacent reference (on a shared machine the load drifts between runs)")
     parser.add_argument("--out", default=str(RESULTS / "bench_grad_modes.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -127,7 +135,8 @@ def main() -> None:
                                   "max_physical_batch_size": args.img_batch, "device": "cpu"}, MODES),
         # noise multiplicity 1 so every mode clips the same example (hooks/ew/ghost see one row per image)
         "dp-diffusion-image": (images, {"batch_size": args.img_batch, "epochs": args.img_steps * args.img_batch / 4708,
-                                        "noise_multiplicity": 1, "max_physical_batch_size": args.img_batch,
+                                        "noise_multiplicity": args.img_noise_multiplicity,
+                                        "max_physical_batch_size": args.img_batch,
                                         "device": "cpu"}, ("vmap",) + MODES),
     }
     rows = []
@@ -135,13 +144,19 @@ def main() -> None:
     for name in args.generators:
         data, params, modes = configs[name]
         modes = [m for m in modes if args.modes is None or m in args.modes]
+        default_mode = REGISTRY[name].grad_sample_mode  # the dataclass default
         ref = run_one(name, params, data, private=False)
         rows.append({"generator": name, "mode": "non-DP", **ref, "ratio": 1.0})
         print(f"{name:18s} non-DP     step {ref['step_ms']:8.1f} ms  peak +{ref['peak_rss_mb']:7.1f} MB", flush=True)
-        for mode in modes:
+        for i, mode in enumerate(modes):
+            if args.paired and i > 0:
+                ref = run_one(name, params, data, private=False)
+                rows.append({"generator": name, "mode": "non-DP", **ref, "ratio": 1.0})
+                print(f"{name:18s} non-DP     step {ref['step_ms']:8.1f} ms  peak +{ref['peak_rss_mb']:7.1f} MB", flush=True)
             res = run_one(name, {**params, "grad_sample_mode": mode}, data, private=True)
             ratio = res["step_ms"] / ref["step_ms"] if res["step_ms"] and ref["step_ms"] else None
-            rows.append({"generator": name, "mode": mode, **res, "ratio": ratio})
+            rows.append({"generator": name, "mode": mode, "default": mode == default_mode, **res, "ratio": ratio,
+                         "reference_step_ms": ref["step_ms"]})
             if res["error"]:
                 print(f"{name:18s} {mode:10s} FAILED {res['error']}", flush=True)
             else:
@@ -150,12 +165,14 @@ def main() -> None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps({"settings": vars(args), "load_avg_at_end": os.getloadavg(), "rows": rows},
                                       indent=2))
-    print("\n| generator | mode | step (ms) | DP / non-DP | peak RSS above start (MB) |\n|---|---|---|---|---|")
+    print("\n| generator | mode | step (ms) | DP / non-DP | peak RSS above start (MB) | load avg |\n|---|---|---|---|---|---|")
     for r in rows:
         if r["error"]:
             print(f"| {r['generator']} | {r['mode']} | failed: {r['error'][:60]} | | |")
         else:
-            print(f"| {r['generator']} | {r['mode']} | {r['step_ms']:.1f} | {r['ratio']:.2f} | {r['peak_rss_mb']:.0f} |")
+            mode = f"**{r['mode']} (default)**" if r.get("default") else r["mode"]
+            print(f"| {r['generator']} | {mode} | {r['step_ms']:.1f} | {r['ratio']:.2f} | {r['peak_rss_mb']:.0f} | "
+                  f"{r['load_avg_start'][0]:.1f}-{r['load_avg_end'][0]:.1f} |")
 
 
 if __name__ == "__main__":

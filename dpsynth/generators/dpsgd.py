@@ -34,7 +34,7 @@ class DPSGDParams:
     epochs: float | None = None
     max_grad_norm: float = 1.0
     max_physical_batch_size: int = 512
-    grad_sample_mode: str = "ghost"
+    grad_sample_mode: str = "bk"
 
     def __post_init__(self) -> None:
         check_grad_sample_mode(self.grad_sample_mode, allowed=self.grad_sample_modes)

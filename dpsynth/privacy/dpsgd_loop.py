@@ -135,7 +135,7 @@ class DPSGDRun:
 
     def summary(self, **extra: Any) -> dict:
         """The plan as saved with the run: noise, rate, steps, clip norm, ``extra``, grad-sample mode."""
-        return {**self.plan.to_dict(), **extra, "grad_sample_mode": self.grad_sample_mode}
+        return {**self.plan.to_dict(), **extra, "grad_sample_mode": self.engine.grad_sample_mode}
 
     # ---- the loop -----------------------------------------------------------------------
     def train(self, task: DPSGDTask, *, max_physical_batch_size: int, progress: ProgressFn | None = None,
@@ -170,6 +170,7 @@ class DPSGDRun:
         module.train()
         optimizer.zero_grad(set_to_none=True)
         # (1) the per-example clipped gradient of the loss on real rows
+        engine.begin_batch()
         losses = task.loss(module, rows)
         if self.grad_sample_mode != "no_op":
             engine.backward(losses)  # ghost mode: through opacus' criterion (clipped)
@@ -177,7 +178,8 @@ class DPSGDRun:
                 sum_grad_samples_by_unit(module, row_unit, n_units=len(batch[0]))
             losses = losses.detach()
         # (2) gradients that read no real row, added after the noise
-        extra = task.extra_grads(module) if task.extra_grads is not None else None
+        # (computed only when this batch ends a real step: a virtual step would discard them)
+        extra = (lambda: task.extra_grads(module)) if task.extra_grads is not None else None
         if audit_hook is not None:
             audit_hook.before_dp_step(optimizer, sample_rate=engine.entry.sample_rate)
         if not engine.step(optimizer, extra_grads=extra):

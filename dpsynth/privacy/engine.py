@@ -17,7 +17,7 @@ import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from opacus import PrivacyEngine
@@ -30,6 +30,7 @@ from dpsynth.errors import PrivacyError
 from dpsynth.privacy import distributed as dist
 from dpsynth.privacy.accountants import calibrate_noise
 from dpsynth.privacy.batched_data import batched
+from dpsynth.privacy.bookkeeping import BookKeeping
 from dpsynth.privacy.grad_modes import PerExampleLoss, check_grad_sample_mode
 from dpsynth.privacy.ledger import Ledger, LedgerEntry
 
@@ -123,6 +124,7 @@ class DPSGDEngine:
         self.entry: LedgerEntry | None = None
         self.grad_sample_mode = "hooks"
         self.criterion = None  # ghost clipping: the criterion make_private returns (see backward)
+        self.bookkeeping: BookKeeping | None = None  # grad_sample_mode "bk" (see backward)
         self.distributed = False
 
     def make_private(
@@ -135,8 +137,10 @@ class DPSGDEngine:
         validate_module(module, name=self.purpose)
         if grad_sample_mode != "no_op":
             check_grad_sample_mode(grad_sample_mode)
-        self.grad_sample_mode = grad_sample_mode
         self.distributed = dist.is_distributed()
+        self.grad_sample_mode = grad_sample_mode
+        # book-keeping clipping rides on ghost mode's optimizer (reads the clipped sum from p.grad)
+        opacus_mode = "ghost" if grad_sample_mode == "bk" else grad_sample_mode
         if self.distributed:  # opacus' DPDDP: make_private then returns a DistributedDPOptimizer
             module = dist.wrap_module(module)
         n = len(dataset)
@@ -145,7 +149,7 @@ class DPSGDEngine:
         loader = DataLoader(dataset, batch_size=batch_size, generator=None if self.secure_mode else torch_rng,
                             collate_fn=collate)
         plain_loader = loader
-        ghost = {"criterion": PerExampleLoss()} if grad_sample_mode == "ghost" else {}
+        ghost = {"criterion": PerExampleLoss()} if opacus_mode == "ghost" else {}
         out = self.privacy_engine.make_private(
             module=module,
             optimizer=optimizer,
@@ -154,13 +158,19 @@ class DPSGDEngine:
             max_grad_norm=self.plan.max_grad_norm,
             poisson_sampling=True,
             noise_generator=None if self.secure_mode else (torch_rng if noise_generator is None else noise_generator),
-            grad_sample_mode=grad_sample_mode,
+            grad_sample_mode=opacus_mode,
             **ghost,
         )
         if ghost:  # opacus returns (module, optimizer, criterion, loader) in ghost mode
             module, optimizer, self.criterion, loader = out
         else:
             module, optimizer, loader = out
+        if grad_sample_mode == "bk":  # opacus' two-pass hooks off; its hooks_enabled flag still marks real rows
+            module.remove_hooks()
+            module.enable_hooks()
+            self.criterion = None
+            self.bookkeeping = BookKeeping(module, max_grad_norm=self.plan.max_grad_norm,
+                                           enabled=lambda: module.hooks_enabled)
         self._optimizer = optimizer
         if self.distributed:
             loader = self._distributed_loader(plain_loader, loader, torch_rng)
@@ -192,8 +202,11 @@ class DPSGDEngine:
         next_eps = self.ledger.epsilon(extra=(self.entry.noise_multiplier, self.entry.sample_rate, 1))
         return next_eps <= self.ledger.target_epsilon * (1 + 1e-9)
 
-    def step(self, optimizer, *, extra_grads: Sequence[torch.Tensor | None] | None = None) -> bool:
-        """Clip, noise and apply one DP-SGD step; add data-independent ``extra_grads`` after noising.
+    def step(self, optimizer, *,
+             extra_grads: Sequence[torch.Tensor | None] | Callable[[], Sequence[torch.Tensor | None]] | None = None,
+             ) -> bool:
+        """Clip, noise and apply one DP-SGD step; add data-independent ``extra_grads`` after noising
+        (a callable is called only when the step is real: a virtual step discards nothing).
 
         Returns True when a real (non-virtual) step was taken and charged.
         """
@@ -201,6 +214,8 @@ class DPSGDEngine:
             raise PrivacyError(f"{self.purpose}: a further DP-SGD step would cross epsilon={self.ledger.target_epsilon:g}")
         if not optimizer.pre_step():
             return False  # virtual step of BatchMemoryManager: gradients accumulate, nothing released
+        if callable(extra_grads):
+            extra_grads = extra_grads()
         if self.distributed:  # sum the ranks' clipped sums (noise came from rank 0 only), then mean
             optimizer.reduce_gradients()
             if extra_grads is not None:
@@ -219,8 +234,12 @@ class DPSGDEngine:
 
         In ghost mode the losses go through the criterion ``make_private`` returned (two backward
         passes; ``p.grad`` ends as the sum of clipped per-example gradients); a plain backward
-        there would release the unclipped gradient. Other modes back-propagate the batch mean
-        (opacus' ``loss_reduction="mean"``)."""
+        there would release the unclipped gradient. In ``bk`` mode one backward gives the
+        clipped sum (:mod:`dpsynth.privacy.bookkeeping`). Other modes back-propagate the batch
+        mean (opacus' ``loss_reduction="mean"``)."""
+        if self.bookkeeping is not None:
+            self.bookkeeping.backward(per_example_losses)
+            return
         if self.criterion is not None:
             if per_example_losses.shape[0] == 0:  # empty Poisson batch: zero clipped sum
                 for p in self._params():
@@ -229,6 +248,11 @@ class DPSGDEngine:
             self.criterion(per_example_losses).backward()
             return
         per_example_losses.sum().div(max(1, per_example_losses.shape[0])).backward()
+
+    def begin_batch(self) -> None:
+        """Before the forward pass of a batch of real rows: no stale book-keeping records."""
+        if self.bookkeeping is not None:
+            self.bookkeeping.reset()
 
     def _params(self) -> list[torch.nn.Parameter]:
         return [p for group in self._optimizer.param_groups for p in group["params"]]

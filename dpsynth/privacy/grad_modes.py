@@ -7,6 +7,9 @@
   from activations and output gradients, no per-example gradient held, then a second backward
   pass of the loss re-weighted by each example's clip factor. Cheapest in time and memory for
   linear-heavy models (conv layers fall back to per-example gradients for their norms).
+- ``bk``: book-keeping clipping (Bu et al. 2023; :mod:`dpsynth.privacy.bookkeeping`): the same
+  norms, then the clipped sum from the activations and output gradients of ONE backward pass
+  (per layer ``A^T (c * G)``), on opacus' ghost-mode optimizer. Same released gradient as ghost.
 
 Ghost clipping needs the *per-example* loss to go through the criterion that opacus'
 ``make_private`` returns (``DPLossFastGradientClipping``): its ``backward`` runs both passes. A
@@ -27,7 +30,7 @@ from torch import nn
 
 from dpsynth.errors import ConfigError
 
-GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew", "ghost")
+GRAD_SAMPLE_MODES = ("hooks", "functorch", "ew", "ghost", "bk")
 
 
 def check_grad_sample_mode(mode: str, *, allowed: tuple[str, ...] = GRAD_SAMPLE_MODES) -> str:

@@ -66,7 +66,7 @@ def _single(mode: str) -> dict:
             "noise_multiplier": entry.noise_multiplier, "delta": gen.ledger_.delta}
 
 
-@pytest.mark.parametrize("mode", ["ghost"])
+@pytest.mark.parametrize("mode", ["bk"])
 def test_two_gloo_processes_same_epsilon_and_identical_replicas(tmp_path, mode):
     mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path), mode), nprocs=2, join=True, start_method="fork")
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))

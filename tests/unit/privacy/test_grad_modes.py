@@ -1,4 +1,4 @@
-"""grad_sample_mode: hooks, functorch, ew and ghost release the same clipped-and-noised gradient."""
+"""grad_sample_mode: hooks, functorch, ew, ghost and bk release the same clipped-and-noised gradient."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_modes_release_the_same_clipped_noised_gradient(kind, noise):
     clipped_norm = torch.sqrt(sum((u ** 2).sum() for u in ref)) * B
     if noise == 0.0:  # clipping is active: the summed clipped gradient is at most B * C
         assert clipped_norm <= B * 0.05 * (1 + 1e-5)
-    for mode in ("functorch", "ew", "ghost"):
+    for mode in ("functorch", "ew", "ghost", "bk"):
         other = _one_step(kind, mode, noise=noise)
         for a, b in zip(ref, other):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
@@ -93,4 +93,4 @@ def test_unknown_mode_is_a_config_error():
     assert check_grad_sample_mode("ghost") == "ghost"
     with pytest.raises(ConfigError, match="grad_sample_mode"):
         check_grad_sample_mode("fast")
-    assert set(GRAD_SAMPLE_MODES) == {"hooks", "functorch", "ew", "ghost"}
+    assert set(GRAD_SAMPLE_MODES) == {"hooks", "functorch", "ew", "ghost", "bk"}

@@ -13,10 +13,11 @@ Privacy argument
   charged to the ledger by :class:`~dpsynth.privacy.engine.DPSGDEngine`. Large logical batches
   run as small physical ones through BatchMemoryManager.
 - Noise multiplicity (DPDM): each image is noised at K random timesteps and its loss is the mean
-  of the K denoising losses. Per-example gradients come from ``torch.func.vmap(grad(...))`` over
-  a per-*example* loss (see :mod:`dpsynth.privacy.functional_grads`), so the K copies form ONE
-  example: one clipped gradient per image. opacus runs in ``grad_sample_mode="no_op"``: we fill
-  ``p.grad_sample``, opacus clips, sums and noises as usual.
+  of the K denoising losses. The K copies form ONE example: one clipped gradient per image. The
+  default ``grad_sample_mode="bk"`` (book-keeping clipping, :mod:`dpsynth.privacy.bookkeeping`)
+  sums each image's K rows before clipping; ``"vmap"`` takes ``torch.func.vmap(grad(...))`` over
+  a per-*example* loss (:mod:`dpsynth.privacy.functional_grads`) with opacus in ``no_op``. Both
+  release the same gradient (``tests/unit/privacy/test_bookkeeping.py``).
 - The label of an image is part of its example. Class frequencies for unconditional sampling
   are one Gaussian release charged to the ledger.
 - EMA of the weights and DDIM sampling are post-processing. Only the EMA weights are saved.
@@ -108,15 +109,16 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
     sample_batch_size: int = 256
     device: str = "auto"
     cond_drop: float = 0.0
-    grad_sample_mode: str = "vmap"
+    grad_sample_mode: str = "bk"
     steps: int | None = None
     init: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.grad_sample_mode != "vmap" and int(self.noise_multiplicity) != 1:
+        if self.grad_sample_mode not in ("vmap", "bk") and int(self.noise_multiplicity) != 1:
             raise ConfigError(f"dp-diffusion-image: grad_sample_mode {self.grad_sample_mode!r} clips each forward row,"
-                              " so it needs noise_multiplicity 1; 'vmap' clips each image over its K noisy copies")
+                              " so it needs noise_multiplicity 1; 'vmap' and 'bk' clip each image over its K noisy"
+                              " copies")
         if not 0.0 <= self.cond_drop < 1.0:
             raise ConfigError(f"dp-diffusion-image: cond_drop must be in [0, 1), got {self.cond_drop!r}")
         if self.guidance_scale != 1.0 and self.cond_drop <= 0.0:
@@ -189,7 +191,8 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
     def _train_dp(self, run: DPSGDRun, model, ema, acp, *, gen, device, progress) -> None:
         """The UNet's DP-SGD steps on the shared loop (also one federated round). ``vmap``: one
         clipped gradient per image over its K noisy copies (torch.func, opacus in ``no_op``);
-        else opacus' per-example machinery on K = 1 copy (one forward row per image)."""
+        ``bk``: the same from one backward over example-major rows; else opacus' per-example
+        machinery on K = 1 copy (one forward row per image)."""
 
         def loss(private, rows):
             x0, y = rows
@@ -198,9 +201,12 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
                 grads, losses = per_example_grads(model, denoising_loss, *inputs)
                 set_grad_samples(model, grads)
                 return losses
-            x_t, t, y_k, eps = (v.squeeze(1) for v in inputs)
+            # example-major rows (an image's K copies side by side): 'bk' sums each image's rows
+            # before clipping; the other modes run with K = 1
+            b, k = inputs[1].shape
+            x_t, t, y_k, eps = (v.flatten(0, 1) for v in inputs)
             pred = private(x_t, t, class_labels=y_k, return_dict=False)[0]
-            return ((pred - eps) ** 2).flatten(1).mean(1)
+            return ((pred - eps) ** 2).flatten(1).mean(1).view(b, k).mean(1)
 
         def after_step(private, step, losses):
             ema_update(ema, model, decay=self.ema_decay, step=step)

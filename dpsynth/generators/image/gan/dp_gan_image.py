@@ -4,7 +4,7 @@ PATE, no gradient sanitisation tricks beyond DP-SGD).
 
 Privacy argument (the same structure as ``dp-gan``)
 ----------------------------------------------------
-- Only the discriminator reads real images, through opacus DP-SGD (hooks mode): Poisson
+- Only the discriminator reads real images, through opacus DP-SGD (book-keeping clipping by default): Poisson
   sampling, per-example clipping of the gradient of its loss on *real* images, Gaussian noise,
   each step charged to the ledger. Its layers are Conv2d, GroupNorm, LeakyReLU and Linear only.
 - Its gradient on *fake* images depends only on its current (already private) weights and on
@@ -107,7 +107,7 @@ class DPGANImage(GANParams, ImageGenerator):
     max_physical_batch_size: int = 256
     sample_batch_size: int = 512
     device: str = "auto"
-    grad_sample_mode: str = "hooks"
+    grad_sample_mode: str = "bk"
     steps: int | None = None
     init: str | None = None
 
