@@ -28,6 +28,8 @@ class ScheduledDPSGD(DPSGDParams, Generator):
     min_batch_size: int = 32
     max_batch_size: int = 4096
     noise_floor: float = 3.0
+    max_examples: int | None = None
+    min_steps: int = 50
 
     def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
             progress: ProgressFn | None = None):
@@ -45,7 +47,8 @@ class ScheduledDPSGD(DPSGDParams, Generator):
         return plan_schedule(n=n, epsilon=epsilon, delta=delta, steps=self.steps, batch_size=self.batch_size,
                              epochs=self.epochs, legacy_batch_size=self.legacy_batch_size,
                              min_batch_size=self.min_batch_size, max_batch_size=self.max_batch_size,
-                             noise_floor=self.noise_floor)
+                             noise_floor=self.noise_floor, max_examples=self.max_examples,
+                             min_steps=self.min_steps)
 
     def plan_steps(self, n: int) -> int:
         """``steps``, or with ``epochs`` set epochs x expected batches per epoch (n only, public)."""
