@@ -14,7 +14,13 @@ epsilon, delta) and the compute settings:
    those ``steps`` reaches ``noise_floor`` (default 3); if none does, the largest allowed batch.
    Small tables get small batches and enough steps; large tables get bigger batches, never
    more passes, so the cost grows with log(n) at most, not with n.
-3. The noise multiplier is then calibrated exactly by the ledger's accountant
+3. A compute budget (``max_examples``, optional): the run may process at most that many
+   examples (steps x logical batch). When step 2's batch at ``steps`` steps exceeds it, the
+   steps are cut (by factors of 0.8, never below ``min_steps``) and the batch re-planned, until
+   steps x batch fits; at ``min_steps`` the batch is cut to fit instead. The cost of a fit is
+   then bounded whatever the table's size: a large table trains on fewer, larger steps (its
+   noise per averaged gradient is already small), never on more passes.
+4. The noise multiplier is then calibrated exactly by the ledger's accountant
    (:func:`dpsynth.privacy.engine.plan_dp_sgd`), with what preprocessing already spent.
 
 The batch search uses a fast integer-order RDP bound of the subsampled Gaussian (Mironov,
@@ -103,6 +109,8 @@ def plan_schedule(
     min_batch_size: int = 32,
     max_batch_size: int = 4096,
     noise_floor: float = 3.0,
+    max_examples: int | None = None,
+    min_steps: int = 50,
 ) -> Schedule:
     """The (batch size, steps) of a DP-SGD run; see the module docstring for the rule.
 
@@ -125,14 +133,69 @@ def plan_schedule(
         return Schedule(batch_size=int(batch_size), steps=steps, rule="fixed batch_size and steps")
     if not 1 <= min_batch_size <= max_batch_size:
         raise ConfigError(f"need 1 <= min_batch_size <= max_batch_size, got {min_batch_size}, {max_batch_size}")
+    if max_examples is not None:
+        return _plan_within_budget(n=n, epsilon=epsilon, delta=delta, steps=steps, min_batch_size=min_batch_size,
+                                   max_batch_size=max_batch_size, noise_floor=noise_floor,
+                                   max_examples=int(max_examples), min_steps=int(min_steps))
+    return _plan_batch(n=n, epsilon=epsilon, delta=delta, steps=steps, min_batch_size=min_batch_size,
+                       max_batch_size=max_batch_size, noise_floor=noise_floor)
+
+
+def _plan_within_budget(*, n: int, epsilon: float | None, delta: float, steps: int, min_batch_size: int,
+                        max_batch_size: int, noise_floor: float, max_examples: int, min_steps: int) -> Schedule:
+    """Rule 3 of the module docstring: cut steps (x0.8) until steps x batch <= max_examples."""
+    if max_examples <= 0 or min_steps <= 0:
+        raise ConfigError(f"max_examples and min_steps must be > 0, got {max_examples}, {min_steps}")
+    budget = f"; compute budget {max_examples:,} examples"
     cap = max(1, min(max_batch_size, math.ceil(n / 2)))
-    candidates = []
-    b = min_batch_size
+    t = steps
+    while True:
+        # the batch reaching the floor grows as steps fall; a power of two <= max_examples / t must reach it
+        # (a cheap necessary test first: the planning bisection's 1% tolerance, hence the 0.99)
+        fits = [b for b in _batches(min_batch_size, cap) if t * b <= max_examples]
+        if fits and (fits[-1] == cap or _reaches_floor(n=n, batch_size=fits[-1], steps=t, epsilon=epsilon,
+                                                         delta=delta, noise_floor=0.99 * noise_floor)):
+            plan = _plan_batch(n=n, epsilon=epsilon, delta=delta, steps=t, min_batch_size=min_batch_size,
+                               max_batch_size=max_batch_size, noise_floor=noise_floor)
+            if plan.steps * plan.batch_size <= max_examples:
+                cut = "" if t == steps else f" (steps cut from {steps} to fit)"
+                return Schedule(batch_size=plan.batch_size, steps=t, rule=plan.rule + budget + cut,
+                                planning_noise_multiplier=plan.planning_noise_multiplier)
+        if t <= min_steps:
+            b = max(1, max_examples // t)
+            sigma = planning_noise_multiplier(n=n, batch_size=b, steps=t, epsilon=_plan_eps(epsilon), delta=delta)
+            return Schedule(batch_size=b, steps=t, planning_noise_multiplier=sigma,
+                            rule=f"batch cut to the compute budget at {t} steps{budget}")
+        t = max(min(min_steps, steps), int(t * 0.8))
+
+
+def _plan_eps(epsilon: float | None) -> float:
+    return 1.0 if epsilon is None or math.isinf(epsilon) else float(epsilon)
+
+
+def _batches(min_batch_size: int, cap: int) -> list[int]:
+    """Powers of two times min_batch_size below cap, then cap."""
+    out, b = [], min_batch_size
     while b < cap:
-        candidates.append(b)
+        out.append(b)
         b *= 2
-    candidates.append(cap)
-    eps = 1.0 if epsilon is None or math.isinf(epsilon) else float(epsilon)
+    return out + [cap]
+
+
+def _reaches_floor(*, n: int, batch_size: int, steps: int, epsilon: float | None, delta: float,
+                   noise_floor: float) -> bool:
+    """Whether the noise multiplier meeting (epsilon, delta) is >= noise_floor: epsilon falls as
+    the noise grows, so it is whether noise_floor alone still spends at least epsilon."""
+    q = 1.0 / max(1, math.ceil(n / batch_size))
+    spent = subsampled_gaussian_epsilon(noise_multiplier=noise_floor, sample_rate=q, steps=steps, delta=delta)
+    return spent >= _plan_eps(epsilon)
+
+
+def _plan_batch(*, n: int, epsilon: float | None, delta: float, steps: int, min_batch_size: int,
+                max_batch_size: int, noise_floor: float) -> Schedule:
+    """Rule 2 of the module docstring: the smallest power-of-two batch reaching the noise floor."""
+    candidates = _batches(min_batch_size, max(1, min(max_batch_size, math.ceil(n / 2))))
+    eps = _plan_eps(epsilon)
     sigma = math.nan
     for b in candidates:
         sigma = planning_noise_multiplier(n=n, batch_size=b, steps=steps, epsilon=eps, delta=delta)

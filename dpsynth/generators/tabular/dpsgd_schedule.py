@@ -20,14 +20,22 @@ from dpsynth.privacy.schedule import Schedule, plan_schedule
 class ScheduledDPSGD(DPSGDParams, Generator):
     """A table generator trained with DP-SGD for a schedule of ``steps`` optimizer steps: the
     smallest batch in [min_batch_size, max_batch_size] whose noise multiplier reaches
-    ``noise_floor``. ``legacy_batch_size`` is the batch of the legacy epochs plan."""
+    ``noise_floor``, within a compute budget of ``max_examples`` examples (steps x batch; steps
+    are cut first; None: no budget). ``legacy_batch_size`` is the batch of the legacy epochs plan.
+
+    The defaults (750 steps, 60,000 examples; dp-diffusion: 250 steps, 30,000 examples of 8
+    noisy copies) were chosen leave-one-dataset-out on the validation splits of the issue-16
+    suite (``evaluation/bench_suite_dpsgd.py``; the selection table is in evaluation/README.md):
+    a fit costs at most ~1-2 CPU minutes on one thread whatever the table's size."""
 
     legacy_batch_size = 128
 
-    steps: int = 1000
+    steps: int = 750
     min_batch_size: int = 32
     max_batch_size: int = 4096
     noise_floor: float = 3.0
+    max_examples: int | None = 60_000
+    min_steps: int = 50
 
     def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
             progress: ProgressFn | None = None):
@@ -38,17 +46,22 @@ class ScheduledDPSGD(DPSGDParams, Generator):
     def plan_schedule(self, n: int, *, epsilon: float | None, delta: float) -> Schedule:
         """Logical batch size and steps from public facts only (the row count n of the privacy unit,
         epsilon, delta) and the compute settings, by the rule of :mod:`dpsynth.privacy.schedule`:
-        ``steps`` steps (default 1000), the smallest batch in [min_batch_size, max_batch_size] whose
-        noise multiplier reaches ``noise_floor`` (default 3): small tables get small batches, large
-        tables bigger ones, never more passes. Setting ``epochs`` restores the legacy plan
+        ``steps`` steps, the smallest batch in [min_batch_size, max_batch_size] whose noise
+        multiplier reaches ``noise_floor`` (default 3): small tables get small batches, large tables
+        bigger ones, never more passes; when steps x batch exceeds ``max_examples`` the steps are
+        cut (never below ``min_steps``) until it fits. A fixed ``batch_size`` with ``steps`` is
+        used as given (no budget). Setting ``epochs`` restores the legacy plan
         ``ceil(epochs * n / batch_size)`` (batch ``legacy_batch_size``)."""
         return plan_schedule(n=n, epsilon=epsilon, delta=delta, steps=self.steps, batch_size=self.batch_size,
                              epochs=self.epochs, legacy_batch_size=self.legacy_batch_size,
                              min_batch_size=self.min_batch_size, max_batch_size=self.max_batch_size,
-                             noise_floor=self.noise_floor)
+                             noise_floor=self.noise_floor, max_examples=self.max_examples,
+                             min_steps=self.min_steps)
 
     def plan_steps(self, n: int) -> int:
-        """``steps``, or with ``epochs`` set epochs x expected batches per epoch (n only, public)."""
+        """``steps``, or with ``epochs`` set epochs x expected batches per epoch (n only, public).
+        The steps of a fixed-batch or epochs plan; an automatic batch under ``max_examples`` may cut
+        them further (that needs epsilon: :meth:`plan_schedule`)."""
         if self.epochs is not None:
             return max(1, int(math.ceil(self.epochs * n / (self.batch_size or self.legacy_batch_size))))
         return int(self.steps)

@@ -54,3 +54,20 @@ def test_tiny_table_keeps_sampling_amplification_and_legacy_and_fixed_plans():
         plan_schedule(n=5000, epsilon=1.0, delta=1e-6, steps=0, batch_size=None)
     with pytest.raises(ConfigError, match="epochs"):
         plan_schedule(n=5000, epsilon=1.0, delta=1e-6, steps=10, batch_size=None, epochs=-1)
+
+
+def test_compute_budget_bounds_examples_by_cutting_steps_not_the_noise_floor():
+    free = plan_schedule(n=1283, epsilon=1.0, delta=1e-5, steps=250, batch_size=None)
+    same = plan_schedule(n=1283, epsilon=1.0, delta=1e-5, steps=250, batch_size=None, max_examples=10**9)
+    assert (same.batch_size, same.steps) == (free.batch_size, free.steps)  # a budget that does not bind changes nothing
+    for n in (4724, 100_000, 10_000_000):
+        p = plan_schedule(n=n, epsilon=1.0, delta=min(1e-5, 1 / (10 * n)), steps=1000, batch_size=None,
+                          max_examples=60_000)
+        assert p.steps * p.batch_size <= 60_000 and 50 <= p.steps < 1000
+        if "cut to the compute budget" not in p.rule:  # steps were cut, the batch still reaches the floor
+            assert p.planning_noise_multiplier >= 3.0 and "steps cut from 1000" in p.rule
+    # at min_steps the batch itself is cut to fit (noise multiplier below the floor then)
+    tight = plan_schedule(n=1_000_000, epsilon=1.0, delta=1e-7, steps=1000, batch_size=None, max_examples=5000)
+    assert (tight.steps, tight.batch_size) == (50, 100) and "batch cut" in tight.rule
+    with pytest.raises(ConfigError, match="max_examples"):
+        plan_schedule(n=5000, epsilon=1.0, delta=1e-6, steps=10, batch_size=None, max_examples=0)
