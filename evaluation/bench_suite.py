@@ -20,16 +20,18 @@ package default is the setting that wins over the whole suite (validation). No c
 test split. ``auto`` runs ``dpsynth.generators.auto`` (a rule of public facts, written from the
 validation evidence; see its module docstring).
 
-Results: one JSON line per run in ``evaluation/results/suite_runs.jsonl`` (a rerun skips the runs
-already there), summarised in ``evaluation/results/suite.md`` and ``suite.json``. These are
-internal evaluations (they read real test rows) of public tables; no real row is written.
+Results: one JSON line per run in ``evaluation/results/suite_runs.jsonl`` (dp-gan / dp-diffusion
+runs in ``suite_runs_dpsgd.jsonl``; the report reads every ``suite_runs*.jsonl`` there, so runs made
+on another branch or machine merge into one table; a rerun skips the runs already in any of them),
+summarised in ``evaluation/results/suite.md`` and ``suite.json``. These are internal evaluations
+(they read real test rows) of public tables; no real row is written. ``--settings`` may also name a
+diagnostic PROBE setting (e.g. ``aim:bins16``); probes never enter the default grid.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -47,6 +49,7 @@ from evaluation.suite_tables import TABLES, load_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "suite_runs.jsonl"
+RUNS_DPSGD = RESULTS / "suite_runs_dpsgd.jsonl"
 EPSILONS = (0.5, 1.0, 4.0)
 SEEDS = (0, 1, 2)
 EPSILONS_FIRST = (1.0, 4.0, 0.5)
@@ -62,6 +65,13 @@ CANDIDATES: dict[str, dict[str, dict]] = {  # "default": the package default bef
     "auto": {"default": {}},
     "dp-gan": {"mb32": {"min_batch_size": 32}, "mb128": {"min_batch_size": 128}},
     "dp-diffusion": {"mb32": {"min_batch_size": 32}, "mb128": {"min_batch_size": 128}},
+}
+# diagnostic settings: run only when --settings names them (never in the default grid, never candidates
+# of the leave-one-dataset-out choice unless they ran on every table)
+PROBES: dict[str, dict[str, dict]] = {
+    "aim": {"bins16": {"bins": 16, "target_weight": 8.0, "target_degree": 3},
+            "tw32": {"bins": 8, "target_weight": 32.0, "target_degree": 3}},
+    "mst": {"tw16": {"bins": 16, "target_weight": 16.0}, "bins8tw4": {"bins": 8, "target_weight": 4.0}},
 }
 DPSGD = ("dp-gan", "dp-diffusion")
 # the setting of each method that the package default equals (after the leave-one-dataset-out choice)
@@ -123,10 +133,11 @@ def run_one(table, method, setting, params, epsilon, seed, splits, schema, score
     return out
 
 
-def plan(tables, full: bool, methods) -> list[tuple]:
+def plan(tables, full: bool, methods, probes: tuple[str, ...] = ()) -> list[tuple]:
     jobs = []
     for method in methods:
-        for setting, params in CANDIDATES[method].items():
+        extra = {k: v for k, v in PROBES.get(method, {}).items() if f"{method}:{k}" in probes}
+        for setting, params in {**CANDIDATES[method], **extra}.items():
             for table, rows in tables:
                 if method in DPSGD and not full and rows < BIG:
                     continue
@@ -137,16 +148,22 @@ def plan(tables, full: bool, methods) -> list[tuple]:
     return sorted(jobs, key=lambda j: (j[5], EPSILONS_FIRST.index(j[4]) if j[4] in EPSILONS_FIRST else 9))
 
 
-def load_runs() -> list[dict]:
-    if not RUNS.is_file():
-        return []
+def runs_file(method: str) -> Path:
+    """DP-SGD runs go to their own file (the sgd16 branch writes the same file); the rest to RUNS."""
+    return RUNS_DPSGD if method in DPSGD else RUNS
+
+
+def load_runs(folder: Path | None = None) -> list[dict]:
+    """Every run in every ``suite_runs*.jsonl`` of the results folder (one per key: table, method,
+    setting, epsilon, seed; the first seen wins, files in name order)."""
     runs, seen = [], set()
-    for line in RUNS.read_text().splitlines():  # one run per key (parallel invocations may repeat one)
-        r = json.loads(line) if line.strip() else None
-        key = r and (r["table"], r["method"], r["setting"], r["epsilon"], r["seed"])
-        if key and key not in seen:
-            seen.add(key)
-            runs.append(r)
+    for path in sorted((folder or RESULTS).glob("suite_runs*.jsonl")):
+        for line in path.read_text().splitlines():  # parallel invocations may repeat one
+            r = json.loads(line) if line.strip() else None
+            key = r and (r["table"], r["method"], r["setting"], r["epsilon"], r["seed"])
+            if key and key not in seen:
+                seen.add(key)
+                runs.append(r)
     return runs
 
 
@@ -176,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
                 frame, schema = got
                 splits = split_table(frame, SplitSpec(seed=0))
                 loaded[table] = (splits, schema, Scorer(splits, schema), len(frame))
-        jobs = plan([(t, v[3]) for t, v in loaded.items()], args.full, args.methods)
+        jobs = plan([(t, v[3]) for t, v in loaded.items()], args.full, args.methods, tuple(args.settings or ()))
         jobs = [j for j in jobs if (j[0], j[1], j[2], j[4], j[5]) not in done
                 and (args.settings is None or f"{j[1]}:{j[2]}" in args.settings)
                 and (args.epsilons is None or j[4] in args.epsilons) and (args.seeds is None or j[5] in args.seeds)]
@@ -188,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
                 break
             splits, schema, scorer, _ = loaded[table]
             r = run_one(table, method, setting, params, eps, seed, splits, schema, scorer)
-            with RUNS.open("a") as fh:
+            with runs_file(method).open("a") as fh:
                 fh.write(json.dumps(r) + "\n")
             print(f"[{i + 1}/{len(jobs)}] {table} {method}:{setting} eps={eps:g} seed={seed}: "
                   f"val {r['tstr']['val']:.3f} test {r['tstr']['test']:.3f} (TRTR {r['trtr']['test']:.3f}) "
