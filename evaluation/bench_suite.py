@@ -77,10 +77,13 @@ DPSGD = ("dp-gan", "dp-diffusion")
 # the setting of each method that the package default equals (after the leave-one-dataset-out choice)
 PACKAGE_DEFAULTS = {"auto": "default", "aim": "default", "mst": "tw4", "dp-gan": "mb32", "dp-diffusion": "mb32",
                     "independent": "default"}
-GRID_CUT = ("Default grid (no --full): aim/mst candidates, independent and auto at eps 0.5, 1, 4 x seeds 0-2 on every"
-            " table; dp-gan / dp-diffusion only at eps 1, seed 0, on the tables with >= 2,000 rows. On 2 shared CPU"
-            " cores this did not finish in the session: the table below lists exactly what ran (runs were ordered"
-            " seed 0 first, eps 1 first); dp-gan and dp-diffusion did not run at all (minutes to an hour per fit here).")
+GRID_CUT = ("One command runs the issue's whole grid: `OMP_NUM_THREADS=1 python evaluation/bench_suite.py --full` (every"
+            " table x aim / mst / dp-gan / dp-diffusion / independent / auto, every candidate setting, eps 0.5 / 1 / 4 x"
+            " seeds 0-2; resumable). Without --full, dp-gan / dp-diffusion run only at eps 1, seed 0, on the tables with"
+            " >= 2,000 rows. What ran is listed below (2 shared CPU cores): the package defaults aim:default, mst:tw4 and"
+            " independent at every table x eps x seeds 0-2 (aids also seeds 3-5), the other candidates partly; auto's"
+            " cells are its pick's runs (see the last section). dp-gan / dp-diffusion runs are read from"
+            " suite_runs_dpsgd.jsonl when present (written by this script or by the DP-SGD branch, same format).")
 
 
 class Scorer:
@@ -133,7 +136,7 @@ def run_one(table, method, setting, params, epsilon, seed, splits, schema, score
     return out
 
 
-def plan(tables, full: bool, methods, probes: tuple[str, ...] = ()) -> list[tuple]:
+def plan(tables, full: bool, methods, probes: tuple[str, ...] = (), seeds_asked=None) -> list[tuple]:
     jobs = []
     for method in methods:
         extra = {k: v for k, v in PROBES.get(method, {}).items() if f"{method}:{k}" in probes}
@@ -142,7 +145,7 @@ def plan(tables, full: bool, methods, probes: tuple[str, ...] = ()) -> list[tupl
                 if method in DPSGD and not full and rows < BIG:
                     continue
                 eps = EPSILONS if (full or method not in DPSGD) else (1.0,)
-                seeds = SEEDS if (full or method not in DPSGD) else (0,)
+                seeds = seeds_asked or (SEEDS if (full or method not in DPSGD) else (0,))
                 jobs += [(table, method, setting, params, e, s) for e in eps for s in seeds]
     # balanced partial coverage when --budget-s stops the grid early: seed 0 first, epsilon 1 first
     return sorted(jobs, key=lambda j: (j[5], EPSILONS_FIRST.index(j[4]) if j[4] in EPSILONS_FIRST else 9))
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--methods", nargs="+", default=list(CANDIDATES))
     p.add_argument("--settings", nargs="+", default=None, help="only these method:setting pairs, e.g. aim:default")
     p.add_argument("--epsilons", nargs="+", type=float, default=None, help="only these epsilons")
-    p.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="these seeds (default 0 1 2)")
     p.add_argument("--full", action="store_true", help="dp-gan / dp-diffusion at every table, epsilon and seed too")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--budget-s", type=float, default=float("inf"), help="stop starting runs after this many seconds")
@@ -193,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
                 frame, schema = got
                 splits = split_table(frame, SplitSpec(seed=0))
                 loaded[table] = (splits, schema, Scorer(splits, schema), len(frame))
-        jobs = plan([(t, v[3]) for t, v in loaded.items()], args.full, args.methods, tuple(args.settings or ()))
+        jobs = plan([(t, v[3]) for t, v in loaded.items()], args.full, args.methods, tuple(args.settings or ()),
+                    args.seeds)
         jobs = [j for j in jobs if (j[0], j[1], j[2], j[4], j[5]) not in done
                 and (args.settings is None or f"{j[1]}:{j[2]}" in args.settings)
                 and (args.epsilons is None or j[4] in args.epsilons) and (args.seeds is None or j[5] in args.seeds)]
