@@ -147,9 +147,13 @@ class MirrorDescent:
         return 0.5 * float(diff @ diff), self._queries.T @ (diff * self._inv_sigma)
 
     # ---- the loop -------------------------------------------------------------------------
-    def run(self, iters: int, theta: np.ndarray | None = None) -> tuple[dict[Clique, np.ndarray], CalibratedTree]:
+    def run(self, iters: int, theta: np.ndarray | None = None, *,
+            step: float | None = None) -> tuple[dict[Clique, np.ndarray], CalibratedTree]:
+        """``iters`` Armijo steps from ``theta``; the first step size is ``step`` (e.g. where an
+        earlier warm-started run ended, see ``self.step``) or 2 / (L x total). Grows 1% per
+        accepted step, halves on a rejected one."""
         theta = np.zeros(self._clique_start[-1]) if theta is None else theta
-        alpha = 2.0 / (self.lipschitz * self.total)
+        alpha = step if step is not None else 2.0 / (self.lipschitz * self.total)
         nodes, mu = self.marginals(theta)
         for _ in range(iters):
             loss, grad = self.loss_and_grad(mu)
@@ -160,4 +164,5 @@ class MirrorDescent:
                 theta, nodes, mu, alpha = theta2, nodes2, mu2, 1.01 * alpha
             else:
                 alpha = 0.5 * alpha
+        self.step = alpha  # where the step search ended: a warm start may begin there
         return self.tables(theta), CalibratedTree(self.tree, nodes)

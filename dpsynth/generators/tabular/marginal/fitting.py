@@ -20,6 +20,7 @@ class Fit:
     model: CalibratedTree
     total: float
     domain_map: DomainMap | None = None  # set when the model works on compressed codes (MST)
+    step: float | None = None  # the numpy estimator's last step size (``fit_model(carry_step=True)``)
 
 
 def fit_model(
@@ -29,8 +30,11 @@ def fit_model(
     iters: int,
     estimator: str,
     warm: Fit | None = None,
+    carry_step: bool = False,
 ) -> Fit:
-    """Fit potentials to ``measurements`` on ``tree`` (warm-started from an earlier fit)."""
+    """Fit potentials to ``measurements`` on ``tree`` (warm-started from an earlier fit).
+    ``carry_step``: the numpy estimator starts its step search where ``warm``'s ended instead of
+    at the conservative 2 / (L x total) (which needs hundreds of iterations to grow back)."""
     if estimator not in ESTIMATORS:
         raise DpsynthError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     total = estimate_total(measurements)
@@ -42,5 +46,6 @@ def fit_model(
         return Fit(theta, model, total)
     engine = MirrorDescent(tree, measurements, total)
     start = engine.expand_potentials(theta0) if theta0 else None
-    theta, model = engine.run(iters, start)
-    return Fit(theta, model, total)
+    step = warm.step if carry_step and warm is not None else None
+    theta, model = engine.run(iters, start, step=step)
+    return Fit(theta, model, total, step=engine.step)
