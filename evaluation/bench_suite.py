@@ -136,11 +136,25 @@ def run_one(table, method, setting, params, epsilon, seed, splits, schema, score
     return out
 
 
+def candidates(method: str) -> dict[str, dict]:
+    """A method's candidate settings. The DP-SGD generators' schedule candidates are owned by
+    ``evaluation/bench_suite_dpsgd.py`` (the issue-16 DP-SGD branch) when that module is present,
+    so this one command runs the same settings it selects among; else the ones listed here."""
+    if method in DPSGD:
+        try:
+            from evaluation.bench_suite_dpsgd import CANDIDATES as owned  # imported late: it imports this module
+        except ImportError:
+            owned = {}
+        if owned.get(method):
+            return owned[method]
+    return CANDIDATES[method]
+
+
 def plan(tables, full: bool, methods, probes: tuple[str, ...] = (), seeds_asked=None) -> list[tuple]:
     jobs = []
     for method in methods:
         extra = {k: v for k, v in PROBES.get(method, {}).items() if f"{method}:{k}" in probes}
-        for setting, params in {**CANDIDATES[method], **extra}.items():
+        for setting, params in {**candidates(method), **extra}.items():
             for table, rows in tables:
                 if method in DPSGD and not full and rows < BIG:
                     continue

@@ -25,7 +25,8 @@ def test_load_runs_reads_every_runs_file_once_per_key(tmp_path):
 
 def test_package_settings_match_the_current_defaults_by_params():
     runs = [_run("mst", "default", {"bins": 16, "target_weight": 1.0}), _run("mst", "tw4", {"target_weight": 4.0}),
-            _run("dp-gan", "sgd16", {}), _run("dp-gan", "mb128", {"min_batch_size": 128})]
+            _run("dp-gan", "sgd16", {}), _run("dp-gan", "mb128", {"min_batch_size": 128}),
+            _run("dp-gan", "newer", {"an_option_this_checkout_lacks": 1})]  # another branch's generator
     found = package_settings(runs, {"mst": "default"})
     assert found["mst"] == "tw4"  # the fallback label's params are no longer the default
     assert found["dp-gan"] == "sgd16"  # another branch's label, found by its (default) params
