@@ -20,16 +20,18 @@ package default is the setting that wins over the whole suite (validation). No c
 test split. ``auto`` runs ``dpsynth.generators.auto`` (a rule of public facts, written from the
 validation evidence; see its module docstring).
 
-Results: one JSON line per run in ``evaluation/results/suite_runs.jsonl`` (a rerun skips the runs
-already there), summarised in ``evaluation/results/suite.md`` and ``suite.json``. These are
-internal evaluations (they read real test rows) of public tables; no real row is written.
+Results: one JSON line per run in ``evaluation/results/suite_runs.jsonl`` (dp-gan / dp-diffusion
+runs in ``suite_runs_dpsgd.jsonl``; the report reads every ``suite_runs*.jsonl`` there, so runs made
+on another branch or machine merge into one table; a rerun skips the runs already in any of them),
+summarised in ``evaluation/results/suite.md`` and ``suite.json``. These are internal evaluations
+(they read real test rows) of public tables; no real row is written. ``--settings`` may also name a
+diagnostic PROBE setting (e.g. ``aim:bins16``); probes never enter the default grid.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -47,6 +49,7 @@ from evaluation.suite_tables import TABLES, load_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "suite_runs.jsonl"
+RUNS_DPSGD = RESULTS / "suite_runs_dpsgd.jsonl"
 EPSILONS = (0.5, 1.0, 4.0)
 SEEDS = (0, 1, 2)
 EPSILONS_FIRST = (1.0, 4.0, 0.5)
@@ -63,14 +66,24 @@ CANDIDATES: dict[str, dict[str, dict]] = {  # "default": the package default bef
     "dp-gan": {"mb32": {"min_batch_size": 32}, "mb128": {"min_batch_size": 128}},
     "dp-diffusion": {"mb32": {"min_batch_size": 32}, "mb128": {"min_batch_size": 128}},
 }
+# diagnostic settings: run only when --settings names them (never in the default grid, never candidates
+# of the leave-one-dataset-out choice unless they ran on every table)
+PROBES: dict[str, dict[str, dict]] = {
+    "aim": {"bins16": {"bins": 16, "target_weight": 8.0, "target_degree": 3},
+            "tw32": {"bins": 8, "target_weight": 32.0, "target_degree": 3}},
+    "mst": {"tw16": {"bins": 16, "target_weight": 16.0}, "bins8tw4": {"bins": 8, "target_weight": 4.0}},
+}
 DPSGD = ("dp-gan", "dp-diffusion")
 # the setting of each method that the package default equals (after the leave-one-dataset-out choice)
 PACKAGE_DEFAULTS = {"auto": "default", "aim": "default", "mst": "tw4", "dp-gan": "mb32", "dp-diffusion": "mb32",
                     "independent": "default"}
-GRID_CUT = ("Default grid (no --full): aim/mst candidates, independent and auto at eps 0.5, 1, 4 x seeds 0-2 on every"
-            " table; dp-gan / dp-diffusion only at eps 1, seed 0, on the tables with >= 2,000 rows. On 2 shared CPU"
-            " cores this did not finish in the session: the table below lists exactly what ran (runs were ordered"
-            " seed 0 first, eps 1 first); dp-gan and dp-diffusion did not run at all (minutes to an hour per fit here).")
+GRID_CUT = ("One command runs the issue's whole grid: `OMP_NUM_THREADS=1 python evaluation/bench_suite.py --full` (every"
+            " table x aim / mst / dp-gan / dp-diffusion / independent / auto, every candidate setting, eps 0.5 / 1 / 4 x"
+            " seeds 0-2; resumable). Without --full, dp-gan / dp-diffusion run only at eps 1, seed 0, on the tables with"
+            " >= 2,000 rows. What ran is listed below (2 shared CPU cores): the package defaults aim:default, mst:tw4 and"
+            " independent at every table x eps x seeds 0-2 (aids also seeds 3-5), the other candidates partly; auto's"
+            " cells are its pick's runs (see the last section). dp-gan / dp-diffusion runs are read from"
+            " suite_runs_dpsgd.jsonl when present (written by this script or by the DP-SGD branch, same format).")
 
 
 class Scorer:
@@ -123,30 +136,51 @@ def run_one(table, method, setting, params, epsilon, seed, splits, schema, score
     return out
 
 
-def plan(tables, full: bool, methods) -> list[tuple]:
+def candidates(method: str) -> dict[str, dict]:
+    """A method's candidate settings. The DP-SGD generators' schedule candidates are owned by
+    ``evaluation/bench_suite_dpsgd.py`` (the issue-16 DP-SGD branch) when that module is present,
+    so this one command runs the same settings it selects among; else the ones listed here."""
+    if method in DPSGD:
+        try:
+            from evaluation.bench_suite_dpsgd import CANDIDATES as owned  # imported late: it imports this module
+        except ImportError:
+            owned = {}
+        if owned.get(method):
+            return owned[method]
+    return CANDIDATES[method]
+
+
+def plan(tables, full: bool, methods, probes: tuple[str, ...] = (), seeds_asked=None) -> list[tuple]:
     jobs = []
     for method in methods:
-        for setting, params in CANDIDATES[method].items():
+        extra = {k: v for k, v in PROBES.get(method, {}).items() if f"{method}:{k}" in probes}
+        for setting, params in {**candidates(method), **extra}.items():
             for table, rows in tables:
                 if method in DPSGD and not full and rows < BIG:
                     continue
                 eps = EPSILONS if (full or method not in DPSGD) else (1.0,)
-                seeds = SEEDS if (full or method not in DPSGD) else (0,)
+                seeds = seeds_asked or (SEEDS if (full or method not in DPSGD) else (0,))
                 jobs += [(table, method, setting, params, e, s) for e in eps for s in seeds]
     # balanced partial coverage when --budget-s stops the grid early: seed 0 first, epsilon 1 first
     return sorted(jobs, key=lambda j: (j[5], EPSILONS_FIRST.index(j[4]) if j[4] in EPSILONS_FIRST else 9))
 
 
-def load_runs() -> list[dict]:
-    if not RUNS.is_file():
-        return []
+def runs_file(method: str) -> Path:
+    """DP-SGD runs go to their own file (the sgd16 branch writes the same file); the rest to RUNS."""
+    return RUNS_DPSGD if method in DPSGD else RUNS
+
+
+def load_runs(folder: Path | None = None) -> list[dict]:
+    """Every run in every ``suite_runs*.jsonl`` of the results folder (one per key: table, method,
+    setting, epsilon, seed; the first seen wins, files in name order)."""
     runs, seen = [], set()
-    for line in RUNS.read_text().splitlines():  # one run per key (parallel invocations may repeat one)
-        r = json.loads(line) if line.strip() else None
-        key = r and (r["table"], r["method"], r["setting"], r["epsilon"], r["seed"])
-        if key and key not in seen:
-            seen.add(key)
-            runs.append(r)
+    for path in sorted((folder or RESULTS).glob("suite_runs*.jsonl")):
+        for line in path.read_text().splitlines():  # parallel invocations may repeat one
+            r = json.loads(line) if line.strip() else None
+            key = r and (r["table"], r["method"], r["setting"], r["epsilon"], r["seed"])
+            if key and key not in seen:
+                seen.add(key)
+                runs.append(r)
     return runs
 
 
@@ -158,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--methods", nargs="+", default=list(CANDIDATES))
     p.add_argument("--settings", nargs="+", default=None, help="only these method:setting pairs, e.g. aim:default")
     p.add_argument("--epsilons", nargs="+", type=float, default=None, help="only these epsilons")
-    p.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="these seeds (default 0 1 2)")
     p.add_argument("--full", action="store_true", help="dp-gan / dp-diffusion at every table, epsilon and seed too")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--budget-s", type=float, default=float("inf"), help="stop starting runs after this many seconds")
@@ -176,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
                 frame, schema = got
                 splits = split_table(frame, SplitSpec(seed=0))
                 loaded[table] = (splits, schema, Scorer(splits, schema), len(frame))
-        jobs = plan([(t, v[3]) for t, v in loaded.items()], args.full, args.methods)
+        jobs = plan([(t, v[3]) for t, v in loaded.items()], args.full, args.methods, tuple(args.settings or ()),
+                    args.seeds)
         jobs = [j for j in jobs if (j[0], j[1], j[2], j[4], j[5]) not in done
                 and (args.settings is None or f"{j[1]}:{j[2]}" in args.settings)
                 and (args.epsilons is None or j[4] in args.epsilons) and (args.seeds is None or j[5] in args.seeds)]
@@ -188,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
                 break
             splits, schema, scorer, _ = loaded[table]
             r = run_one(table, method, setting, params, eps, seed, splits, schema, scorer)
-            with RUNS.open("a") as fh:
+            with runs_file(method).open("a") as fh:
                 fh.write(json.dumps(r) + "\n")
             print(f"[{i + 1}/{len(jobs)}] {table} {method}:{setting} eps={eps:g} seed={seed}: "
                   f"val {r['tstr']['val']:.3f} test {r['tstr']['test']:.3f} (TRTR {r['trtr']['test']:.3f}) "

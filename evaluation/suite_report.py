@@ -85,6 +85,36 @@ def auto_setting(table: str, epsilon: float, rows: int) -> tuple[str | None, str
     return None, why
 
 
+def _builds(cls, params: dict) -> dict | None:
+    """The get_params() of ``cls(**params)``, or None when this checkout's generator does not take
+    those params (runs recorded by a branch whose generator has new options)."""
+    try:
+        return cls(**params).get_params()
+    except Exception:  # noqa: BLE001 - any rejection means 'not this checkout's default'
+        return None
+
+
+def package_settings(runs: list[dict], fallback: dict) -> dict:
+    """{method: the setting label whose recorded params build the package's current default} (a
+    generator's get_params() with those params equals its no-argument one); ``fallback[method]``
+    where no run matches (e.g. a default changed after the runs). Runs written by other branches
+    (suite_runs_dpsgd.jsonl) may use their own labels; this finds their default run too."""
+    from dpsynth.generators import REGISTRY
+
+    out = dict(fallback)
+    for method in sorted({r["method"] for r in runs}):
+        if method not in REGISTRY or method == "auto":
+            continue
+        want = REGISTRY[method]().get_params()
+        labels = {r["setting"]: r.get("params") or {} for r in runs if r["method"] == method}
+        hits = [k for k, p in labels.items() if _builds(REGISTRY[method], p) == want]
+        if hits:
+            out[method] = fallback[method] if fallback.get(method) in hits else sorted(hits)[0]
+        elif method not in out and len(labels) == 1:
+            out[method] = next(iter(labels))
+    return out
+
+
 RULE_SETTINGS = ("aim:default", "mst:default", "mst:tw4")
 
 
@@ -141,7 +171,10 @@ def evidence_table(runs: list[dict], tables: list[str], epsilons: list[float]) -
     from dpsynth.generators.auto import public_facts
     from evaluation.suite_tables import load_schema
 
-    settings = sorted({(r["method"], r["setting"]) for r in runs if r["method"] in ("aim", "mst")})
+    from evaluation.bench_suite import CANDIDATES
+
+    settings = sorted({(r["method"], r["setting"]) for r in runs
+                       if r["method"] in ("aim", "mst") and r["setting"] in CANDIDATES[r["method"]]})
     idx = index(runs)
     out = ["| table | rows | columns | numeric | domain sum | eps | " + " | ".join(f"{m}:{s}" for m, s in settings)
            + " | best |", "|---|---|---|---|---|---|" + "---|" * (len(settings) + 1)]
@@ -159,10 +192,54 @@ def evidence_table(runs: list[dict], tables: list[str], epsilons: list[float]) -
     return out
 
 
+def monotone(series: list[list[float]]) -> str:
+    """'yes' when the mean never drops with more epsilon; 'within noise (...)' when every drop is
+    smaller than twice its standard error (seed sd; a single seed has no sd, so a drop there is
+    'NO (1 seed)'); else 'NO'."""
+    drops = []
+    for lo, hi in zip(series, series[1:]):
+        d = _mean(lo) - _mean(hi)
+        if d <= 0:
+            continue
+        if min(len(lo), len(hi)) < 2:
+            return f"NO (drop {d:.3f}, 1 seed)"
+        se = (statistics.variance(lo) / len(lo) + statistics.variance(hi) / len(hi)) ** 0.5
+        if d >= 2 * se:
+            return f"NO (drop {d:.3f} >= 2 SE {2 * se:.3f})"
+        drops.append(f"drop {d:.3f} < 2 SE {2 * se:.3f}")
+    return f"within noise ({'; '.join(drops)})" if drops else "yes"
+
+
+def probe_table(runs: list[dict]) -> list[str]:
+    """Every aim / mst setting on the (table, epsilon) cells where a diagnostic PROBE setting ran:
+    VALIDATION (what a choice may read) and TEST (reported, never chosen on), mean ± sd over seeds."""
+    from evaluation.bench_suite import PROBES
+
+    probed = sorted({(r["table"], r["epsilon"]) for r in runs if r["setting"] in PROBES.get(r["method"], {})})
+    if not probed:
+        return []
+    idx = index(runs)
+    out = ["| table | eps | method:setting | params | seeds | VALIDATION | TEST |", "|---|---|---|---|---|---|---|"]
+    for t, e in probed:
+        rows = []
+        for m, st in sorted({(r["method"], r["setting"]) for r in runs if r["table"] == t and r["epsilon"] == e
+                             and r["method"] in ("aim", "mst")}):
+            got = idx[(t, m, st, e)]
+            rows.append((_mean([ratio(r, "val") for r in got]), f"| {t} | {e:g} | {m}:{st} | {got[0].get('params')} | "
+                         f"{','.join(str(r['seed']) for r in sorted(got, key=lambda r: r['seed']))} | "
+                         f"{_cell([ratio(r, 'val') for r in got])} | {_cell([ratio(r, 'test') for r in got])} |"))
+        out += [line for _, line in sorted(rows, key=lambda x: -x[0])]
+    return out
+
+
 def write_report(runs: list[dict], grid_note: str, folder: Path, *, defaults: dict | None = None) -> None:
     from evaluation.bench_suite import PACKAGE_DEFAULTS
 
-    defaults = defaults or PACKAGE_DEFAULTS
+    defaults = dict(defaults or package_settings(runs, PACKAGE_DEFAULTS))
+    for m in ("dp-gan", "dp-diffusion"):  # no recorded setting is this checkout's default: the whole-suite winner
+        if not any(r["method"] == m and r["setting"] == defaults.get(m) for r in runs):
+            winner = lodo(runs, m).get("suite_winner")
+            defaults[m] = winner or defaults.get(m)
     idx = index(runs)
     tables = sorted({r["table"] for r in runs}, key=lambda t: -max(r["rows"] for r in runs if r["table"] == t))
     epsilons = sorted({r["epsilon"] for r in runs})
@@ -209,6 +286,10 @@ def write_report(runs: list[dict], grid_note: str, folder: Path, *, defaults: di
         lines.append("")
     lines += ["## Evidence for auto's rule (VALIDATION split, mean over seeds; public facts of each table)", ""]
     lines += evidence_table(runs, tables, epsilons)
+    probes = probe_table(runs)
+    if probes:
+        lines += ["", "## Diagnostic probes (settings outside the candidates, run where a target was missed;"
+                  " sorted by VALIDATION mean)", ""] + probes
     rule = learn_rule(runs, tables)
     if rule:
         lines += ["", f"Rule learned on the whole suite (validation; {rule['cells']} table x epsilon cells): columns <="
@@ -217,7 +298,7 @@ def write_report(runs: list[dict], grid_note: str, folder: Path, *, defaults: di
         lines += rule_lodo(runs, tables)
     lines += ["", "## auto: choice and targets (TEST split)", ""]
     lines += ["| table | rows | auto's choice at eps 1 | auto, eps " + " / ".join(f"{e:g}" for e in epsilons) + " | independent eps 1 | >= 0.95 at eps 1 |"
-              " >= independent (every eps) | monotone in eps (within 0.02) |", "|---|---|---|---|---|---|---|---|"]
+              " >= independent (every eps) | monotone in eps (a drop within 2 standard errors = noise) |", "|---|---|---|---|---|---|---|---|"]
     derived = []
     for t in tables:
         a, choice = {}, None
@@ -235,14 +316,13 @@ def write_report(runs: list[dict], grid_note: str, folder: Path, *, defaults: di
         ind = {e: [ratio(r, "test") for r in idx.get((t, "independent", "default", e), [])] for e in epsilons}
         if not a.get(EPS_MAIN):
             continue
-        means = [_mean(a[e]) for e in epsilons if a.get(e)]
         shown = " / ".join(f"{_mean(a[e]):.3f}" if a.get(e) else "–" for e in epsilons)
         ok95 = ("yes" if _mean(a[EPS_MAIN]) >= 0.95 else "NO") if rows_of[t] >= BIG else f"({_mean(a[EPS_MAIN]) >= 0.95})"
         ge_ind = all(_mean(a[e]) >= _mean(ind[e]) for e in epsilons if a.get(e) and ind.get(e))
-        mono = all(y >= x - 0.02 for x, y in zip(means, means[1:]))
+        mono = monotone([a[e] for e in epsilons if a.get(e)])
         lines.append(f"| {t} | {rows_of[t]} | {(choice or '').split(': ')[-1][:90]} | "
                      + shown + f" | {_cell(ind.get(EPS_MAIN, []))} | {ok95} | "
-                     f"{'yes' if ge_ind else 'NO'} | {'yes' if mono else 'NO'} |")
+                     f"{'yes' if ge_ind else 'NO'} | {mono} |")
     if derived:
         checked, differ = [], []
         for r in runs:
