@@ -29,7 +29,7 @@ How the constants were chosen (say it plainly: none was tuned on a validation sp
 ``DEFAULT_STEPS`` = 600 and the CPU ``EXAMPLES_PER_STEP`` = 128 restate the 2026-11-28 CPU profile
 (662 steps of 128 images x 2 copies), picked from four same-compute variants scored on
 PneumoniaMNIST's TEST split (evaluation/results/images/bench_images.txt) -- the same defect as the
-generator's old defaults; a 600 x 128 run costs ~25 min of one idle core, so they have not been
+generator's old defaults; a 662 x 128 fit took ~22 min at load ~3 on 2026-11-28, so they have not been
 re-chosen on a validation split yet (issue 12, evaluation/README.md). The GPU 4096 is a sizing
 guess (not measured: no GPU run yet). ``NOISE_FLOOR`` = 3 and ``MIN_BATCH`` = 16 are judgement,
 not measurement: above sigma ~3 the noise on the averaged gradient (sigma C / B) falls mainly with
