@@ -25,7 +25,7 @@ budget:
    (:func:`dpsynth.privacy.engine.plan_dp_sgd`) for the chosen (rate, steps), with whatever
    preprocessing (the class-frequency release) already spent.
 
-How the constants were chosen (say it plainly: none was tuned on a validation split).
+How the constants were chosen (none was tuned on a validation split).
 ``DEFAULT_STEPS`` = 600 and the CPU ``EXAMPLES_PER_STEP`` = 128 restate the 2026-11-28 CPU profile
 (662 steps of 128 images x 2 copies), picked from four same-compute variants scored on
 PneumoniaMNIST's TEST split (evaluation/results/images/bench_images.txt) -- the same defect as the
