@@ -150,6 +150,8 @@ def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool
     else:
         splits = load_image_splits(Path(args.data_dir) / f"{dataset}.npz")
     train, holdout, test = splits["train"], splits["val"], splits["test"]
+    if args.eval_split == "val":  # tuning: score on the validation split, never read the test split
+        test = holdout
     rng = np.random.default_rng(args.seed)
     if args.quick:
         train = train.subset(rng.choice(len(train), min(len(train), 256), replace=False))
@@ -161,7 +163,7 @@ def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool
     budget = replace(cfg.privacy, epsilon=epsilon).budget()
     out: dict = {"dataset": dataset, "generator": generator, "epsilon_target": epsilon, "n_train": len(train),
                  "quick": args.quick, "params": params, "pretrained": bool(pretrained), "profile": args.profile,
-                 "seed": args.seed}
+                 "seed": args.seed, "eval_split": args.eval_split}
     if generator == "dp-diffusion-image" and args.step_times:
         # timed with the profile's own physical batch and multiplicity, also under --quick
         out["step_time"] = step_times(dict(cfg.params), train, repeats=2 if args.quick else 5, rng=rng)
@@ -189,7 +191,8 @@ def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool
     out["eval_s"] = time.perf_counter() - start
     out["metrics"] = {k: v.to_dict() for k, v in results.items()}
     out["wall_s"] = out["fit_s"] + out["sample_s"] + out["eval_s"]
-    tag = f"{dataset}_eps{epsilon:g}_{generator}_{'pre' if pretrained else 'scratch'}_seed{args.seed}{'_' + args.tag if args.tag else ''}"
+    tag = (f"{dataset}_eps{epsilon:g}_{generator}_{'pre' if pretrained else 'scratch'}_seed{args.seed}"
+           f"{'_val' if args.eval_split == 'val' else ''}{'_' + args.tag if args.tag else ''}")
     grid = Path(args.out) / f"{tag}{'_quick' if args.quick else ''}_labelled.png"
     save_labelled_grid(syn.to_image_data().images, syn.labels, train.schema.classes, grid,
                        title=f"{dataset} eps {epsilon:g} {generator} {'pretrained' if pretrained else 'scratch'}"
@@ -251,6 +254,9 @@ def main(argv=None) -> int:
     parser.add_argument("--step-times", action="store_true", help="also time one DP vs non-DP UNet step")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core box)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-split", choices=["test", "val"], default="test",
+                        help="val: tuning runs score on the validation split (also the MIA holdout, so their"
+                             " attack AUROCs mean nothing); the test split is not read")
     parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     parser.add_argument("--n-synthetic", type=int, default=None)
     parser.add_argument("--cnn-repeats", type=int, default=3,
@@ -286,7 +292,8 @@ def main(argv=None) -> int:
 
 def _write(args, results: list) -> Path:
     tag = f"{'full-grid' if args.full_grid else args.runs}_{args.generators}_{args.profile}_pre-{args.pretrained}" \
-          f"_seed{'0-2' if args.full_grid else args.seed}{'_' + args.tag if args.tag else ''}".replace(",", "+").replace("@", "_eps")
+          f"_seed{'0-2' if args.full_grid else args.seed}{'_val' if args.eval_split == 'val' else ''}" \
+          f"{'_' + args.tag if args.tag else ''}".replace(",", "+").replace("@", "_eps")
     name = f"bench_images_{tag}{'_quick' if args.quick else ''}.json"  # parallel runs do not overwrite each other
     path = Path(args.out) / name
     path.write_text(json.dumps(results, indent=2, default=str))

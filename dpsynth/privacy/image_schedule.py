@@ -25,6 +25,16 @@ budget:
    (:func:`dpsynth.privacy.engine.plan_dp_sgd`) for the chosen (rate, steps), with whatever
    preprocessing (the class-frequency release) already spent.
 
+How the constants were chosen (none was tuned on a validation split).
+``DEFAULT_STEPS`` = 600 and the CPU ``EXAMPLES_PER_STEP`` = 128 restate the 2026-11-28 CPU profile
+(662 steps of 128 images x 2 copies), picked from four same-compute variants scored on
+PneumoniaMNIST's TEST split (evaluation/results/images/bench_images.txt) -- the same defect as the
+generator's old defaults; a 662 x 128 fit took ~22 min at load ~3 on 2026-11-28, so they have not been
+re-chosen on a validation split yet (issue 12, evaluation/README.md). The GPU 4096 is a sizing
+guess (not measured: no GPU run yet). ``NOISE_FLOOR`` = 3 and ``MIN_BATCH`` = 16 are judgement,
+not measurement: above sigma ~3 the noise on the averaged gradient (sigma C / B) falls mainly with
+B (step 3 above); 16 is a floor chosen by hand, never compared with other values.
+
 ``epochs`` set (old configs) keeps the legacy ``ceil(epochs * n / batch_size)``; ``batch_size``
 set with ``steps`` keeps both. The plan spends nothing and releases nothing: its inputs are
 public.
