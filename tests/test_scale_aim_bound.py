@@ -41,3 +41,16 @@ def test_bounded_aim_keeps_its_rounds_model_size_and_epsilon():
     assert 0.99 < gen.ledger_.epsilon() <= 1.0 + 1e-9  # the last round spends what is left, never more
     assert 1 <= len(seen) <= 8 and all(info["steps"] == 8 for info in seen)
     assert max(info["cells"] for info in seen) <= 0.01 * 2**20 / 8
+
+
+def test_engines_refuse_a_patient_level_schema(tmp_path):
+    """Rows per patient are bounded only on the in-memory path: the engines refuse in one line."""
+    from dpsynth.errors import DpsynthError
+    from dpsynth.scale.source import TableSource
+
+    schema = Schema.from_dict({"name": "enc", "privacy_unit": "pid", "max_rows_per_unit": 2, "drop": ["pid"],
+                               "columns": [{"name": "a", "kind": "integer", "low": 0, "high": 3}]})
+    path = tmp_path / "t.csv"
+    path.write_text("pid,a\n1,0\n1,1\n2,3\n")
+    with pytest.raises(DpsynthError, match="privacy unit column 'pid': use --engine numpy"):
+        TableSource(path, schema)
