@@ -8,7 +8,7 @@ that reads every schema column (``sum(hash(...))``). Each fit runs under a time 
 RSS cap; a backend past either is reported as stopped there.
 
     python evaluation/bench_scale.py --rows 1000000 10000000 100000000 --backends duckdb numpy spark \\
-        --data-dir /work/h14scale_data --out evaluation/results/scale.json
+        --generators aim mst independent --aim-bound --data-dir /work/h14scale_data --out evaluation/results/scale.json
 
 The replicated files are large: keep --data-dir outside git, and delete them afterwards
 (``--cleanup``). Threads: 2 for every engine (DuckDB threads, Spark local[2]), OMP 1.
@@ -94,7 +94,7 @@ def child_floor(path: str, schema_path: str, threads: int) -> None:
 
 
 def child_fit(path: str, schema_path: str, backend: str, generator: str, threads: int, epsilon: float,
-              memory_limit: str) -> None:
+              memory_limit: str, params: str = "{}") -> None:
     import numpy as np
 
     from dpsynth.data.schema import Schema
@@ -106,7 +106,7 @@ def child_fit(path: str, schema_path: str, backend: str, generator: str, threads
 
     schema = Schema.load(schema_path)
     budget = Budget(epsilon=epsilon, delta=1e-9)
-    gen = get_generator_class(generator)()
+    gen = get_generator_class(generator)(**json.loads(params))
     start = time.perf_counter()
     load_seconds = 0.0
     if backend == "numpy":
@@ -143,7 +143,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000, 100_000_000])
     parser.add_argument("--backends", nargs="+", default=["duckdb", "numpy", "spark"])
-    parser.add_argument("--generator", default="aim")
+    parser.add_argument("--generators", nargs="+", default=["aim", "mst", "independent"])
+    parser.add_argument("--params", default="{}", help="JSON generator parameters for aim, e.g. the compute bound")
+    parser.add_argument("--aim-bound", action="store_true",
+                        help="aim with dpsynth.scale.aim_bound.COMPUTE_BOUND (max_iterations 32, max_model_size 4 MB)")
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-limit", default="4GB", help="DuckDB memory_limit / Spark driver memory")
@@ -159,7 +162,7 @@ def main() -> None:
         if kind == "floor":
             child_floor(rest[0], rest[1], int(rest[2]))
         else:
-            child_fit(rest[0], rest[1], rest[2], rest[3], int(rest[4]), float(rest[5]), rest[6])
+            child_fit(rest[0], rest[1], rest[2], rest[3], int(rest[4]), float(rest[5]), rest[6], *rest[7:])
         return
 
     from scale_data import bench_schema, write_replicated
@@ -175,13 +178,19 @@ def main() -> None:
                              timeout=args.timeout, rss_cap=int(args.rss_cap_gib * 2**30))
         record = {"rows": rows, "file_mib": round(size / 2**20, 1), "floor": floor, "load_before": os.getloadavg()}
         print(json.dumps(record), flush=True)
-        for backend in args.backends:
-            res = run_measured(me + ["--child", "fit", str(path), str(schema_path), backend, args.generator,
-                                     str(args.threads), str(args.epsilon), args.memory_limit],
+        for backend, generator in ((b, g) for b in args.backends for g in args.generators):
+            params = json.loads(args.params) if generator == "aim" else {}
+            if generator == "aim" and args.aim_bound:
+                from dpsynth.scale.aim_bound import bounded
+
+                params = bounded(params)
+            load_before = [round(x, 2) for x in os.getloadavg()]
+            res = run_measured(me + ["--child", "fit", str(path), str(schema_path), backend, generator,
+                                     str(args.threads), str(args.epsilon), args.memory_limit, json.dumps(params)],
                                timeout=args.timeout, rss_cap=int(args.rss_cap_gib * 2**30))
-            entry = {"rows": rows, "backend": backend, "generator": args.generator, "epsilon": args.epsilon,
-                     "threads": args.threads, "floor_scan_seconds": floor.get("scan_seconds"),
-                     "load_after": [round(x, 2) for x in os.getloadavg()], **res}
+            entry = {"rows": rows, "backend": backend, "generator": generator, "params": params,
+                     "epsilon": args.epsilon, "threads": args.threads, "floor_scan_seconds": floor.get("scan_seconds"),
+                     "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()], **res}
             print(json.dumps(entry), flush=True)
             results.append(entry)
             args.out.write_text(json.dumps(results, indent=1))

@@ -36,6 +36,10 @@ class TableSource:
             raise DataError(f"data file not found: {path}")
         if file_format(path) is None:
             raise DataError(f"{path}: unsupported table format '{path.suffix}' (use .csv or .parquet)")
+        if self.schema.unit_column is not None:  # rows per patient are bounded (and split) only in memory
+            raise DpsynthError(
+                f"--engine {self.engine} counts one row per person, but schema '{self.schema.name}' names the"
+                f" privacy unit column '{self.schema.unit_column}': use --engine numpy for patient-level DP")
         object.__setattr__(self, "path", path)
 
     @property

@@ -3,9 +3,9 @@
 One expression per column turns a raw value into its code on the PUBLIC domain, exactly as
 ``ColumnBins.encode`` after ``Schema.prepare`` does in pandas: categories match by value
 (``1``, ``1.0`` and ``'1'`` are one category, text is stripped), numeric columns fall in the
-bin ``searchsorted(edges, x, 'right') - 1`` (written as a sum of comparisons with the public
-edges, so no float division can move a value across an edge), a nullable column's missing
-value takes the last code. Only the schema's bounds and categories enter the SQL.
+bin ``searchsorted(edges, x, 'right') - 1`` after their ``atoms`` (an exact lookup list or an
+arithmetic bin checked against the public edges: :mod:`dpsynth.scale.bin_sql`), a nullable
+column's missing value takes the last code. Only the schema's bounds and categories enter the SQL.
 
 Rows that break the schema get a negative code, one per kind of error, so one aggregate finds
 the first bad column and the caller raises the same one-line error as ``Schema.prepare``:
@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dpsynth.scale.bin_sql import bin_code
+
 MISSING_NOT_ALLOWED, BAD_VALUE, FRACTIONAL, OUT_OF_RANGE = -1, -2, -3, -4
 
 # pandas.read_csv's default missing-value strings: CSV text equal to one of them is missing
@@ -30,6 +32,8 @@ NA_STRINGS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-na
 NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                  "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL", "INT", "LONG", "SHORT", "BYTE")
 FLOAT_TYPES = ("FLOAT", "DOUBLE", "REAL")
+INTEGRAL_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                  "UBIGINT", "INT", "LONG", "SHORT", "BYTE")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,11 @@ def type_family(sql_type: str) -> str:
     if t.startswith(NUMERIC_TYPES):
         return "number"
     return "text"
+
+
+def integral_type(sql_type: str) -> bool:
+    """An engine type whose values are whole numbers (DuckDB and Spark spellings)."""
+    return sql_type.upper() in INTEGRAL_TYPES
 
 
 def _numeric_key(value: Any) -> float | None:
@@ -111,14 +120,13 @@ def code_expression(bins, sql_type: str, dialect: Dialect, *, csv: bool, j: int 
     on_missing = bins.missing_code if col.nullable else MISSING_NOT_ALLOWED
     cases = [f"WHEN {missing} THEN {on_missing}"]
     if col.is_numeric:
-        cases.append(f"WHEN {number} IS NULL OR isnan({number}) THEN {BAD_VALUE}")
-        if col.kind == "integer":
-            cases.append(f"WHEN {number} <> floor({number}) THEN {FRACTIONAL}")
+        if not integral_type(sql_type):  # an integer-typed column holds neither NaN nor fractions
+            cases.append(f"WHEN {number} IS NULL OR isnan({number}) THEN {BAD_VALUE}")
+            if col.kind == "integer":
+                cases.append(f"WHEN {number} <> floor({number}) THEN {FRACTIONAL}")
         cases.append(f"WHEN {number} < {dialect.double(col.low)} OR {number} > {dialect.double(col.high)} "
                      f"THEN {OUT_OF_RANGE}")
-        # searchsorted(edges, x, 'right') - 1, clipped to [0, n_values - 1]: the interior edges <= x
-        inner = [f"CAST({number} >= {dialect.double(e)} AS INTEGER)" for e in bins.edges[1:-1]]
-        cases.append(f"ELSE {' + '.join(inner) if inner else '0'}")
+        cases.append(f"ELSE {bin_code(bins, number, dialect)}")  # ColumnBins._numeric_codes, atoms included
     else:
         for code, category in enumerate(col.categories):
             key = _numeric_key(category)

@@ -41,7 +41,7 @@ def resolve_engine(engine: str | None, *, data: str, generator: str, schema_path
     streamable = (path is not None and path.is_file() and file_format(path) is not None
                   and generator in MARGINAL_GENERATORS and schema_path is not None and not infer_schema)
     if engine == "auto":
-        if not streamable or importlib.util.find_spec("duckdb") is None:
+        if not streamable or importlib.util.find_spec("duckdb") is None or _has_unit_column(schema_path):
             return "numpy"
         if file_format(path) == "csv":
             return "duckdb" if path.stat().st_size >= AUTO_CSV_BYTES else "numpy"
@@ -54,6 +54,13 @@ def resolve_engine(engine: str | None, *, data: str, generator: str, schema_path
     if schema_path is None or infer_schema:
         raise DpsynthError(f"--engine {engine} needs a declared public schema (--schema), not --infer-schema")
     return engine
+
+
+def _has_unit_column(schema_path) -> bool:
+    """Patient-level DP (a privacy-unit column) bounds rows per patient in memory only."""
+    from dpsynth.data.schema import Schema
+
+    return Schema.load(schema_path).unit_column is not None
 
 
 def split_mask(n: int, spec: SplitSpec) -> np.ndarray:
