@@ -83,7 +83,8 @@ GRID_CUT = ("One command runs the issue's whole grid: `OMP_NUM_THREADS=1 python 
             " >= 2,000 rows. What ran is listed below (2 shared CPU cores): the package defaults aim:default, mst:tw4 and"
             " independent at every table x eps x seeds 0-2 (aids also seeds 3-5), the other candidates partly; auto's"
             " cells are its pick's runs (see the last section). dp-gan / dp-diffusion runs are read from"
-            " suite_runs_dpsgd.jsonl when present (written by this script or by the DP-SGD branch, same format).")
+            " suite_runs_dpsgd.jsonl when present (written by this script or by the DP-SGD branch, same format). aim runs"
+            " made before aim's round-logic fix (aim13) are kept in results/suite_archive/ and not read here.")
 
 
 class Scorer:
