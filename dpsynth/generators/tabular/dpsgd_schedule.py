@@ -36,6 +36,7 @@ class ScheduledDPSGD(DPSGDParams, Generator):
     noise_floor: float = 3.0
     max_examples: int | None = 60_000
     min_steps: int = 50
+    budget_cut: str = "steps"
 
     def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
             progress: ProgressFn | None = None):
@@ -56,7 +57,7 @@ class ScheduledDPSGD(DPSGDParams, Generator):
                              epochs=self.epochs, legacy_batch_size=self.legacy_batch_size,
                              min_batch_size=self.min_batch_size, max_batch_size=self.max_batch_size,
                              noise_floor=self.noise_floor, max_examples=self.max_examples,
-                             min_steps=self.min_steps)
+                             min_steps=self.min_steps, budget_cut=self.budget_cut)
 
     def plan_steps(self, n: int) -> int:
         """``steps``, or with ``epochs`` set epochs x expected batches per epoch (n only, public).
