@@ -23,7 +23,7 @@ class ScheduledDPSGD(DPSGDParams, Generator):
     ``noise_floor``, within a compute budget of ``max_examples`` examples (steps x batch; steps
     are cut first; None: no budget). ``legacy_batch_size`` is the batch of the legacy epochs plan.
 
-    The defaults (750 steps, 60,000 examples; dp-diffusion: 250 steps, 30,000 examples of 8
+    The defaults (750 steps, 60,000 examples; dp-diffusion: 500 steps, 60,000 examples of 4
     noisy copies) were chosen leave-one-dataset-out on the validation splits of the issue-16
     suite (``evaluation/bench_suite_dpsgd.py``; the selection table is in evaluation/README.md):
     a fit costs at most ~1-2 CPU minutes on one thread whatever the table's size."""
