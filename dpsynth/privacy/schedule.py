@@ -19,7 +19,11 @@ epsilon, delta) and the compute settings:
    steps are cut (by factors of 0.8, never below ``min_steps``) and the batch re-planned, until
    steps x batch fits; at ``min_steps`` the batch is cut to fit instead. The cost of a fit is
    then bounded whatever the table's size: a large table trains on fewer, larger steps (its
-   noise per averaged gradient is already small), never on more passes.
+   noise per averaged gradient is already small), never on more passes. ``budget_cut="batch"``
+   instead keeps ``steps`` and cuts the batch to the largest power of two (x min_batch_size) that
+   fits: the noise multiplier then falls below the floor, but the plan at a larger epsilon is the
+   plan at a smaller one with less noise (monotone in epsilon). NOT the default: "steps" was run
+   on the suite, "batch" was not (see evaluation/README.md, issue 16's DP-SGD rows).
 4. The noise multiplier is then calibrated exactly by the ledger's accountant
    (:func:`dpsynth.privacy.engine.plan_dp_sgd`), with what preprocessing already spent.
 
@@ -111,6 +115,7 @@ def plan_schedule(
     noise_floor: float = 3.0,
     max_examples: int | None = None,
     min_steps: int = 50,
+    budget_cut: str = "steps",
 ) -> Schedule:
     """The (batch size, steps) of a DP-SGD run; see the module docstring for the rule.
 
@@ -133,6 +138,11 @@ def plan_schedule(
         return Schedule(batch_size=int(batch_size), steps=steps, rule="fixed batch_size and steps")
     if not 1 <= min_batch_size <= max_batch_size:
         raise ConfigError(f"need 1 <= min_batch_size <= max_batch_size, got {min_batch_size}, {max_batch_size}")
+    if budget_cut not in ("steps", "batch"):
+        raise ConfigError(f"budget_cut must be 'steps' or 'batch', got {budget_cut!r}")
+    if max_examples is not None and budget_cut == "batch":
+        return _cut_batch(n=n, epsilon=epsilon, delta=delta, steps=steps, min_batch_size=min_batch_size,
+                          max_batch_size=max_batch_size, noise_floor=noise_floor, max_examples=int(max_examples))
     if max_examples is not None:
         return _plan_within_budget(n=n, epsilon=epsilon, delta=delta, steps=steps, min_batch_size=min_batch_size,
                                    max_batch_size=max_batch_size, noise_floor=noise_floor,
@@ -167,6 +177,24 @@ def _plan_within_budget(*, n: int, epsilon: float | None, delta: float, steps: i
             return Schedule(batch_size=b, steps=t, planning_noise_multiplier=sigma,
                             rule=f"batch cut to the compute budget at {t} steps{budget}")
         t = max(min(min_steps, steps), int(t * 0.8))
+
+
+def _cut_batch(*, n: int, epsilon: float | None, delta: float, steps: int, min_batch_size: int,
+               max_batch_size: int, noise_floor: float, max_examples: int) -> Schedule:
+    """``budget_cut="batch"``: keep the steps, cut the noise-floor batch to fit the budget."""
+    if max_examples <= 0:
+        raise ConfigError(f"max_examples must be > 0, got {max_examples}")
+    plan = _plan_batch(n=n, epsilon=epsilon, delta=delta, steps=steps, min_batch_size=min_batch_size,
+                       max_batch_size=max_batch_size, noise_floor=noise_floor)
+    budget = f"; compute budget {max_examples:,} examples"
+    if plan.steps * plan.batch_size <= max_examples:
+        return Schedule(batch_size=plan.batch_size, steps=steps, rule=plan.rule + budget,
+                        planning_noise_multiplier=plan.planning_noise_multiplier)
+    fits = [b for b in _batches(min_batch_size, plan.batch_size) if steps * b <= max_examples]
+    t, b = (steps, fits[-1]) if fits else (max(1, max_examples // min_batch_size), min_batch_size)
+    sigma = planning_noise_multiplier(n=n, batch_size=b, steps=t, epsilon=_plan_eps(epsilon), delta=delta)
+    return Schedule(batch_size=b, steps=t, planning_noise_multiplier=sigma,
+                    rule=f"batch cut to the compute budget at {t} steps{budget}")
 
 
 def _plan_eps(epsilon: float | None) -> float:

@@ -23,7 +23,7 @@ class ScheduledDPSGD(DPSGDParams, Generator):
     ``noise_floor``, within a compute budget of ``max_examples`` examples (steps x batch; steps
     are cut first; None: no budget). ``legacy_batch_size`` is the batch of the legacy epochs plan.
 
-    The defaults (750 steps, 60,000 examples; dp-diffusion: 250 steps, 30,000 examples of 8
+    The defaults (750 steps, 60,000 examples; dp-diffusion: 500 steps, 60,000 examples of 4
     noisy copies) were chosen leave-one-dataset-out on the validation splits of the issue-16
     suite (``evaluation/bench_suite_dpsgd.py``; the selection table is in evaluation/README.md):
     a fit costs at most ~1-2 CPU minutes on one thread whatever the table's size."""
@@ -36,6 +36,7 @@ class ScheduledDPSGD(DPSGDParams, Generator):
     noise_floor: float = 3.0
     max_examples: int | None = 60_000
     min_steps: int = 50
+    budget_cut: str = "steps"
 
     def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
             progress: ProgressFn | None = None):
@@ -56,7 +57,7 @@ class ScheduledDPSGD(DPSGDParams, Generator):
                              epochs=self.epochs, legacy_batch_size=self.legacy_batch_size,
                              min_batch_size=self.min_batch_size, max_batch_size=self.max_batch_size,
                              noise_floor=self.noise_floor, max_examples=self.max_examples,
-                             min_steps=self.min_steps)
+                             min_steps=self.min_steps, budget_cut=self.budget_cut)
 
     def plan_steps(self, n: int) -> int:
         """``steps``, or with ``epochs`` set epochs x expected batches per epoch (n only, public).

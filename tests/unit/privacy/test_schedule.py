@@ -71,3 +71,27 @@ def test_compute_budget_bounds_examples_by_cutting_steps_not_the_noise_floor():
     assert (tight.steps, tight.batch_size) == (50, 100) and "batch cut" in tight.rule
     with pytest.raises(ConfigError, match="max_examples"):
         plan_schedule(n=5000, epsilon=1.0, delta=1e-6, steps=10, batch_size=None, max_examples=0)
+
+
+@pytest.mark.parametrize("name", ["dp-gan", "dp-diffusion"])
+def test_tabular_generators_plan_within_their_compute_budget(name):
+    from dpsynth.generators import REGISTRY
+
+    gen = REGISTRY[name]()
+    for n in (1283, 100_000):
+        p = gen.plan_schedule(n, epsilon=1.0, delta=min(1e-5, 1 / (10 * n)))
+        assert p.steps * p.batch_size <= gen.max_examples and p.steps >= gen.min_steps
+    # a fixed batch and steps are used as given (the user's explicit choice; no budget)
+    fixed = REGISTRY[name](batch_size=4096, steps=1000).plan_schedule(100_000, epsilon=1.0, delta=1e-6)
+    assert (fixed.batch_size, fixed.steps) == (4096, 1000)
+
+
+def test_budget_cut_batch_keeps_steps_and_is_the_same_plan_at_larger_epsilon():
+    kw = dict(n=1283, delta=1e-5, steps=750, batch_size=None, max_examples=60_000, budget_cut="batch")
+    lo, hi = plan_schedule(epsilon=1.0, **kw), plan_schedule(epsilon=4.0, **kw)
+    assert (lo.steps, lo.batch_size) == (hi.steps, hi.batch_size) == (750, 64)
+    assert hi.planning_noise_multiplier < lo.planning_noise_multiplier
+    steps_cut = plan_schedule(epsilon=4.0, **{**kw, "budget_cut": "steps"})
+    assert steps_cut.steps < 750 and steps_cut.steps * steps_cut.batch_size <= 60_000
+    with pytest.raises(ConfigError, match="budget_cut"):
+        plan_schedule(epsilon=1.0, **{**kw, "budget_cut": "rows"})
