@@ -105,10 +105,6 @@ def tstr(train: pd.DataFrame, synthetic: pd.DataFrame, test: pd.DataFrame, schem
 def run_tables(args, save=None) -> list[dict]:
     import torch
 
-    from dpsynth.config import PrivacyConfig
-    from dpsynth.data.schema import Schema
-    from dpsynth.federated.config import FederatedConfig
-    from dpsynth.federated.workflow import run_federated
 
     torch.set_num_threads(1)
     rows = []
@@ -175,7 +171,6 @@ def run_images(args) -> dict:
     import torch
 
     from dpsynth.config import PrivacyConfig, build_generator
-    from dpsynth.data.image_schema import builtin_image_schema
     from dpsynth.data.images import load_image_source
     from dpsynth.federated.config import FederatedConfig
     from dpsynth.federated.workflow import run_federated

@@ -20,7 +20,6 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from dpsynth.data.schema import Schema

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, mean_absolute_error, r2_score, recall_score,
+from sklearn.metrics import (accuracy_score, mean_absolute_error, r2_score, recall_score,
                              roc_auc_score)
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 

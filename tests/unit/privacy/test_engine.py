@@ -1,6 +1,5 @@
 """The DP-SGD engine: Poisson sampling, calibrated noise, every step charged, no way around it."""
 
-import numpy as np
 import pytest
 import torch
 from opacus.data_loader import DPDataLoader

@@ -3,7 +3,6 @@
 import math
 
 import dp_accounting
-import numpy as np
 import pytest
 from opacus.accountants import RDPAccountant
 
@@ -51,7 +50,6 @@ def test_composed_ledger_matches_dp_accounting():
 
 
 def test_prv_accountant_is_selectable_and_tighter():
-    history = [(1.0, 0.02, 1000)]
     rdp = Ledger(delta=1e-5, accountant="rdp")
     prv = Ledger(delta=1e-5, accountant="prv")
     for ledger in (rdp, prv):

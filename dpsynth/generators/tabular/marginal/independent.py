@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import numpy as np
-import pandas as pd
 import torch
 
 from dpsynth.data.schema import Schema
