@@ -20,8 +20,8 @@ from dpsynth.privacy.schedule import Schedule, plan_schedule
 class ScheduledDPSGD(DPSGDParams, Generator):
     """A table generator trained with DP-SGD for a schedule of ``steps`` optimizer steps: the
     smallest batch in [min_batch_size, max_batch_size] whose noise multiplier reaches
-    ``noise_floor``, within a compute budget of ``max_examples`` examples (steps x batch; steps
-    are cut first; None: no budget). ``legacy_batch_size`` is the batch of the legacy epochs plan.
+    ``noise_floor``, within a compute budget of ``max_examples`` examples (steps x batch; the
+    batch is cut and the steps kept, ``budget_cut="batch"``; None: no budget). ``legacy_batch_size`` is the batch of the legacy epochs plan.
 
     The defaults (750 steps, 60,000 examples; dp-diffusion: 500 steps, 60,000 examples of 4
     noisy copies) were chosen leave-one-dataset-out on the validation splits of the issue-16
@@ -36,7 +36,7 @@ class ScheduledDPSGD(DPSGDParams, Generator):
     noise_floor: float = 3.0
     max_examples: int | None = 60_000
     min_steps: int = 50
-    budget_cut: str = "steps"
+    budget_cut: str = "batch"  # "steps" cut the steps instead: worse at larger epsilon (evaluation/README.md)
 
     def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
             progress: ProgressFn | None = None):
@@ -49,8 +49,9 @@ class ScheduledDPSGD(DPSGDParams, Generator):
         epsilon, delta) and the compute settings, by the rule of :mod:`dpsynth.privacy.schedule`:
         ``steps`` steps, the smallest batch in [min_batch_size, max_batch_size] whose noise
         multiplier reaches ``noise_floor`` (default 3): small tables get small batches, large tables
-        bigger ones, never more passes; when steps x batch exceeds ``max_examples`` the steps are
-        cut (never below ``min_steps``) until it fits. A fixed ``batch_size`` with ``steps`` is
+        bigger ones, never more passes; when steps x batch exceeds ``max_examples`` the batch is cut
+        to the largest power of two that fits (``budget_cut="steps"``: the steps are cut instead,
+        never below ``min_steps``). A fixed ``batch_size`` with ``steps`` is
         used as given (no budget). Setting ``epochs`` restores the legacy plan
         ``ceil(epochs * n / batch_size)`` (batch ``legacy_batch_size``)."""
         return plan_schedule(n=n, epsilon=epsilon, delta=delta, steps=self.steps, batch_size=self.batch_size,
