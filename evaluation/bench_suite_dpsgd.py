@@ -40,13 +40,15 @@ RUNS = RESULTS / "suite_runs_dpsgd.jsonl"
 GAN_BUDGET = 60_000  # examples per fit
 DIFFUSION_COPIES = 240_000  # example copies per fit
 CANDIDATES: dict[str, dict[str, dict]] = {
-    "dp-gan": {"s250": {"steps": 250, "max_examples": GAN_BUDGET},
-               "s750": {"steps": 750, "max_examples": GAN_BUDGET},
+    "dp-gan": {"s250": {"steps": 250, "max_examples": GAN_BUDGET, "budget_cut": "steps"},
+               "s750": {"steps": 750, "max_examples": GAN_BUDGET, "budget_cut": "steps"},
                "s750b": {"steps": 750, "max_examples": GAN_BUDGET, "budget_cut": "batch"},
-               "s250lr3": {"steps": 250, "max_examples": GAN_BUDGET, "generator_lr": 3e-3,
+               "s250lr3": {"steps": 250, "max_examples": GAN_BUDGET, "budget_cut": "steps", "generator_lr": 3e-3,
                            "discriminator_lr": 3e-3}},
-    "dp-diffusion": {"s250m8": {"steps": 250, "noise_multiplicity": 8, "max_examples": DIFFUSION_COPIES // 8},
-                     "s500m4": {"steps": 500, "noise_multiplicity": 4, "max_examples": DIFFUSION_COPIES // 4},
+    "dp-diffusion": {"s250m8": {"steps": 250, "noise_multiplicity": 8, "max_examples": DIFFUSION_COPIES // 8,
+                                "budget_cut": "steps"},
+                     "s500m4": {"steps": 500, "noise_multiplicity": 4, "max_examples": DIFFUSION_COPIES // 4,
+                                "budget_cut": "steps"},
                      "s500m4b": {"steps": 500, "noise_multiplicity": 4, "max_examples": DIFFUSION_COPIES // 4,
                                  "budget_cut": "batch"}},
 }
