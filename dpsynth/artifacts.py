@@ -5,9 +5,6 @@ without pickle. Nothing derived from the data outside the ledger is written."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from dpsynth.artifacts_manifest import file_sha256, verify_model_dir, write_mani
 from dpsynth.data.schema import Schema
 from dpsynth.errors import DataError, DpsynthError
 from dpsynth.privacy.ledger import Ledger
-from dpsynth.safe_io import check_output_dir
+from dpsynth.safe_io import atomic_dir, check_output_dir
 from dpsynth.reports.privacy_card import privacy_card, privacy_card_markdown
 
 WEIGHTS = "weights.safetensors"
@@ -42,9 +39,7 @@ def save_run(run_dir: str | Path, *, generator, schema: Schema, ledger: Ledger, 
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise DpsynthError(f"run directory {run_dir} exists and is not empty (use --overwrite)")
     check_output_dir(run_dir, overwrite=overwrite)  # never replaces a folder dpsynth did not write
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.tmp-", dir=run_dir.parent))
-    try:
+    with atomic_dir(run_dir, overwrite=overwrite) as tmp:
         ledger.save(tmp / "ledger.json")
         state = {k: v.contiguous() for k, v in generator.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"generator": generator.name, "dpsynth": dpsynth.__version__,
@@ -60,12 +55,6 @@ def save_run(run_dir: str | Path, *, generator, schema: Schema, ledger: Ledger, 
         (tmp / "privacy_card.json").write_text(json.dumps(card, indent=2))
         (tmp / "privacy_card.md").write_text(privacy_card_markdown(card))
         write_manifest(tmp, kind="run")
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        os.replace(tmp, run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return run_dir
 
 

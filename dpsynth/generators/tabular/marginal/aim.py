@@ -196,10 +196,10 @@ def run_aim(
             [chosen], rho=1 / (2 * sigma**2), purpose=f"aim round {t}: measure {measurer.label(chosen)}"
         )
         tree = _smaller(greedy_tree(sizes, [m.clique for m in measurements]), augment(tree, chosen))
-        threshold = bias * cells[chosen]
+        threshold, may_anneal = bias * cells[chosen], not (last or measurer.non_private)
         fit, moved, iters = _round_fit(tree, measurements, fit, chosen, before, threshold=threshold,
-                                       check=not (last or measurer.non_private), iters=pgm_iters, estimator=estimator)
-        anneal = not (last or measurer.non_private) and moved <= threshold
+                                       check=may_anneal, iters=pgm_iters, estimator=estimator)
+        anneal = may_anneal and moved <= threshold
         if progress is not None:
             progress({"step": t, "steps": rounds, "selected": measurer.label(chosen), "sigma": sigma,
                       "cells": tree.cells(), "epsilon": measurer.ledger.epsilon(), "moved": moved,
