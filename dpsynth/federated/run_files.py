@@ -4,14 +4,12 @@ DP-SGD and the DP-marginal paths)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from dpsynth.federated.config import FederatedConfig
 from dpsynth.privacy.ledger import Ledger
+from dpsynth.safe_io import atomic_dir
 
 
 @dataclass
@@ -33,11 +31,9 @@ def _write_run(out: Path, *, generator, schema, ledger: Ledger, config: Federate
     from dpsynth.artifacts_manifest import write_manifest
     from dpsynth.federated.card import federated_card_markdown
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.fed-", dir=out.parent))
-    try:
-        staged = save_run(tmp / "run", generator=generator, schema=schema, ledger=ledger,
-                          config=config.to_dict(), run=run, secure_mode=secure_mode)
+    with atomic_dir(out, overwrite=True) as staged:  # the caller checked --overwrite and the folder's markers
+        save_run(staged, generator=generator, schema=schema, ledger=ledger, config=config.to_dict(), run=run,
+                 secure_mode=secure_mode, overwrite=True)
         (staged / "privacy_card.json").write_text(json.dumps(card, indent=2))
         (staged / "privacy_card.md").write_text(federated_card_markdown(card))
         sites_dir = staged / "site_ledgers"
@@ -45,8 +41,3 @@ def _write_run(out: Path, *, generator, schema, ledger: Ledger, config: Federate
         for name, site_ledger in site_ledgers.items():
             site_ledger.save(sites_dir / f"{name}.json")
         write_manifest(staged)  # the federated card and site ledgers were written after save_run's manifest
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staged, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dpsynth.errors import ConfigError, DpsynthError, PrivacyError
+from dpsynth.errors import ConfigError, PrivacyError
 from dpsynth.federated.config import FederatedConfig, SiteLevelDP
 from dpsynth.federated.run_files import FederatedResult, _write_run  # noqa: F401 (FederatedResult is public here)
+from dpsynth.safe_io import check_output_dir
 from dpsynth.privacy.ledger import Ledger
 
 
@@ -76,8 +77,7 @@ def run_federated(*, config: FederatedConfig, out: str | Path, overwrite: bool =
     from dpsynth.federated.site import FederatedJob
 
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise DpsynthError(f"run directory {out} exists and is not empty (use --overwrite)")
+    check_output_dir(out, overwrite=overwrite)  # --overwrite replaces only a run dpsynth wrote
     require_flwr()
     from dpsynth.federated.marginal import MARGINAL_GENERATORS
 

@@ -39,12 +39,26 @@ def output_kind(out: str | Path, fmt: str = "auto") -> str:
     raise DpsynthError(f"--format {fmt} does not apply to related tables (use csv or parquet for a folder)")
 
 
+def _check_replaceable(out: Path, *, kind: str, names) -> None:
+    """--overwrite replaces only what this writer writes: a folder holding nothing but these
+    tables' files, or a regular database file; never a user's folder (one line, naming it)."""
+    if kind in FOLDER_FORMATS:
+        ours = {f"{name}.{ext}" for name in names for ext in FOLDER_FORMATS}
+        if not out.is_dir() or out.is_symlink() or any(p.name not in ours for p in out.iterdir()):
+            raise DpsynthError(f"{out}: exists and is not a folder of these synthetic tables ({', '.join(sorted(names))});"
+                               " refusing to replace it, choose another path")
+    elif not out.is_file() or out.is_symlink():
+        raise DpsynthError(f"{out}: exists and is not a regular file; refusing to replace it")
+
+
 def write_tables(tables: dict[str, pd.DataFrame], out: str | Path, *, schema: RelationalSchema, fmt: str = "auto",
                  overwrite: bool = True) -> Path:
     out = Path(out)
     kind = output_kind(out, fmt)
-    if out.exists() and not overwrite:
-        raise DpsynthError(f"{out} exists (use --overwrite)")
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise DpsynthError(f"{out} exists (use --overwrite)")
+        _check_replaceable(out, kind=kind, names=tables)
     out.parent.mkdir(parents=True, exist_ok=True)
     if kind in FOLDER_FORMATS:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))

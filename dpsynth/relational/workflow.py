@@ -13,9 +13,6 @@ A relational run directory holds::
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from contextlib import contextmanager
@@ -28,15 +25,17 @@ import yaml
 
 from dpsynth.data.relational import RelationalSchema
 from dpsynth.relational.load import RelationalSplits, load_relational, split_relational
-from dpsynth.errors import DataError, DpsynthError, PrivacyError
+from dpsynth.errors import DataError, PrivacyError
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.ledger import Ledger
+from dpsynth.safe_io import atomic_dir, check_output_dir
 from dpsynth.relational.accounting import TablePlan
 from dpsynth.relational.model import RelationalModel, fit_relational
 from dpsynth.relational.output import read_tables, write_tables
 from dpsynth.reports.privacy_card import privacy_card, privacy_card_markdown
 
 SCHEMA_FILE = "relational.yaml"
+RELATIONAL_MARKERS = (SCHEMA_FILE, "ledger.json")  # a relational run dpsynth wrote (--overwrite may replace it)
 
 
 @contextmanager
@@ -70,8 +69,7 @@ def train_relational(*, data: str | Path, schema_path: str | Path, out: str | Pa
                      progress: Callable[[dict], None] | None = None) -> RelationalTrainResult:
     """Fit every table of a relational schema under one patient-level budget and save the run."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise DpsynthError(f"run directory {out} exists and is not empty (use --overwrite)")
+    check_output_dir(out, overwrite=overwrite, markers=RELATIONAL_MARKERS)
     schema = RelationalSchema.load(schema_path)
     budget: Budget = config.privacy.budget()
     rng = np.random.default_rng(config.seed)
@@ -94,7 +92,7 @@ def train_relational(*, data: str | Path, schema_path: str | Path, out: str | Pa
         "tables": [t.name for t in schema.tables],
         "budget_plan": [p.to_dict() for p in model.plans],
     }
-    _save(out, model=model, schema=schema, config=config.to_dict(), run=run, secure_mode=budget.secure_mode)
+    _save(out, model=model, schema=schema, config=config.to_dict(), run=run, secure_mode=budget.secure_mode, overwrite=overwrite)
     return RelationalTrainResult(run_dir=out, model=model, ledger=model.ledger, schema=schema, splits=splits,
                                  fit_seconds=fit_seconds)
 
@@ -142,10 +140,8 @@ def _table_epsilon(ledger: Ledger, table: str) -> float:
 
 
 def _save(out: Path, *, model: RelationalModel, schema: RelationalSchema, config: dict, run: dict,
-          secure_mode: bool) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+          secure_mode: bool, overwrite: bool) -> None:
+    with atomic_dir(out, overwrite=overwrite, markers=RELATIONAL_MARKERS) as tmp:
         schema.save(tmp / SCHEMA_FILE)
         model.ledger.save(tmp / "ledger.json")
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -155,12 +151,6 @@ def _save(out: Path, *, model: RelationalModel, schema: RelationalSchema, config
         (tmp / "privacy_card.json").write_text(json.dumps(card, indent=2))
         (tmp / "privacy_card.md").write_text(relational_card_markdown(card))
         model.save_tables(tmp / "tables")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 @dataclass

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +30,11 @@ import numpy as np
 from dpsynth import modalities
 from dpsynth.artifacts_manifest import MANIFEST, verify_manifest, verify_model_dir, write_manifest
 from dpsynth.errors import DpsynthError, PrivacyError
+from dpsynth.safe_io import atomic_dir, check_output_dir
 from dpsynth.release_contents import DP_ARTIFACTS, _public_run_record, check_run_files  # noqa: F401
+
+BUNDLE_MARKERS = (MANIFEST, "ledger.json")  # what marks a folder as a bundle dpsynth wrote (--overwrite may replace it)
+
 
 @dataclass
 class ReleaseResult:
@@ -56,17 +58,14 @@ def build_release(run: str | Path, out: str | Path, *, synthetic_rows: int = 0, 
         raise DpsynthError(f"--synthetic-rows must be >= 0, got {synthetic_rows}")
     if out.resolve() == run.resolve() or run.resolve() in out.resolve().parents:
         raise DpsynthError(f"{out}: the bundle must be outside the run directory {run}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise DpsynthError(f"{out}: exists and is not empty (use --overwrite)")
+    check_output_dir(out, overwrite=overwrite, markers=BUNDLE_MARKERS, what="release bundle")
     epsilon = verify_model_dir(run, require_manifest=True)
     check_run_files(run)
     if math.isinf(epsilon):
         raise PrivacyError(f"{run / 'ledger.json'}: a NON-PRIVATE reference run (epsilon=inf) cannot be released")
     loaded = load_run(run, require_manifest=True)
     modality = modalities.for_run(loaded)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out, overwrite=overwrite, markers=BUNDLE_MARKERS, what="release bundle") as tmp:
         for name in DP_ARTIFACTS:
             if name in (MANIFEST, "run.json") or not (run / name).is_file():
                 continue
@@ -92,12 +91,6 @@ def build_release(run: str | Path, out: str | Path, *, synthetic_rows: int = 0, 
         scan_result = scan_bundle(tmp, loaded) if scan else {"status": "skipped (--no-scan)", "findings": []}
         if scan_result["findings"]:
             raise PrivacyError(f"{out}: the artifact scan found real data in the bundle: {scan_result['findings'][0]}")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ReleaseResult(out=out, epsilon=epsilon, files={k: out / v for k, v in files.items()}, scan=scan_result,
                          report_files={k: out / Path(v).name for k, v in report_files.items()})
 

@@ -115,6 +115,13 @@ def test_federated_cli_rejects_bad_requests_in_one_line(sites, tmp_path):
     res = runner.invoke(main, ["federated", "--sites", str(sites / "north.csv"), str(bad), "--schema", schema,
                                "--generator", "mst", "--out", str(tmp_path / "r5")])
     assert res.exit_code == 2 and "bad.csv" in res.output and not (tmp_path / "r5").exists()
+    mine = tmp_path / "mine"  # a folder dpsynth did not write: --overwrite must not replace it
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    res = runner.invoke(main, ["federated", "--sites", str(sites / "north.csv"), str(sites / "south.csv"),
+                               "--schema", schema, "--generator", "mst", "--out", str(mine), "--overwrite"])
+    assert res.exit_code == 2 and "not a dpsynth run directory" in res.output, res.output
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
 
 
 def test_flower_two_sites_two_rounds_end_to_end(sites, tmp_path):

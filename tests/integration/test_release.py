@@ -132,3 +132,17 @@ def test_audit_says_which_budget_it_used(flow, tmp_path, split):
     else:
         assert f"own epsilon={saved['audit_epsilon']:.3g}" in saved["audit_budget"]
     assert not (flow["run"] / "audit.json").exists()
+
+
+def test_release_overwrite_replaces_a_bundle_but_never_a_foreign_folder(flow, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(flow["bundle"], bundle)
+    one_line_error(cli("release", flow["run"], "--out", bundle, code=2), "pass --overwrite")
+    cli("release", flow["run"], "--out", bundle, "--overwrite")  # a bundle dpsynth wrote: replaced
+    verify_manifest(bundle, allow_unlisted=False)
+    home = tmp_path / "home"  # a user's folder: --overwrite must not delete it
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    one_line_error(cli("release", flow["run"], "--out", home, "--overwrite", code=2), "not a dpsynth release bundle")
+    assert sorted(p.name for p in home.iterdir()) == ["notes.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind

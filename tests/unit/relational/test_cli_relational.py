@@ -87,6 +87,28 @@ def test_generate_refuses_a_file_suffix_for_related_tables(tiny, tmp_path):
     assert not (tmp_path / "s.csv").exists()
 
 
+def test_relational_overwrite_replaces_a_run_but_never_a_foreign_folder(tiny, tmp_path):
+    folder, schema = tiny
+    run = tmp_path / "run"
+    args = ("train", "--data", folder, "--schema", schema, "-g", "independent", "--out", run)
+    assert _run(*args).exit_code == 0
+    assert _run(*args).exit_code == 2  # exists: needs --overwrite
+    assert _run(*args, "--overwrite").exit_code == 0  # a relational run dpsynth wrote: replaced
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    res = _run("train", "--data", folder, "--schema", schema, "-g", "independent", "--out", mine, "--overwrite")
+    assert res.exit_code == 2 and "not a dpsynth run directory" in res.output and "Traceback" not in res.output
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    synth = tmp_path / "synth"
+    assert _run("generate", "--model", run, "-o", synth).exit_code == 0
+    assert _run("generate", "--model", run, "-o", synth, "--overwrite").exit_code == 0  # its own tables: replaced
+    res = _run("generate", "--model", run, "-o", mine, "--overwrite")
+    assert res.exit_code == 2 and "not a folder of these synthetic tables" in res.output, res.output
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def _mimic() -> Path:
     env = os.environ.get("DPSYNTH_SHARED_DATA")
     path = (Path(env) if env else REPO.parent / "shared" / "data") / "ehr" / "mimic3_demo"
