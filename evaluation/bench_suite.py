@@ -70,7 +70,10 @@ CANDIDATES: dict[str, dict[str, dict]] = {  # "default": the package default bef
 # of the leave-one-dataset-out choice unless they ran on every table)
 PROBES: dict[str, dict[str, dict]] = {
     "aim": {"bins16": {"bins": 16, "target_weight": 8.0, "target_degree": 3},
-            "tw32": {"bins": 8, "target_weight": 32.0, "target_degree": 3}},
+            "tw32": {"bins": 8, "target_weight": 32.0, "target_degree": 3},
+            # aimsel16: target candidates scored by the error of P(target | rest) (aim.py, target_score)
+            "cond": {"bins": 8, "target_weight": 8.0, "target_degree": 3, "target_score": "conditional"},
+            "cond3": {"bins": 8, "target_weight": 8.0, "target_degree": 3, "target_score": "conditional-3way"}},
     "mst": {"tw16": {"bins": 16, "target_weight": 16.0}, "bins8tw4": {"bins": 8, "target_weight": 4.0}},
 }
 DPSGD = ("dp-gan", "dp-diffusion")
