@@ -65,6 +65,12 @@ only the terms of x0: D(x0,y) moves by [y = y0] and D(x0) by 1, so the term of y
 moves by at most 1. The exponential mechanism's sensitivity is therefore max_r w_r s_r with
 s_r = 2 for target candidates and 1 otherwise (x k in ``Measurer.select``); checked by
 ``tests/unit/generators/test_aim_target_score.py`` on random neighbouring tables.
+Measured (issue 16, suite VALIDATION splits, epsilon 1, TSTR/TRTR): 'conditional' lost on
+Diabetes-130 (0.822 vs 0.894, seeds 0-2) and WDBC (0.907 vs 0.973): at this budget the target's
+conditional errors sit below the noise term, so the selection turns to feature-only marginals;
+'conditional-3way' won on Diabetes-130 (0.952 vs 0.915, seeds 0-5) but lost on WDBC (0.863 vs
+0.974), where the feature-feature part of the target's 3-ways is what the classifier needs. So
+the default stays the paper's joint score.
 
 Model size: a candidate's junction tree is the current tree augmented with it
 (``structure.augment``); the kept tree is the smaller of that and mbi's greedy tree.
