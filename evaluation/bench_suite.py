@@ -70,7 +70,10 @@ CANDIDATES: dict[str, dict[str, dict]] = {  # "default": the package default bef
 # of the leave-one-dataset-out choice unless they ran on every table)
 PROBES: dict[str, dict[str, dict]] = {
     "aim": {"bins16": {"bins": 16, "target_weight": 8.0, "target_degree": 3},
-            "tw32": {"bins": 8, "target_weight": 32.0, "target_degree": 3}},
+            "tw32": {"bins": 8, "target_weight": 32.0, "target_degree": 3},
+            # aimsel16: target candidates scored by the error of P(target | rest) (aim.py, target_score)
+            "cond": {"bins": 8, "target_weight": 8.0, "target_degree": 3, "target_score": "conditional"},
+            "cond3": {"bins": 8, "target_weight": 8.0, "target_degree": 3, "target_score": "conditional-3way"}},
     "mst": {"tw16": {"bins": 16, "target_weight": 16.0}, "bins8tw4": {"bins": 8, "target_weight": 4.0}},
 }
 DPSGD = ("dp-gan", "dp-diffusion")
@@ -81,7 +84,9 @@ GRID_CUT = ("One command runs the issue's whole grid: `OMP_NUM_THREADS=1 python 
             " table x aim / mst / dp-gan / dp-diffusion / independent / auto, every candidate setting, eps 0.5 / 1 / 4 x"
             " seeds 0-2; resumable). Without --full, dp-gan / dp-diffusion run only at eps 1, seed 0, on the tables with"
             " >= 2,000 rows. What ran is listed below (2 shared CPU cores): the package defaults aim:default, mst:tw4 and"
-            " independent at every table x eps x seeds 0-2 (aids also seeds 3-5), the other candidates partly; auto's"
+            " independent, and the aim candidates aim:no3way and aim:paper, at every table x eps x seeds 0-2 (aids also"
+            " seeds 3-5; aim:default / aim:no3way also seeds 3-5 at eps 1 on diabetes130, actg175, wdbc), the other"
+            " candidates partly; auto's"
             " cells are its pick's runs (see the last section). dp-gan / dp-diffusion runs are read from"
             " suite_runs_dpsgd.jsonl when present (written by this script or by the DP-SGD branch, same format). aim runs"
             " made before aim's round-logic fix (aim13) are kept in results/suite_archive/ and not read here.")

@@ -38,3 +38,24 @@ def test_monotone_tells_noise_from_a_drop():
     assert monotone([[0.85, 0.95, 0.80], [0.80, 0.90, 0.86]]).startswith("within noise")
     assert monotone([[0.90, 0.91, 0.92], [0.70, 0.71, 0.72]]).startswith("NO (drop")
     assert monotone([[0.9], [0.8]]).startswith("NO") and "1 seed" in monotone([[0.9], [0.8]])
+
+
+def test_rule_space_is_a_parameter_and_the_left_out_mean_is_reported():
+    """A wider rule space can win on the validation splits; rule_lodo scores it on the left-out
+    tables and ends with the mean row (the figure that decides whether auto adopts it)."""
+    from evaluation.suite_report import RULE_SETTINGS, learn_rule, rule_lodo
+
+    def run(table, ms, val, test, seed):
+        m, s = ms.split(":")
+        r = _run(m, s, {}, seed=seed, table=table)
+        return {**r, "tstr": {"val": val, "test": test}, "rows": 1000}
+
+    tables = ["gbsg2", "actg175", "wdbc"]  # 9, 26, 31 columns (their public schemas)
+    runs = [run(t, ms, 0.5, 0.5, s) for t in tables for ms in RULE_SETTINGS for s in (0, 1)]
+    runs += [run(t, "aim:no3way", 0.9, 0.6 if t == "wdbc" else 0.4, s) for t in tables for s in (0, 1)]
+    runs += [run(t, "independent:default", 0.3, 0.3, 0) for t in tables]
+    assert learn_rule(runs, tables)["wide"] in RULE_SETTINGS
+    wider = RULE_SETTINGS + ("aim:no3way",)
+    assert learn_rule(runs, tables, wider)["wide"] == "aim:no3way"
+    lines = rule_lodo(runs, tables, wider)
+    assert lines[-1].startswith("| mean over left-out tables") and "0.467 (3 tables)" in lines[-1], lines[-1]

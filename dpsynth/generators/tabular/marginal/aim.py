@@ -44,6 +44,34 @@ subgroup's size and outcome rate are estimated directly instead of being left to
 selection. This follows the idea of putting the protected attributes' marginal in the
 measured set (as MST always measures all one-way marginals); it costs only budget share.
 
+Target-conditional selection score (option ``target_score="conditional"``; a deviation from
+the paper, default off): a candidate r holding the target y, with its other columns x, is scored
+by the error of the model's CONDITIONAL of y given x, weighted by the data's x-marginal,
+
+    C_r(D) = sum_{x,y} |D(x,y) - D(x) P_model(y|x)|,     D(x) = sum_y D(x,y),
+
+instead of the joint error sum |D(x,y) - n P_model(x,y)|, less the same noise term
+sqrt(2/pi) sigma k n_r. Why: with a target-weighted workload the target's 3-way candidates win
+the selection whenever their joint error is large, and on Diabetes-130 (34 columns) that error
+sat in the feature-feature part (insulin x change), not in how the target depends on them; the
+conditional error is zero whatever the model's x-marginal when P_model(y|x) is right. Non-target
+candidates keep the joint score; ``"conditional-3way"`` scores only the target's 3-way candidates
+conditionally (its 1- and 2-way candidates keep the joint score, which also pays for refining x's
+own marginal). The model's conditional is a function of earlier releases only.
+Sensitivity (add/remove one record; k records of one unit: times k): a record at (x0, y0) changes
+only the terms of x0: D(x0,y) moves by [y = y0] and D(x0) by 1, so the term of y moves by at most
+|[y = y0] - P(y|x0)|, and the sum over y by at most (1 - P(y0|x0)) + sum_{y != y0} P(y|x0)
+= 2 (1 - P(y0|x0)) <= 2 (r = (y,) alone: x empty, D(x) = n, the same bound). The joint score
+moves by at most 1. The exponential mechanism's sensitivity is therefore max_r w_r s_r with
+s_r = 2 for target candidates and 1 otherwise (x k in ``Measurer.select``); checked by
+``tests/unit/generators/test_aim_target_score.py`` on random neighbouring tables.
+Measured (issue 16, suite VALIDATION splits, epsilon 1, TSTR/TRTR): 'conditional' lost on
+Diabetes-130 (0.822 vs 0.894, seeds 0-2) and WDBC (0.907 vs 0.973): at this budget the target's
+conditional errors sit below the noise term, so the selection turns to feature-only marginals;
+'conditional-3way' won on Diabetes-130 (0.952 vs 0.915, seeds 0-5) but lost on WDBC (0.863 vs
+0.974), where the feature-feature part of the target's 3-ways is what the classifier needs. So
+the default stays the paper's joint score.
+
 Model size: a candidate's junction tree is the current tree augmented with it
 (``structure.augment``); the kept tree is the smaller of that and mbi's greedy tree.
 """
@@ -68,6 +96,7 @@ from dpsynth.generators.tabular.marginal.structure import augment, augmented_cel
 ALPHA = 0.9  # share of each round's budget spent on measuring (the rest selects)
 BYTES_PER_CELL = 8
 CHECK_ITERS = 1000  # most estimator iterations before a round may anneal (the paper's code fits 1000 per round)
+TARGET_SCORES = ("joint", "conditional", "conditional-3way")
 STALL = 0.01  # ... or fewer, once pgm_iters more move the chosen marginal by < 1% of the anneal threshold
 
 
@@ -100,6 +129,28 @@ def candidate_weights(d: int, degree: int, **workload_options) -> dict[Clique, f
     for r in weights:
         weights[r] = float(sum(per_column[a] for a in r))
     return weights
+
+
+CONDITIONAL_SENSITIVITY = 2.0  # L1 sensitivity of conditional_error (module docstring)
+
+
+def conditional_error(counts: np.ndarray, model: np.ndarray, axis: int) -> float:
+    """sum_{x,y} |D(x,y) - D(x) P_model(y|x)|: ``counts`` (D) and ``model`` (the model's marginal,
+    any scale) shaped alike, y on ``axis``; an x with no model mass gets a uniform conditional.
+    Its L1 sensitivity is 2 (module docstring)."""
+    mass = model.sum(axis=axis, keepdims=True)
+    cond = np.divide(model, mass, out=np.full(model.shape, 1.0 / model.shape[axis]), where=mass > 0)
+    return float(np.abs(counts - counts.sum(axis=axis, keepdims=True) * cond).sum())
+
+
+def error_score(answer: np.ndarray, fit: Fit, r: Clique, sizes, target: int | None) -> float:
+    """The candidate's error: the joint L1 error, or the target-conditional one when ``target``
+    is given and r holds it."""
+    model = fit.model.marginal(r)
+    if target is None or target not in r:
+        return float(np.abs(answer - fit.total * model.ravel()).sum())
+    shape = tuple(sizes[a] for a in r)
+    return conditional_error(answer.reshape(shape), np.asarray(model).reshape(shape), r.index(target))
 
 
 def _smaller(a: JunctionTree, b: JunctionTree) -> JunctionTree:
@@ -138,6 +189,7 @@ def run_aim(
     target_degree: int | None = None,
     groups: tuple[int, ...] = (),
     group_share: float = 0.0,
+    target_score: str = "joint",
 ) -> Fit:
     sizes = measurer.sizes
     d = len(sizes)
@@ -145,7 +197,12 @@ def run_aim(
     plan = max(rounds, d)  # T of the paper; the one-way marginals take d / T of the measuring share
     weights = candidate_weights(d, degree, target=target, target_weight=target_weight, target_degree=target_degree)
     candidates = list(weights)
-    sensitivity = max(weights.values())
+    conditional = target_score in ("conditional", "conditional-3way") and target is not None
+    smallest = 3 if target_score == "conditional-3way" else 1  # the smallest candidate scored conditionally
+    scored = {r for r in candidates if conditional and target in r and len(r) >= smallest}
+    # L1 sensitivity of each candidate's error score (module docstring): 2 for a conditional score
+    score_sens = {r: (CONDITIONAL_SENSITIVITY if r in scored else 1.0) for r in candidates}
+    sensitivity = max(weights[r] * score_sens[r] for r in candidates)
     cells = {r: math.prod(sizes[a] for a in r) for r in candidates}
     max_cells = max_model_size * 2**20 / BYTES_PER_CELL
 
@@ -186,7 +243,7 @@ def run_aim(
                    or augmented_cells(tree, r) <= limit]
         bias = math.sqrt(2 / math.pi) * sigma * measurer.contribution  # cell noise std is sigma x k
         scores = np.array([
-            weights[r] * (np.abs(answers[r] - fit.total * fit.model.marginal(r).ravel()).sum() - bias * cells[r])
+            weights[r] * (error_score(answers[r], fit, r, sizes, target if r in scored else None) - bias * cells[r])
             for r in allowed
         ])
         chosen = allowed[measurer.select(scores, epsilon=epsilon, sensitivity=sensitivity,
@@ -214,7 +271,7 @@ def run_aim(
 @register("aim")
 class AIM(GraphicalModelGenerator):
     _param_names = ("bins", "degree", "max_model_size", "max_iterations", "pgm_iters", "final_pgm_iters", "estimator",
-                    "target_weight", "target_degree", "group_columns", "group_share")
+                    "target_weight", "target_degree", "group_columns", "group_share", "target_score")
 
     def __init__(
         self,
@@ -230,6 +287,7 @@ class AIM(GraphicalModelGenerator):
         target_degree: int | None = 3,
         group_columns: list[str] | None = None,
         group_share: float = 0.25,
+        target_score: str = "joint",
     ) -> None:
         """bins: codes per numeric column; degree: workload marginal size (2 or 3);
         max_model_size: junction-tree size cap in MB (float64 cells); max_iterations: the most
@@ -249,7 +307,13 @@ class AIM(GraphicalModelGenerator):
         group_share of the budget (the rest runs AIM), and makes a plain ``sample(n)`` draw the
         group cells in the model's proportions (largest-remainder rounding of n x P(cell),
         then exact conditional sampling within each cell) instead of a multinomial draw, so
-        the release's subgroup shares carry only the DP noise of that measurement."""
+        the release's subgroup shares carry only the DP noise of that measurement.
+
+        target_score: 'joint' (the paper's selection score, the L1 error of the candidate's joint
+        marginal), 'conditional' (candidates holding the target are scored by the error of the
+        model's P(target | their other columns), weighted by the data's marginal of those columns;
+        sensitivity 2, paid for in the selection; module docstring) or 'conditional-3way' (only
+        the target's 3-way candidates scored so)."""
         self.bins = bins
         self.degree = degree
         self.max_model_size = max_model_size
@@ -261,6 +325,7 @@ class AIM(GraphicalModelGenerator):
         self.target_degree = target_degree
         self.group_columns = list(group_columns) if group_columns else None
         self.group_share = group_share
+        self.target_score = target_score
 
     def _strata(self) -> list[str]:
         return list(self.group_columns or [])
@@ -275,6 +340,9 @@ class AIM(GraphicalModelGenerator):
             raise DpsynthError(f"generator 'aim': max_iterations must be >= 1, got {self.max_iterations!r}")
         if self.group_columns and not 0.0 < self.group_share < 1.0:
             raise DpsynthError(f"generator 'aim': group_share must be in (0, 1), got {self.group_share!r}")
+        if self.target_score not in TARGET_SCORES:
+            raise DpsynthError(f"generator 'aim': target_score must be one of {', '.join(TARGET_SCORES)},"
+                               f" got {self.target_score!r}")
         groups = []
         for name in self.group_columns or []:
             if name not in measurer.names:
@@ -284,5 +352,5 @@ class AIM(GraphicalModelGenerator):
             measurer, rho=rho, degree=self.degree, max_model_size=self.max_model_size, max_rounds=self.max_iterations,
             pgm_iters=self.pgm_iters, final_pgm_iters=self.final_pgm_iters, estimator=self.estimator, progress=progress,
             target=target, target_weight=self.target_weight, target_degree=self.target_degree,
-            groups=tuple(groups), group_share=self.group_share if groups else 0.0,
+            groups=tuple(groups), group_share=self.group_share if groups else 0.0, target_score=self.target_score,
         )
