@@ -270,6 +270,9 @@ def write_validation_markdown(rows: list[dict], path: Path) -> None:
         per_site = ", ".join(f"{s} {v:.3f}" for s, v in scores.astype(float).mean().items())
         lines.append(f"| {g} | {e} | {name} | {grp['seed'].nunique()} | {filled.to_numpy().mean():.3f} | "
                      f"{np.nanmean(scores.astype(float).to_numpy()):.3f} | {int(scores.isna().sum().sum())} | {per_site} |")
+    notes = path.with_name(path.stem + "_notes.md")
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
     path.write_text("\n".join(lines) + "\n")
 
 

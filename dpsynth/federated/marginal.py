@@ -19,7 +19,7 @@ Rounds (Flower, one message each way per site per round):
 ``aim`` here is NOT single-site AIM's adaptive loop (a per-round adaptive choice would need a DP
 selection at every site every round); it is MST-style voting plus AIM's target workload.
 
-Site column (``site_column``, default ``"site"``; ``None`` = off): the model gets one more column,
+Site column (``site_column``; the verb's default: ``"site"`` for mst, ``None`` = off for aim): the model gets one more column,
 the site (public: every row of site s is at site s). A site can measure only its own rows, so its
 noisy one-way of X IS its slice (site = s) of the joint (site, X); the other sites' slices are
 structurally zero for it (it holds no row there) and it releases nothing about them. Stacking the
