@@ -3,7 +3,7 @@ no target weight, no site column) on the SAME validation splits as ``bench_feder
 the 'before' rows of evaluation/results/federated_validation.md.
 
     git archive b54f610 dpsynth | tar -x -C /tmp/old_dpsynth
-    OMP_NUM_THREADS=1 python evaluation/bench_federated_before.py /tmp/old_dpsynth > before.jsonl
+    OMP_NUM_THREADS=1 python evaluation/bench_federated_before.py /tmp/old_dpsynth [mst|aim] > before.jsonl
 """
 
 import json
@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 
 old = sys.argv[1]
+generator = sys.argv[2] if len(sys.argv) > 2 else "mst"
+bins = {"mst": 16, "aim": 8}[generator]  # the b54f610 defaults
 sys.path.insert(0, old)
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 
@@ -38,9 +40,9 @@ for seed in (0, 1, 2):
     for s, (tr, _) in parts.items():
         tr.to_csv(tmp / f"{s}.csv", index=False)
     for eps in (1.0, 4.0):
-        job = MarginalJob(generator="mst", bins=16, schema_path=str(SCHEMA), epsilon=eps, delta=None, accountant="rdp",
+        job = MarginalJob(generator=generator, bins=bins, schema_path=str(SCHEMA), epsilon=eps, delta=None, accountant="rdp",
                           secure_mode=False, seed=seed, sites=tuple((s, str(tmp / f"{s}.csv")) for s in SITES))
-        server = ServerState(sizes=tuple(Discretizer(schema, bins=16).sizes))
+        server = ServerState(sizes=tuple(Discretizer(schema, bins=bins).sizes))
         states, payload = [None] * len(SITES), [np.zeros(1)]
         for rnd in (1, 2):
             out = [site_marginal_round(job=job, site_index=i, server_round=rnd, arrays=payload, state=states[i])
@@ -56,7 +58,7 @@ for seed in (0, 1, 2):
         gen = fit_generator(job, server, schema)
         syn = gen.sample(sum(len(p[0]) for p in parts.values()), rng=np.random.default_rng(seed + 1)).frame
         scores = {s: tstr(tr, syn, val, schema, seed=seed)[0] for s, (tr, val) in parts.items()}
-        print(json.dumps({"generator": "mst", "epsilon": eps, "seed": seed,
-                          "setting": "before (b54f610): 2 rounds, vote on uncompressed codes, no site column, w1, 16 bins",
-                          "site_column": None, "target_weight": 1.0, "bins": 16, "validation_auroc": scores,
+        print(json.dumps({"generator": generator, "epsilon": eps, "seed": seed,
+                          "setting": f"before (b54f610): 2 rounds, vote on uncompressed codes, no site column, w1, {bins} bins",
+                          "site_column": None, "target_weight": 1.0, "bins": bins, "validation_auroc": scores,
                           "load": os.getloadavg()[0]}), flush=True)

@@ -74,7 +74,7 @@ def oneway_round(measurer, *, generator: str, rho: float) -> tuple[list[np.ndarr
     d = len(measurer.sizes)
     oneway = [(a,) for a in range(d)]
     found = measurer.measure(oneway, rho=rho * share_one, purpose="federated: all one-way marginals (site's noisy "
-                                                                   "counts, summed by the server)")
+                                                                   "counts, sent to the server)")
     return [np.asarray(m.values, float) for m in found], float(found[0].sigma)
 
 
