@@ -63,13 +63,14 @@ def run_marginal_rounds(*, job, sizes: tuple[int, ...], target: int | None, prog
             server.reports.append(reports)
             parts, sigmas = [a for _, a in ordered], [float(m["sigma"]) for m in reports]
             if server_round == 1:
+                server.after_oneways(job, parts, sigmas)
+                nxt = server.payload_maps()
+            elif server_round == 2:
                 votes = [[tuple(v) for v in json.loads(str(m["votes"]))] for m in reports]
-                server.after_oneways(job, parts, sigmas, votes, target)
+                server.after_votes(job, votes, target)
                 nxt = server.payload()
             else:
-                from dpsynth.federated.marginal import sum_measurements
-
-                server.pairs = sum_measurements(parts, sigmas, server.cliques) if server.cliques else []
+                server.after_pairs(parts, sigmas)
                 nxt = [np.zeros(1)]
             if progress is not None:
                 progress({"round": server_round, "rounds": job.rounds,
