@@ -73,7 +73,8 @@ PROBES: dict[str, dict[str, dict]] = {
             "tw32": {"bins": 8, "target_weight": 32.0, "target_degree": 3},
             # aimsel16: target candidates scored by the error of P(target | rest) (aim.py, target_score)
             "cond": {"bins": 8, "target_weight": 8.0, "target_degree": 3, "target_score": "conditional"},
-            "cond3": {"bins": 8, "target_weight": 8.0, "target_degree": 3, "target_score": "conditional-3way"}},
+            "cond3": {"bins": 8, "target_weight": 8.0, "target_degree": 3, "target_score": "conditional-3way"},
+            "tv3": {"bins": 8, "target_weight": 8.0, "target_degree": 3, "target_score": "tv-3way"}},
     "mst": {"tw16": {"bins": 16, "target_weight": 16.0}, "bins8tw4": {"bins": 8, "target_weight": 4.0}},
 }
 DPSGD = ("dp-gan", "dp-diffusion")
