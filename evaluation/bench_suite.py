@@ -73,7 +73,8 @@ PROBES: dict[str, dict[str, dict]] = {
             "tw32": {"bins": 8, "target_weight": 32.0, "target_degree": 3},
             # aimsel16: target candidates scored by the error of P(target | rest) (aim.py, target_score)
             "cond": {"bins": 8, "target_weight": 8.0, "target_degree": 3, "target_score": "conditional"},
-            "cond3": {"bins": 8, "target_weight": 8.0, "target_degree": 3, "target_score": "conditional-3way"}},
+            "cond3": {"bins": 8, "target_weight": 8.0, "target_degree": 3, "target_score": "conditional-3way"},
+            "tv3": {"bins": 8, "target_weight": 8.0, "target_degree": 3, "target_score": "tv-3way"}},
     "mst": {"tw16": {"bins": 16, "target_weight": 16.0}, "bins8tw4": {"bins": 8, "target_weight": 4.0}},
 }
 DPSGD = ("dp-gan", "dp-diffusion")
@@ -85,7 +86,7 @@ GRID_CUT = ("One command runs the issue's whole grid: `OMP_NUM_THREADS=1 python 
             " seeds 0-2; resumable). Without --full, dp-gan / dp-diffusion run only at eps 1, seed 0, on the tables with"
             " >= 2,000 rows. What ran is listed below (2 shared CPU cores): the package defaults aim:default, mst:tw4 and"
             " independent, and the aim candidates aim:no3way and aim:paper, at every table x eps x seeds 0-2 (aids also"
-            " seeds 3-5; aim:default / aim:no3way also seeds 3-5 at eps 1 on diabetes130, actg175, wdbc), the other"
+            " seeds 3-5; aim:default / aim:no3way seeds 0-5 everywhere), the other"
             " candidates partly; auto's"
             " cells are its pick's runs (see the last section). dp-gan / dp-diffusion runs are read from"
             " suite_runs_dpsgd.jsonl when present (written by this script or by the DP-SGD branch, same format). aim runs"

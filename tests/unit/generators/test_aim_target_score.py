@@ -51,7 +51,7 @@ def _codes(n: int, seed: int) -> tuple[np.ndarray, list[int]]:
 
 
 @pytest.mark.parametrize("contribution,score,smallest", [(1, "conditional", 1), (2, "conditional", 1),
-                                                         (1, "conditional-3way", 3)])
+                                                         (1, "conditional-3way", 3), (2, "tv-3way", 3)])
 def test_conditional_selection_is_charged_and_ends_at_target(contribution, score, smallest):
     codes, sizes = _codes(5000, seed=3)
     epsilon, target = 1.0, 3
@@ -62,8 +62,8 @@ def test_conditional_selection_is_charged_and_ends_at_target(contribution, score
             final_pgm_iters=50, estimator="numpy", progress=rounds.append, target=target, target_weight=8.0,
             target_degree=3, target_score=score)
     weights = candidate_weights(4, 2, target=target, target_weight=8.0, target_degree=3)
-    want = max(w * (CONDITIONAL_SENSITIVITY if target in r and len(r) >= smallest else 1.0)
-               for r, w in weights.items()) * contribution
+    per = CONDITIONAL_SENSITIVITY / 2 if score == "tv-3way" else CONDITIONAL_SENSITIVITY  # tv: half the score
+    want = max(w * (per if target in r and len(r) >= smallest else 1.0) for r, w in weights.items()) * contribution
     selections = [e for e in ledger.entries if e.params.get("mechanism") == "exponential"]
     assert len(selections) == len(rounds) >= 2
     assert all(e.params["sensitivity"] == pytest.approx(want) for e in selections)
