@@ -79,7 +79,7 @@ PROBES: dict[str, dict[str, dict]] = {
 }
 DPSGD = ("dp-gan", "dp-diffusion")
 # the setting of each method that the package default equals (after the leave-one-dataset-out choice)
-PACKAGE_DEFAULTS = {"auto": "default", "aim": "default", "mst": "tw4", "dp-gan": "mb32", "dp-diffusion": "mb32",
+PACKAGE_DEFAULTS = {"auto": "default", "aim": "no3way", "mst": "tw4", "dp-gan": "mb32", "dp-diffusion": "mb32",
                     "independent": "default"}
 GRID_CUT = ("One command runs the issue's whole grid: `OMP_NUM_THREADS=1 python evaluation/bench_suite.py --full` (every"
             " table x aim / mst / dp-gan / dp-diffusion / independent / auto, every candidate setting, eps 0.5 / 1 / 4 x"
