@@ -75,7 +75,7 @@ def real_frames(data_dir: Path, split_seed: int, replicate: Path, schema):
 
 # ---- measured children -------------------------------------------------------------------------
 def child(kind: str, replicate: str, schema_path: str, data_dir: str, split_seed: int, epsilon: float,
-          params: str, synthetic_rows: int, out: str, threads: int) -> None:
+          params: str, synthetic_rows: int, out: str, threads: int, seed: int = 0) -> None:
     import numpy as np
 
     import dpsynth.generators  # noqa: F401  (registers the generators)
@@ -96,13 +96,13 @@ def child(kind: str, replicate: str, schema_path: str, data_dir: str, split_seed
         source = TableSource(Path(replicate), schema, engine="duckdb", threads=threads, memory_limit="4GB")
         why = apply_large_table_rule(gen, count_rows(Path(replicate)), len(schema.names))
         start = time.perf_counter()
-        gen.fit(source, budget=budget, rng=np.random.default_rng(0))
+        gen.fit(source, budget=budget, rng=np.random.default_rng(seed))
     else:
         train, _, _ = real_frames(Path(data_dir), split_seed, Path(replicate), schema)
         start = time.perf_counter()
-        gen.fit(TableData(train, schema), budget=budget, rng=np.random.default_rng(0))
+        gen.fit(TableData(train, schema), budget=budget, rng=np.random.default_rng(seed))
     fit_seconds = time.perf_counter() - start
-    syn = gen.sample(synthetic_rows, rng=np.random.default_rng(1)).frame
+    syn = gen.sample(synthetic_rows, rng=np.random.default_rng(seed + 1)).frame
     syn.to_parquet(out)
     print(json.dumps({"fit_seconds": round(fit_seconds, 2), "epsilon_exact": gen.ledger_.epsilon(), "rule": why,
                       "aim_params": {"max_iterations": gen.max_iterations, "max_model_size": gen.max_model_size}}))
@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="label of this setting in the records")
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the fit's seed (sampling: seed + 1)")
     parser.add_argument("--synthetic-rows", type=int, default=0, help="0: the number of real training patients")
     parser.add_argument("--threads", type=int, default=1, help="DuckDB threads")
     parser.add_argument("--timeout", type=float, default=1800)
@@ -124,8 +125,8 @@ def main() -> None:
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        k, rep, sp, dd, seed, eps, params, nsyn, out, threads = args.child
-        child(k, rep, sp, dd, int(seed), float(eps), params, int(nsyn), out, int(threads))
+        k, rep, sp, dd, split_seed, eps, params, nsyn, out, threads, seed = args.child
+        child(k, rep, sp, dd, int(split_seed), float(eps), params, int(nsyn), out, int(threads), int(seed))
         return
 
     import pandas as pd
@@ -158,12 +159,12 @@ def main() -> None:
     print("TRTR", scorer.trtr, flush=True)
     me = [sys.executable, str(Path(__file__).resolve())]
     for kind in args.runs:
-        syn_path = args.data_dir / f"syn_{kind}_{args.rows}_{args.tag or 'rule'}.parquet"
+        syn_path = args.data_dir / f"syn_{kind}_{args.rows}_{args.tag or 'rule'}_s{args.seed}.parquet"
         load_before = _load()
         res = run_measured(me + ["--child", kind, str(replicate), str(schema_path), str(args.data_dir),
                                  str(args.split_seed), str(args.epsilon), args.params, str(nsyn), str(syn_path),
-                                 str(args.threads)], timeout=args.timeout, rss_cap=12 * 2**30)
-        record = {**base, "run": kind, "tag": args.tag, "params": json.loads(args.params),
+                                 str(args.threads), str(args.seed)], timeout=args.timeout, rss_cap=12 * 2**30)
+        record = {**base, "run": kind, "tag": args.tag, "seed": args.seed, "params": json.loads(args.params),
                   "training_rows": args.rows if kind == "stream" else len(train),
                   "backend": "duckdb" if kind == "stream" else "numpy (in memory)", "threads": args.threads,
                   "load_before": load_before, "load_after": _load(), "uptime": os.popen("uptime").read().strip(), **res}
