@@ -10,6 +10,10 @@ RSS cap; a backend past either is reported as stopped there.
     python evaluation/bench_scale.py --rows 1000000 10000000 100000000 --backends duckdb numpy spark \\
         --generators aim mst independent --aim-bound --data-dir /work/h14scale_data --out evaluation/results/scale.json
 
+aim runs under the public large-table rule (``dpsynth.scale.aim_bound.large_table_rule``: from 1M
+rows, T = 4 x columns rounds and a 4 MB model), as on the CLI's engine path; ``--no-aim-rule`` turns it
+off, ``--aim-bound`` applies the older fixed bound (T 32, 4 MB) first.
+
 The replicated files are large: keep --data-dir outside git, and delete them afterwards
 (``--cleanup``). Threads: 2 for every engine (DuckDB threads, Spark local[2]), OMP 1.
 """
