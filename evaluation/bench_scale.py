@@ -10,6 +10,10 @@ RSS cap; a backend past either is reported as stopped there.
     python evaluation/bench_scale.py --rows 1000000 10000000 100000000 --backends duckdb numpy spark \\
         --generators aim mst independent --aim-bound --data-dir /work/h14scale_data --out evaluation/results/scale.json
 
+aim runs under the public large-table rule (``dpsynth.scale.aim_bound.large_table_rule``: from 1M
+rows, T = 4 x columns rounds and a 4 MB model), as on the CLI's engine path; ``--no-aim-rule`` turns it
+off, ``--aim-bound`` applies the older fixed bound (T 32, 4 MB) first.
+
 The replicated files are large: keep --data-dir outside git, and delete them afterwards
 (``--cleanup``). Threads: 2 for every engine (DuckDB threads, Spark local[2]), OMP 1.
 """
@@ -94,7 +98,7 @@ def child_floor(path: str, schema_path: str, threads: int) -> None:
 
 
 def child_fit(path: str, schema_path: str, backend: str, generator: str, threads: int, epsilon: float,
-              memory_limit: str, params: str = "{}") -> None:
+              memory_limit: str, params: str = "{}", rule: str = "rule") -> None:
     import numpy as np
 
     from dpsynth.data.schema import Schema
@@ -117,6 +121,12 @@ def child_fit(path: str, schema_path: str, backend: str, generator: str, threads
         load_seconds = time.perf_counter() - start
     else:
         data = TableSource(Path(path), schema, engine=backend, threads=threads, memory_limit=memory_limit)
+    why = None
+    if rule == "rule":  # aim's public large-table rule, as on the CLI's engine path (the whole file is training rows)
+        from dpsynth.scale.aim_bound import apply_large_table_rule
+        from dpsynth.scale.source import count_rows
+
+        why = apply_large_table_rule(gen, count_rows(Path(path)), len(schema.names))
     stats = {}
     if backend != "numpy":  # keep the counter's statistics (covers, seconds counting)
         from dpsynth.scale import counting as source_module
@@ -135,7 +145,9 @@ def child_fit(path: str, schema_path: str, backend: str, generator: str, threads
     print(json.dumps({"fit_seconds": round(total, 2), "load_seconds": round(load_seconds, 2),
                       "count_seconds": round(counter.get("count_seconds", 0.0), 2),
                       "encode_seconds": round(counter.get("encode_seconds", 0.0), 2), "covers": counter.get("covers"),
-                      "epsilon": round(gen.ledger_.epsilon(), 4), "ledger_entries": len(gen.ledger_.to_dict()["entries"])
+                      "epsilon": round(gen.ledger_.epsilon(), 4), "epsilon_exact": gen.ledger_.epsilon(),
+                      "rule": why, "aim_params": {"max_iterations": gen.max_iterations,
+                                                  "max_model_size": gen.max_model_size} if generator == "aim" else None, "ledger_entries": len(gen.ledger_.to_dict()["entries"])
                       if "entries" in gen.ledger_.to_dict() else None}))
 
 
@@ -147,6 +159,8 @@ def main() -> None:
     parser.add_argument("--params", default="{}", help="JSON generator parameters for aim, e.g. the compute bound")
     parser.add_argument("--aim-bound", action="store_true",
                         help="aim with dpsynth.scale.aim_bound.COMPUTE_BOUND (max_iterations 32, max_model_size 4 MB)")
+    parser.add_argument("--no-aim-rule", action="store_true",
+                        help="aim without the public large-table rule (dpsynth.scale.aim_bound.large_table_rule)")
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-limit", default="4GB", help="DuckDB memory_limit / Spark driver memory")
@@ -186,7 +200,8 @@ def main() -> None:
                 params = bounded(params)
             load_before = [round(x, 2) for x in os.getloadavg()]
             res = run_measured(me + ["--child", "fit", str(path), str(schema_path), backend, generator,
-                                     str(args.threads), str(args.epsilon), args.memory_limit, json.dumps(params)],
+                                     str(args.threads), str(args.epsilon), args.memory_limit, json.dumps(params),
+                                     "norule" if args.no_aim_rule else "rule"],
                                timeout=args.timeout, rss_cap=int(args.rss_cap_gib * 2**30))
             entry = {"rows": rows, "backend": backend, "generator": generator, "params": params,
                      "epsilon": args.epsilon, "threads": args.threads, "floor_scan_seconds": floor.get("scan_seconds"),

@@ -44,11 +44,26 @@ def base_csv(out_dir: Path) -> Path:
     return path
 
 
-def write_replicated(rows: int, out_dir: Path, *, threads: int = 2, memory_limit: str = "2GB") -> Path:
+SPLIT_FRACTIONS = (0.7, 0.15, 0.15)  # train / validation / test patients, with split_seed
+
+
+def split_paths(out_dir: Path, split_seed: int) -> dict[str, Path]:
+    """The real held-out rows of a split replicate: validation and test patients (real
+    ``patient_nbr`` as ``patient_id``), and the training patients' ``patient_nbr`` list."""
+    return {part: out_dir / f"diabetes130_split{split_seed}_{part}.parquet" for part in ("val", "test", "train_ids")}
+
+
+def write_replicated(rows: int, out_dir: Path, *, threads: int = 2, memory_limit: str = "2GB",
+                     split_seed: int | None = None) -> Path:
+    """``split_seed`` None: every base patient is replicated. Otherwise the base patients are
+    split 70 / 15 / 15 (seeded permutation) and only the TRAINING patients are replicated; the
+    validation and test patients' real rows are written beside it (``split_paths``), so no
+    evaluation patient is in the training file."""
     import duckdb
 
     names = [c["name"] for c in yaml.safe_load(SCHEMA.read_text())["columns"]]
-    out = out_dir / f"diabetes130_{rows}.parquet"
+    tag = "" if split_seed is None else f"split{split_seed}_train_"
+    out = out_dir / f"diabetes130_{tag}{rows}.parquet"
     if out.exists():
         return out
     csv = base_csv(out_dir)
@@ -74,7 +89,29 @@ def write_replicated(rows: int, out_dir: Path, *, threads: int = 2, memory_limit
             cols.append(f"CAST({name} AS INTEGER) AS {name}")
         else:
             cols.append(name)
-    con.execute(f"CREATE TABLE base2 AS SELECT row_number() OVER () - 1 AS idx, {', '.join(cols)} FROM base")
+    if split_seed is not None:
+        import numpy as np
+        import pandas as pd
+
+        ids = [r[0] for r in con.execute("SELECT patient_nbr FROM base").fetchall()]  # encounter order
+        order = np.random.default_rng(split_seed).permutation(len(ids))
+        n_val, n_test = (int(round(f * len(ids))) for f in SPLIT_FRACTIONS[1:])
+        part = np.full(len(ids), "train", dtype=object)
+        part[order[:n_test]] = "test"
+        part[order[n_test:n_test + n_val]] = "val"
+        parts = pd.DataFrame({"patient_nbr": ids, "part": part})  # noqa: F841  (read by DuckDB below)
+        con.execute("CREATE TABLE split_parts AS SELECT * FROM parts")
+        paths = split_paths(out_dir, split_seed)
+        for name in ("val", "test"):
+            con.execute(f"""COPY (SELECT CAST(b.patient_nbr AS BIGINT) AS patient_id, {', '.join(cols)}
+                FROM base b JOIN split_parts p USING (patient_nbr) WHERE p.part = '{name}'
+                ORDER BY CAST(b.encounter_id AS BIGINT)) TO '{paths[name]}' (FORMAT parquet)""")
+        con.execute(f"""COPY (SELECT CAST(patient_nbr AS BIGINT) AS patient_nbr FROM split_parts WHERE part = 'train')
+            TO '{paths['train_ids']}' (FORMAT parquet)""")
+        con.execute("DELETE FROM base WHERE patient_nbr IN (SELECT patient_nbr FROM split_parts WHERE part <> 'train')")
+        n_base = con.execute("SELECT count(*) FROM base").fetchone()[0]
+    con.execute(f"CREATE TABLE base2 AS SELECT row_number() OVER (ORDER BY CAST(encounter_id AS BIGINT)) - 1 AS idx,"
+                f" {', '.join(cols)} FROM base")
     reps = -(-rows // n_base)
     tmp = out.with_suffix(".parquet.tmp")
     con.execute(f"""
@@ -93,12 +130,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--split-seed", type=int, default=None,
+                        help="replicate only the training patients of a 70/15/15 patient split (real val/test beside)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print("schema:", bench_schema(args.out))
     for rows in args.rows:
         start = time.perf_counter()
-        path = write_replicated(rows, args.out, threads=args.threads)
+        path = write_replicated(rows, args.out, threads=args.threads, split_seed=args.split_seed)
         print(f"{rows} rows -> {path} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.1f}s",
               flush=True)
 

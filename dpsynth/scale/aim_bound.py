@@ -18,10 +18,28 @@ unchanged (AIM plans its zCDP budget over T rounds and its last round spends wha
 the run still ends exactly at the target epsilon). A smaller T also means fewer, less noisy
 measurements, which suits a large table, where the noise is small against the counts.
 
-Use it by passing the parameters (a run config's ``params:``, or ``bounded(params)``); an
-explicit smaller value is kept. It is not switched on by the engine or the row count: the row
-count is a fact about the data, so choosing parameters from it would be a data-dependent choice
-outside the ledger.
+``bounded(params)`` applies the fixed ``COMPUTE_BOUND`` (opt-in, ``--aim-bound`` in bench_scale).
+
+The default rule on the large-table path (``large_table_rule``, scale14b): the fixed bound hurt
+wide small tables (actg175, 26 columns: validation TSTR/TRTR 0.990 -> 0.783) because T = 32 with
+d = 26 columns gives the one-way marginals d / T = 81% of the measuring budget. The rule uses
+public facts only (the training row count n, the number of columns d):
+
+- n < ``LARGE_ROWS``: nothing changes (aim's defaults; every suite table is far below it);
+- n >= ``LARGE_ROWS``: T = ``ROUNDS_PER_COLUMN`` x d rounds (so the one-way marginals take
+  1 / ``ROUNDS_PER_COLUMN`` of the measuring budget whatever the width), and the junction tree
+  is capped at ``MODEL_SIZE_MB``. The model loop's worst case (``work_bound``) then depends on
+  d only, never on n, and the counting is linear in n.
+
+The row count is treated as public, as the rest of dpsynth already does (delta < 1 / n is
+checked against it; ``--engine auto`` switches on it; split sizes are released). It decides only
+which public parameters aim runs with; AIM's zCDP plan spends exactly the target epsilon under
+either setting (the last round takes what is left). Constants chosen on VALIDATION data only:
+Diabetes-130 training patients replicated to 1M rows, TSTR AUROC on real held-out Diabetes-130
+patients (validation split), eps 1 (evaluation/bench_scale_utility.py; evaluation/results/scale.md):
+T = 4d gave validation AUROC 0.5689 (fit 282 s) vs 0.5536 for T = 2d (17 s), seed 0. LARGE_ROWS is a
+compute choice: aim's defaults took 1414.5 s at 1M rows. Measured under the rule (DuckDB, one thread,
+load 5-9): 100M rows 339.0 s, 1.25 GiB peak RSS.
 """
 
 from __future__ import annotations
@@ -51,3 +69,50 @@ def work_bound(*, max_iterations: int, max_model_size: float, pgm_iters: int = 5
     cells = math.floor(max_model_size * 2**20 / BYTES_PER_CELL)
     per_round = pgm_iters if round_iters is None else round_iters
     return cells * (max_iterations * per_round + final_pgm_iters)
+
+
+LARGE_ROWS = 1_000_000  # the rule applies from this many training rows (public: the ledger's delta < 1/n uses it)
+ROUNDS_PER_COLUMN = 4  # T = 4 d: the one-way marginals take 1/4 of the measuring budget
+MODEL_SIZE_MB = 4.0  # junction tree <= 524,288 float64 cells
+AIM_DEFAULT_MODEL_SIZE = 80.0  # aim's own default max_model_size (an explicit other value is kept)
+
+
+def large_table_rule(n_rows: int, n_columns: int, params: Mapping | None = None) -> tuple[dict, str | None]:
+    """aim's parameters on a table of ``n_rows`` training rows and ``n_columns`` modelled columns
+    (both public), and why (None when the rule does not apply). Only unset settings are filled:
+    ``max_iterations`` None and ``max_model_size`` at aim's default; an explicit value is kept."""
+    out = dict(params or {})
+    if n_rows < LARGE_ROWS:
+        return out, None
+    rounds = ROUNDS_PER_COLUMN * n_columns
+    filled = []
+    if out.get("max_iterations") is None:
+        out["max_iterations"] = rounds
+        filled.append(f"max_iterations = {ROUNDS_PER_COLUMN} x {n_columns} columns = {rounds} rounds")
+    if out.get("max_model_size", AIM_DEFAULT_MODEL_SIZE) == AIM_DEFAULT_MODEL_SIZE:
+        out["max_model_size"] = MODEL_SIZE_MB
+        filled.append(f"max_model_size = {MODEL_SIZE_MB:g} MB")
+    if not filled:
+        return out, None
+    work = work_bound(max_iterations=out["max_iterations"], max_model_size=out["max_model_size"])
+    why = (f"aim large-table rule: {n_rows:,} training rows >= {LARGE_ROWS:,} (public row count), so "
+           f"{', '.join(filled)}; model-loop worst case {work:.3g} cell-iterations, independent of the rows; "
+           f"epsilon unchanged (set max_iterations / max_model_size explicitly to override)")
+    return out, why
+
+
+def apply_large_table_rule(generator, n_rows: int, n_columns: int, note=None) -> str | None:
+    """Set the rule's parameters on a constructed ``aim`` generator (any other generator: untouched);
+    the reason is passed to ``note`` (default: printed to stderr) and returned."""
+    import sys
+
+    if getattr(generator, "name", None) != "aim" and type(generator).__name__ != "AIM":
+        return None
+    current = {"max_iterations": generator.max_iterations, "max_model_size": generator.max_model_size}
+    params, why = large_table_rule(n_rows, n_columns, current)
+    if why is None:
+        return None
+    generator.max_iterations = params["max_iterations"]
+    generator.max_model_size = params["max_model_size"]
+    (note or (lambda text: print(text, file=sys.stderr, flush=True)))(why)
+    return why

@@ -7,7 +7,9 @@ size on disk) when the generator is a marginal one and duckdb is installed, nump
 
 ``fit_streaming``: the same seeded split as the in-memory path (``split_mask``: the training
 rows' positions, as ``split_table`` draws them), the generator fitted on a ``TableSource``;
-only the noisy marginals and the fitted model come back.
+only the noisy marginals and the fitted model come back. ``aim`` runs under the public
+large-table rule (``dpsynth.scale.aim_bound.large_table_rule``: from 1M training rows, T = 4 x
+columns rounds and a 4 MB model), printed when it applies; ``aim_rule=False`` turns it off.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class StreamedTrain:
 
 def fit_streaming(*, data: str, schema_path, engine: str, generator, budget, rng: np.random.Generator,
                   split: SplitSpec, progress=None, threads: int | None = None,
-                  memory_limit: str = "4GB") -> StreamedTrain:
+                  memory_limit: str = "4GB", aim_rule: bool = True) -> StreamedTrain:
     import os
 
     from dpsynth.data.schema import Schema
@@ -115,6 +117,10 @@ def fit_streaming(*, data: str, schema_path, engine: str, generator, budget, rng
     budget.resolve_delta(n_train)  # refuse delta >= 1/n before any work
     source = TableSource(path, schema, engine=engine, threads=threads, memory_limit=memory_limit, train_mask=mask)
     del mask
+    if aim_rule:  # public facts only: the training row count and the number of columns
+        from dpsynth.scale.aim_bound import apply_large_table_rule
+
+        apply_large_table_rule(generator, n_train, len(schema.names))
     start = time.perf_counter()
     generator.fit(source, budget=budget, rng=rng, progress=progress)
     fit_seconds = time.perf_counter() - start
