@@ -40,10 +40,25 @@ def index(runs: list[dict]) -> dict:
     return out
 
 
+def common_seed_means(idx: dict, table: str, epsilon: float, keys: list[tuple[str, str]],
+                      split: str = "val") -> dict[tuple[str, str], float]:
+    """{(method, setting): mean ``split`` score over the seeds that EVERY key ran in this cell};
+    empty when some key did not run or they share no seed (settings compared seed for seed, so
+    a setting with more seeds is not judged on different draws)."""
+    runs = {k: {r["seed"]: r for r in idx.get((table, *k, epsilon), [])} for k in keys}
+    if not all(runs.values()):
+        return {}
+    seeds = set.intersection(*(set(v) for v in runs.values()))
+    if not seeds:
+        return {}
+    return {k: _mean([ratio(runs[k][s], split) for s in sorted(seeds)]) for k in keys}
+
+
 def lodo(runs: list[dict], method: str) -> dict:
     """{left-out table: (chosen setting, {eps: test ratios})} plus the whole-suite winner. Settings
-    are compared on the same cells: the (table, epsilon) pairs where every candidate ran (mean
-    over seeds); a candidate that never ran on some table is left out."""
+    are compared on the same cells: the (table, epsilon) pairs where every candidate ran, mean
+    over the seeds they all ran (``common_seed_means``); a candidate that never ran on some
+    table is left out."""
     mine = [r for r in runs if r["method"] == method]
     tables = sorted({r["table"] for r in mine})
     settings = sorted(s for s in {r["setting"] for r in mine}
@@ -51,11 +66,13 @@ def lodo(runs: list[dict], method: str) -> dict:
     if len(settings) < 2:
         return {}
     idx = index(mine)
-    cells = [(t, e) for t in tables for e in sorted({r["epsilon"] for r in mine})
-             if all(idx.get((t, method, s, e)) for s in settings)]
+    keys = [(method, s) for s in settings]
+    cell_means = {(t, e): m for t in tables for e in sorted({r["epsilon"] for r in mine})
+                  if (m := common_seed_means(idx, t, e, keys))}
+    cells = list(cell_means)
 
     def val_score(setting, keep) -> float:
-        return _mean([_mean([ratio(r, "val") for r in idx[(t, method, setting, e)]]) for t, e in cells if t in keep])
+        return _mean([cell_means[(t, e)][(method, setting)] for t, e in cells if t in keep])
 
     out = {"settings": settings, "cells": len(cells), "suite_winner": max(settings, key=lambda s: val_score(s, tables)),
            "suite_val": {s: val_score(s, tables) for s in settings}, "left_out": {}}
@@ -124,7 +141,8 @@ ALT_RULE_SETTINGS = (RULE_SETTINGS + ("aim:no3way",),)
 def learn_rule(runs: list[dict], tables: list[str], settings: tuple[str, ...] = RULE_SETTINGS) -> dict | None:
     """A stump on the public column count: 'columns <= c -> setting A, else setting B', with c, A
     and B maximising the mean VALIDATION score over the (table, epsilon) cells of ``tables``
-    where every one of ``settings`` ran (ties: the smaller c, the order of ``settings``)."""
+    where every one of ``settings`` ran, over the seeds they all ran (ties: the smaller c, the
+    order of ``settings``)."""
     from evaluation.suite_tables import load_schema
 
     idx = index(runs)
@@ -132,9 +150,9 @@ def learn_rule(runs: list[dict], tables: list[str], settings: tuple[str, ...] = 
     for t in tables:
         d = len(load_schema(t).names)
         for e in sorted({r["epsilon"] for r in runs if r["table"] == t}):
-            vals = {k: _mean([ratio(r, "val") for r in idx.get((t, *k.split(":"), e), [])]) for k in settings}
-            if all(v == v for v in vals.values()):
-                cells.append((d, vals))
+            means = common_seed_means(idx, t, e, [tuple(k.split(":")) for k in settings])
+            if means:
+                cells.append((d, {k: means[tuple(k.split(":"))] for k in settings}))
     if not cells:
         return None
     best = None
@@ -289,7 +307,7 @@ def write_report(runs: list[dict], grid_note: str, folder: Path, *, defaults: di
             continue
         lodo_all[m] = res
         lines += [f"### {m}: candidates {', '.join(res['settings'])}; whole-suite winner **{res['suite_winner']}**"
-                  f" (validation means over {res['cells']} table x epsilon cells where all ran: " + ", ".join(f"{s} {v:.3f}" for s, v in res["suite_val"].items()) + ")", "",
+                  f" (validation means over {res['cells']}  table x epsilon cells where all ran, seed for seed: " + ", ".join(f"{s} {v:.3f}" for s, v in res["suite_val"].items()) + ")", "",
                   "| left-out table | chosen | " + " | ".join(f"eps {e:g}" for e in epsilons) + " |",
                   "|---|---|" + "---|" * len(epsilons)]
         for t, v in res["left_out"].items():
