@@ -12,6 +12,7 @@ DuckDB streams the cross join into the Parquet writer; nothing is held in memory
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import zipfile
 from pathlib import Path
@@ -19,7 +20,6 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent
-import os
 
 # ../shared/data beside the repo (as tests/conftest.py), or DPSYNTH_SHARED_DATA
 SHARED = Path(os.environ.get("DPSYNTH_SHARED_DATA", HERE.parent.parent / "shared" / "data"))

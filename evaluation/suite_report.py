@@ -307,7 +307,7 @@ def write_report(runs: list[dict], grid_note: str, folder: Path, *, defaults: di
             continue
         lodo_all[m] = res
         lines += [f"### {m}: candidates {', '.join(res['settings'])}; whole-suite winner **{res['suite_winner']}**"
-                  f" (validation means over {res['cells']}  table x epsilon cells where all ran, seed for seed: " + ", ".join(f"{s} {v:.3f}" for s, v in res["suite_val"].items()) + ")", "",
+                  f" (validation means over {res['cells']} table x epsilon cells where all ran, seed for seed: " + ", ".join(f"{s} {v:.3f}" for s, v in res["suite_val"].items()) + ")", "",
                   "| left-out table | chosen | " + " | ".join(f"eps {e:g}" for e in epsilons) + " |",
                   "|---|---|" + "---|" * len(epsilons)]
         for t, v in res["left_out"].items():
