@@ -175,8 +175,8 @@ def time_default_steps(model, train, budget, *, n_steps: int, rng: np.random.Gen
 
 
 def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool = False) -> dict:
-    if dataset == "ham10000":
-        splits = load_ham10000()
+    if dataset == "ham10000":  # beside the MedMNIST folder (../shared/data/{medmnist,ham10000})
+        splits = load_ham10000(Path(args.data_dir).resolve().parent / "ham10000")
     else:
         splits = load_image_splits(Path(args.data_dir) / f"{dataset}.npz")
     train, holdout, test = splits["train"], splits["val"], splits["test"]
