@@ -144,9 +144,39 @@ def pretrained_checkpoint(generator: str, dataset: str, schema) -> Path:
     return path
 
 
+class _StopTiming(Exception):
+    """Raised from the progress callback once ``--time-steps`` DP steps have been timed."""
+
+
+def time_default_steps(model, train, budget, *, n_steps: int, rng: np.random.Generator) -> dict:
+    """Time the first ``n_steps`` optimizer steps of ``model``'s own planned schedule (the real fit,
+    stopped early: nothing is released) and project the whole fit. A projection, not a measurement:
+    steps 2..n are assumed to represent every later step; set-up (first step included) is counted once."""
+    stamps: list[float] = []
+
+    def progress(info: dict) -> None:
+        stamps.append(time.perf_counter())
+        if len(stamps) >= n_steps:
+            raise _StopTiming
+
+    start = time.perf_counter()
+    try:
+        model.fit(train, budget=budget, rng=rng, progress=progress)
+    except _StopTiming:
+        pass
+    sched = model.schedule_
+    per_step = [b - a for a, b in zip(stamps, stamps[1:])]
+    median = statistics.median(per_step) if per_step else float("nan")
+    first = stamps[0] - start if stamps else float("nan")
+    return {"planned_steps": sched.steps, "planned_batch_size": sched.batch_size, "rule": sched.rule,
+            "planning_noise_multiplier": sched.planning_noise_multiplier, "timed_steps": len(stamps),
+            "setup_and_first_step_s": first, "step_s": per_step, "median_step_s": median,
+            "projected_fit_s": first + median * (sched.steps - 1)}
+
+
 def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool = False) -> dict:
-    if dataset == "ham10000":
-        splits = load_ham10000()
+    if dataset == "ham10000":  # beside the MedMNIST folder (../shared/data/{medmnist,ham10000})
+        splits = load_ham10000(Path(args.data_dir).resolve().parent / "ham10000")
     else:
         splits = load_image_splits(Path(args.data_dir) / f"{dataset}.npz")
     train, holdout, test = splits["train"], splits["val"], splits["test"]
@@ -168,6 +198,9 @@ def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool
         # timed with the profile's own physical batch and multiplicity, also under --quick
         out["step_time"] = step_times(dict(cfg.params), train, repeats=2 if args.quick else 5, rng=rng)
     model = build_generator(generator, params)
+    if args.time_steps:
+        out["timing"] = time_default_steps(model, train, budget, n_steps=args.time_steps, rng=rng)
+        return out
     start = time.perf_counter()
     model.fit(train, budget=budget, rng=rng)
     out["fit_s"] = time.perf_counter() - start
@@ -232,6 +265,15 @@ def summary_line(r: dict) -> str:
     return line
 
 
+def timing_line(r: dict) -> str:
+    t = r["timing"]
+    return (f"{r['dataset']:<15} {r['generator']:<19} eps={r['epsilon_target']:g} planned {t['planned_steps']} steps x"
+            f" batch {t['planned_batch_size']} ({t['rule']}); timed {t['timed_steps']} steps: set-up + first step"
+            f" {t['setup_and_first_step_s']:.1f}s, then " + ", ".join(f"{s:.2f}" for s in t["step_s"]) +
+            f" s/step (median {t['median_step_s']:.2f}s) -> PROJECTED fit {t['projected_fit_s']:.0f}s"
+            f" ({t['projected_fit_s'] / 60:.1f} min)")
+
+
 def _f(value) -> str:
     return "nan" if value is None else f"{float(value):.3f}"
 
@@ -251,6 +293,9 @@ def main(argv=None) -> int:
                         help="start from the public pretrained checkpoint under models/ (both: one run each)")
     parser.add_argument("--full-grid", action="store_true",
                         help="every set at epsilon 1 and 10, with and without pretraining, seeds 0, 1, 2")
+    parser.add_argument("--time-steps", type=int, default=0, metavar="N",
+                        help="only time the first N DP steps of each run's planned fit and project the whole fit"
+                             " (stops the fit early; no sampling or evaluation; writes *_timing.json)")
     parser.add_argument("--step-times", action="store_true", help="also time one DP vs non-DP UNet step")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core box)")
     parser.add_argument("--seed", type=int, default=0)
@@ -283,7 +328,7 @@ def main(argv=None) -> int:
             for generator in args.generators.split(","):
                 for pretrained in pre:
                     r = run_one(dataset, float(eps), generator, args, pretrained=pretrained)
-                    print(summary_line(r), flush=True)
+                    print(summary_line(r) if "timing" not in r else timing_line(r), flush=True)
                     results.append(r)
                     _write(args, results)  # after every run: a cut-short grid keeps what finished
     print(f"wrote {_write(args, results)}")
@@ -293,7 +338,7 @@ def main(argv=None) -> int:
 def _write(args, results: list) -> Path:
     tag = f"{'full-grid' if args.full_grid else args.runs}_{args.generators}_{args.profile}_pre-{args.pretrained}" \
           f"_seed{'0-2' if args.full_grid else args.seed}{'_val' if args.eval_split == 'val' else ''}" \
-          f"{'_' + args.tag if args.tag else ''}".replace(",", "+").replace("@", "_eps")
+          f"{'_' + args.tag if args.tag else ''}{'_timing' if args.time_steps else ''}".replace(",", "+").replace("@", "_eps")
     name = f"bench_images_{tag}{'_quick' if args.quick else ''}.json"  # parallel runs do not overwrite each other
     path = Path(args.out) / name
     path.write_text(json.dumps(results, indent=2, default=str))

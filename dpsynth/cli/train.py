@@ -99,7 +99,7 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
       dpsynth train --data mytable.csv --infer-schema --target died --sensitive age,sex --epsilon 1 --out runs/mine
       dpsynth train --data actg175 --generator dp-gan --devices 2 --out runs/ddp   # or: torchrun ... -m dpsynth.cli train
       dpsynth train --data breastmnist.npz --generator dp-diffusion-image --epsilon 10 --out runs/breast
-      dpsynth train --data breastmnist.npz --generator dp-diffusion-image --epsilon 10 \
+      dpsynth train --data breastmnist.npz --generator dp-diffusion-image --epsilon 10 \\
           --init models/pretrained_dp-diffusion-image_grey28_for-breastmnist --out runs/breast_pre
 
     Images need no config: steps, batch and noise are planned from n, the image size and the

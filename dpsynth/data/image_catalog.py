@@ -15,6 +15,9 @@ IMAGE_INPUTS = ("images: a MedMNIST-style .npz (train_images/train_labels, optio
                 " labels.csv (pydicom, [image] extra); folders and unknown .npz names need --schema IMAGE.yaml")
 
 
+TEMPLATES = ("medmnist_grey28",)  # schemas with no data set behind them: copy, name the classes, pass --schema
+
+
 def builtin_image_schemas() -> list[ImageSchema]:
     out = []
     for path in sorted(BUILTIN_DIR.glob("*.yaml")):
@@ -30,8 +33,13 @@ def describe_image_schemas() -> list[str]:
     for s in builtin_image_schemas():
         lines.append(f"{s.name}: image schema, {s.height}x{s.width}, {s.channels} channel(s), range [{s.low:g},"
                      f" {s.high:g}], {s.n_classes} classes")
-        lines.append(f"  classes: {', '.join(map(str, s.classes))}  (use: --data {s.name}.npz; "
-                     f"data not shipped, see `dpsynth datasets {s.name}`)")
+        if s.name in TEMPLATES:
+            lines.append(f"  classes: {', '.join(map(str, s.classes))}  (a template, no data set: `dpsynth datasets"
+                         f" {s.name} > my_schema.yaml`, write the class names, then --data X.npz --schema"
+                         " my_schema.yaml)")
+        else:
+            lines.append(f"  classes: {', '.join(map(str, s.classes))}  (use: --data {s.name}.npz; "
+                         f"data not shipped, see `dpsynth datasets {s.name}`)")
     return lines
 
 

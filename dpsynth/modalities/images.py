@@ -147,8 +147,27 @@ class Images:
         return None  # .npz, or a folder of PNGs + labels.csv
 
     def terminal_summary(self, results: dict, *, color: bool) -> str:
-        lines = [f"{name:32s} {m['value']:.4f}" if isinstance(m["value"], float) else f"{name:32s} {m['value']}"
-                 for name, m in results["metrics"].items()]
+        """The report's verdict sentence first, every metric, then the honest utility block
+        (verdict vs the majority class, balanced accuracy of both CNNs and the baseline, per-class
+        recall): a bare accuracy hides a CNN that predicts one class for every image."""
+        from dpsynth.reports.image_report import image_verdict
+
+        lines = [image_verdict(results)[1]]
+        lines += [f"{name:32s} {m['value']:.4f}" if isinstance(m["value"], float) else f"{name:32s} {m['value']}"
+                  for name, m in results["metrics"].items()]
+        honest = results["metrics"].get("image_downstream_accuracy", {}).get("breakdown", {}).get("honest")
+        if honest:
+            bal = " / ".join(f"{honest[side]['balanced_accuracy']:.3f}" for side in ("synthetic", "real", "majority"))
+            lines.append(f"utility verdict: {honest['verdict']}" + (f" ({'; '.join(honest['reasons'])})"
+                                                                   if honest.get("reasons") else ""))
+            lines.append(f"balanced accuracy synthetic / real / majority: {bal}")
+            if honest.get("ordinal"):
+                lines.append("quadratic-weighted kappa (ordinal grades) synthetic / real: "
+                             f"{honest['synthetic']['quadratic_weighted_kappa']:.3f} / "
+                             f"{honest['real']['quadratic_weighted_kappa']:.3f}")
+            for side in ("synthetic", "real"):
+                recall = ", ".join(f"{c} {v:.2f}" for c, v in honest[side]["per_class_recall"].items())
+                lines.append(f"per-class recall, {side}: {recall}")
         lines.append(f"epsilon {results['ledger']['epsilon']} (delta {results['ledger']['delta']})")
         return "\n".join(lines)
 

@@ -35,6 +35,12 @@ guess (not measured: no GPU run yet). ``NOISE_FLOOR`` = 3 and ``MIN_BATCH`` = 16
 not measurement: above sigma ~3 the noise on the averaged gradient (sigma C / B) falls mainly with
 B (step 3 above); 16 is a floor chosen by hand, never compared with other values.
 
+Measured at the plan itself (2026-12-02, evaluation/results/images/img12b, one seed, TEST split,
+nothing chosen from it): PneumoniaMNIST at epsilon 10 -> 600 x 128 (sigma 0.731, epsilon spent
+9.944), fit 3508 s on one shared CPU core; synthetic-trained CNN balanced accuracy 0.817 vs 0.815
+real and 0.500 majority (re-sampled, 3 CNNs: 0.827 vs 0.798). The 100 x 32 cut (1/24 of the compute)
+stayed at the majority class (0.521). Not yet measured at the plan: epsilon 1, the other sets.
+
 ``epochs`` set (old configs) keeps the legacy ``ceil(epochs * n / batch_size)``; ``batch_size``
 set with ``steps`` keeps both. The plan spends nothing and releases nothing: its inputs are
 public.

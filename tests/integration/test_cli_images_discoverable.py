@@ -49,3 +49,20 @@ def test_pretrain_then_fine_tune_from_the_cli(tmp_path):
     assert out.exit_code == 0, out.output
     ledger = Ledger.load(tmp_path / "run" / "ledger.json")
     assert [e.mechanism for e in ledger.entries].count("public") == 1 and ledger.epsilon() <= 10.0
+
+
+def test_help_example_with_init_keeps_its_line_break():
+    """The docstring's ``\\`` must reach click: a bare backslash-newline in a normal string literal
+    joins the two lines, and the help showed '--epsilon 10           --init ...' on one line."""
+    lines = [line.strip() for line in invoke("train", "--help").output.splitlines()]
+    assert any(line.startswith("--init models/pretrained_dp-diffusion-image") for line in lines), lines
+    assert any(line.startswith("dpsynth train --data breastmnist.npz") and line.endswith("\\") for line in lines)
+
+
+def test_datasets_says_a_template_schema_is_a_template():
+    """medmnist_grey28 is a template with no data set behind it: the listing must not tell a new
+    user to pass --data medmnist_grey28.npz, but how to copy it into their own --schema."""
+    out = invoke("datasets").output
+    assert "--data medmnist_grey28.npz" not in out
+    assert "dpsynth datasets medmnist_grey28 > my_schema.yaml" in out
+    assert "--data pneumoniamnist.npz" in out
