@@ -85,7 +85,9 @@ def sweep(config_path, out, retry_failed):
               help="Target epsilon of EVERY site (sample-level); the released epsilon is the maximum over sites.")
 @click.option("--delta", type=float, default=None, help="Target delta (default per site: min(1e-5, 1/(10 n))).")
 @click.option("--accountant", type=click.Choice(["rdp", "prv"]), default=None)
-@click.option("--rounds", type=int, default=None, help="Federated rounds (default 3).")
+@click.option("--rounds", type=int, default=None,
+              help="Federated rounds of the DP-SGD generators (default 3); mst / aim run 3 and independent 1, "
+                   "fixed by the method.")
 @click.option("--site-level-epsilon", type=float, default=None, callback=_positive_epsilon,
               help="Also give a site-level guarantee: Flower client-side fixed clipping + server noise.")
 @click.option("--site-clip-norm", type=float, default=None, help="Site-level DP: L2 clip of each site's update (default 1).")
