@@ -38,8 +38,9 @@ either setting (the last round takes what is left). Constants chosen on VALIDATI
 Diabetes-130 training patients replicated to 1M rows, TSTR AUROC on real held-out Diabetes-130
 patients (validation split), eps 1 (evaluation/bench_scale_utility.py; evaluation/results/scale.md):
 T = 4d gave validation AUROC 0.5689 (fit 282 s) vs 0.5536 for T = 2d (17 s), seed 0. LARGE_ROWS is a
-compute choice: aim's defaults took 1414.5 s at 1M rows. Measured under the rule (DuckDB, one thread,
-load 5-9): 100M rows 339.0 s, 1.25 GiB peak RSS.
+compute choice: aim's defaults took 1414.5 s at 1M rows. Measured under the rule (DuckDB, one thread):
+100M rows 339.0 s, 1.25 GiB peak RSS with the target-3-way workload (load 5-9); 121.0 s, 1.26 GiB with aim's
+current default workload (load 1-3).
 """
 
 from __future__ import annotations
@@ -74,7 +75,15 @@ def work_bound(*, max_iterations: int, max_model_size: float, pgm_iters: int = 5
 LARGE_ROWS = 1_000_000  # the rule applies from this many training rows (public: the ledger's delta < 1/n uses it)
 ROUNDS_PER_COLUMN = 4  # T = 4 d: the one-way marginals take 1/4 of the measuring budget
 MODEL_SIZE_MB = 4.0  # junction tree <= 524,288 float64 cells
-AIM_DEFAULT_MODEL_SIZE = 80.0  # aim's own default max_model_size (an explicit other value is kept)
+
+
+def _aim_default(name: str):
+    """aim's constructor default for ``name`` (read from the generator, not restated here)."""
+    import inspect
+
+    from dpsynth.generators.tabular.marginal.aim import AIM
+
+    return inspect.signature(AIM.__init__).parameters[name].default
 
 
 def large_table_rule(n_rows: int, n_columns: int, params: Mapping | None = None) -> tuple[dict, str | None]:
@@ -84,12 +93,13 @@ def large_table_rule(n_rows: int, n_columns: int, params: Mapping | None = None)
     out = dict(params or {})
     if n_rows < LARGE_ROWS:
         return out, None
+    default_size = _aim_default("max_model_size")  # aim's own default (an explicit other value is kept)
     rounds = ROUNDS_PER_COLUMN * n_columns
     filled = []
     if out.get("max_iterations") is None:
         out["max_iterations"] = rounds
         filled.append(f"max_iterations = {ROUNDS_PER_COLUMN} x {n_columns} columns = {rounds} rounds")
-    if out.get("max_model_size", AIM_DEFAULT_MODEL_SIZE) == AIM_DEFAULT_MODEL_SIZE:
+    if out.get("max_model_size", default_size) == default_size:
         out["max_model_size"] = MODEL_SIZE_MB
         filled.append(f"max_model_size = {MODEL_SIZE_MB:g} MB")
     if not filled:
@@ -106,7 +116,7 @@ def apply_large_table_rule(generator, n_rows: int, n_columns: int, note=None) ->
     the reason is passed to ``note`` (default: printed to stderr) and returned."""
     import sys
 
-    if getattr(generator, "name", None) != "aim" and type(generator).__name__ != "AIM":
+    if getattr(generator, "name", None) != "aim":
         return None
     current = {"max_iterations": generator.max_iterations, "max_model_size": generator.max_model_size}
     params, why = large_table_rule(n_rows, n_columns, current)
