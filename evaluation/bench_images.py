@@ -217,6 +217,12 @@ def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool
     start = time.perf_counter()
     syn = model.sample(n_syn, rng=rng)
     out["sample_s"] = time.perf_counter() - start
+    tag = (f"{dataset}_eps{epsilon:g}_{generator}_{'pre' if pretrained else 'scratch'}_seed{args.seed}"
+           f"{'_val' if args.eval_split == 'val' else ''}{'_' + args.tag if args.tag else ''}")
+    if args.save_synthetic:  # DP output (post-processing): lets evaluation/rescore_images.py re-score without refitting
+        synthetic_file = Path(args.out) / f"{tag}{'_quick' if args.quick else ''}_synthetic.npz"
+        np.savez_compressed(synthetic_file, images=syn.to_image_data().images.astype(np.float16), labels=syn.labels)
+        out["synthetic_file"] = str(synthetic_file)
     start = time.perf_counter()
     results = evaluate_images(train, holdout, test, syn.to_image_data(), classes=train.schema.classes, rng=rng,
                               cnn_epochs=1 if args.quick else 10, cnn_repeats=1 if args.quick else args.cnn_repeats,
@@ -224,8 +230,6 @@ def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool
     out["eval_s"] = time.perf_counter() - start
     out["metrics"] = {k: v.to_dict() for k, v in results.items()}
     out["wall_s"] = out["fit_s"] + out["sample_s"] + out["eval_s"]
-    tag = (f"{dataset}_eps{epsilon:g}_{generator}_{'pre' if pretrained else 'scratch'}_seed{args.seed}"
-           f"{'_val' if args.eval_split == 'val' else ''}{'_' + args.tag if args.tag else ''}")
     grid = Path(args.out) / f"{tag}{'_quick' if args.quick else ''}_labelled.png"
     save_labelled_grid(syn.to_image_data().images, syn.labels, train.schema.classes, grid,
                        title=f"{dataset} eps {epsilon:g} {generator} {'pretrained' if pretrained else 'scratch'}"
@@ -306,6 +310,8 @@ def main(argv=None) -> int:
     parser.add_argument("--n-synthetic", type=int, default=None)
     parser.add_argument("--cnn-repeats", type=int, default=3,
                         help="CNNs trained per side for the downstream scores (their mean is reported)")
+    parser.add_argument("--save-synthetic", action="store_true",
+                        help="save each run's synthetic images (npz, float16) to --out, to re-score them later")
     parser.add_argument("--save-weights", action="store_true", help="save each fitted generator's weights to --out")
     parser.add_argument("--inception", default=None, help="local TorchScript Inception file for the Inception FID")
     args = parser.parse_args(argv)

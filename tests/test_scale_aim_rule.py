@@ -79,3 +79,43 @@ def test_rule_on_the_engine_path_prints_why_and_spends_exactly_the_target(tmp_pa
     assert seen and all(info["steps"] == ROUNDS_PER_COLUMN * 4 for info in seen)
     assert gen.ledger_.epsilon() == pytest.approx(1.0, abs=1e-6)  # the plan keeps a 1e-7 slack (as unbounded aim)
     assert gen.ledger_.epsilon() <= 1.0 + 1e-12
+
+
+def test_auto_streams_on_the_engine_path_and_its_aim_gets_the_rule(tmp_path, monkeypatch):
+    """generator 'auto' picks mst or aim from public facts, so the engine path takes it: the choice is
+    made before any row is read, and a chosen aim gets the large-table rule; epsilon is the target."""
+    pytest.importorskip("duckdb")
+    pytest.importorskip("mbi")
+    import dpsynth.generators  # noqa: F401
+    from dpsynth.data.schema import Schema
+    from dpsynth.data.splits import SplitSpec
+    from dpsynth.generators.registry import get_generator_class
+    from dpsynth.privacy.budget import Budget
+    from dpsynth.scale import train as scale_train
+    from dpsynth.scale.train import fit_streaming, resolve_engine
+
+    monkeypatch.setattr(aim_bound, "LARGE_ROWS", 500)
+    rng = np.random.default_rng(0)
+    n, width = 1000, 16  # > 14 columns with a target -> aim
+    frame = pd.DataFrame({f"c{j}": rng.integers(0, 3, size=n) for j in range(width - 1)})
+    frame["y"] = (frame["c0"] + rng.integers(0, 2, size=n) > 2).astype(int)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    schema_path = tmp_path / "s.yaml"
+    Schema.from_dict({"name": "toy", "target": "y", "columns": [
+        *({"name": f"c{j}", "kind": "integer", "low": 0, "high": 2} for j in range(width - 1)),
+        {"name": "y", "kind": "binary", "categories": [0, 1]}]}).save(schema_path)
+    monkeypatch.setattr(scale_train, "AUTO_ROWS", 500)
+    assert resolve_engine("auto", data=str(path), generator="auto", schema_path=schema_path,
+                          infer_schema=False) == "duckdb"
+    assert resolve_engine("duckdb", data=str(path), generator="auto", schema_path=schema_path,
+                          infer_schema=False) == "duckdb"
+    gen = get_generator_class("auto")()
+    fit_streaming(data=str(path), schema_path=schema_path, engine="duckdb", generator=gen,
+                  budget=Budget(epsilon=1.0, delta=1e-6), rng=np.random.default_rng(1),
+                  split=SplitSpec(seed=0, holdout=0.0, test=0.0), threads=1)
+    assert gen.choice_ == "aim" and gen.inner_.max_iterations == ROUNDS_PER_COLUMN * width
+    assert gen.inner_.max_model_size == MODEL_SIZE_MB and gen.inner_.target_degree == 3
+    assert "aim large-table rule" in gen.reason_ and "1,000 training rows" in gen.reason_
+    assert gen.ledger_.epsilon() == pytest.approx(1.0, abs=1e-6)
+    assert gen.sample(50, rng=np.random.default_rng(2)).frame.shape == (50, width)

@@ -73,7 +73,7 @@ def _echo_trained(result, generator: str) -> None:
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
 @click.option("--engine", type=click.Choice(["auto", "numpy", "duckdb", "spark"]), default="auto", show_default=True,
-              help="Where aim/mst/independent count marginals: DuckDB (auto for files of 2M+ rows) or Spark SQL over "
+              help="Where aim/mst/independent (and auto) count marginals: DuckDB (auto for files of 2M+ rows) or Spark SQL over "
                    "the file, never loaded into memory; numpy loads it.")
 @_verbose_losses_option
 @click.option("--devices", type=click.IntRange(min=1), default=None,

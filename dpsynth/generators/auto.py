@@ -107,16 +107,42 @@ class Auto(Generator):
             raise DpsynthError(f"generator 'auto' picks table generators; {name!r} is for {inner.modality}s")
         return inner
 
+    def choose(self, schema: Schema, *, n: int, epsilon: float | None,
+               delta: float) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
+        """(generator name, its parameters, the reason, the public facts): the rule's pick, or the
+        config's ``choice``. Public facts only, so it may run before the data are read."""
+        facts = public_facts(schema, n=n, epsilon=epsilon, delta=delta)
+        if self.choice is not None:
+            return self.choice, dict(self.choice_params or {}), "set in the config", facts
+        name, params, reason = decide(facts)
+        return name, params, reason, facts
+
+    def plan(self, schema: Schema, *, n: int, budget: Budget, adjust=None) -> str:
+        """Fix the choice before ``fit`` from public facts (the engine path, where the table stays
+        on disk and ``n`` is the training row count); ``adjust(name, params) -> (params, note)`` may
+        fill the chosen generator's settings from public facts (aim's large-table rule). Returns
+        the reason."""
+        name, params, reason, facts = self.choose(schema, n=n, epsilon=None if budget.non_private else budget.epsilon,
+                                                  delta=budget.resolve_delta(n))
+        if adjust is not None:
+            params, note = adjust(name, params)
+            if note:
+                reason = f"{reason}; {note}"
+        self.planned_ = (name, params, reason, facts)
+        return f"auto -> {name}: {reason}"
+
+    planned_: tuple | None = None
+
     def fit(self, data: TableData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
             progress: ProgressFn | None = None) -> "Auto":
-        n = len(data.frame) if hasattr(data, "frame") else int(data.n_rows)
-        ledger = self._make_ledger(budget, n, ledger)
-        facts = public_facts(data.schema, n=n, epsilon=None if budget.non_private else budget.epsilon,
-                             delta=ledger.delta)
-        if self.choice is not None:
-            name, params, reason = self.choice, dict(self.choice_params or {}), "set in the config"
+        if self.planned_ is not None:  # chosen by plan() (public facts, n = the training row count)
+            name, params, reason, facts = self.planned_
+            ledger = self._make_ledger(budget, facts["rows"], ledger)
         else:
-            name, params, reason = decide(facts)
+            n = len(data.frame)
+            ledger = self._make_ledger(budget, n, ledger)
+            name, params, reason, facts = self.choose(data.schema, n=n, delta=ledger.delta,
+                                                      epsilon=None if budget.non_private else budget.epsilon)
         inner = self._build(name, params)
         self.reason_ = f"auto -> {name}: {reason}"
         ledger.record_zcdp(purpose=f"{self.reason_} (public facts only, no privacy cost)", rho=0.0,

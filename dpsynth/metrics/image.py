@@ -39,8 +39,8 @@ from dpsynth.metrics.attack_scores import summarize_attack
 from dpsynth.metrics.base import MetricResult
 from dpsynth.metrics.groups import attributes, group_masks
 from dpsynth.metrics.manifold import prdc_scores
-from dpsynth.metrics.image_cnn import (SmallCNN, classification_scores, extract_features, predict_proba,
-                                       train_cnn)
+from dpsynth.metrics.image_cnn import (CNN_MIN_STEPS, SmallCNN, classification_scores, extract_features,
+                                       predict_proba, train_cnn)
 from dpsynth.metrics.image_verdict import (class_scores, is_ordinal, majority_baseline, mean_scores,
                                            utility_verdict)
 
@@ -48,7 +48,7 @@ from dpsynth.metrics.image_verdict import (class_scores, is_ordinal, majority_ba
 # ---- utility --------------------------------------------------------------------------------
 def downstream_utility(train, synthetic, test, *, n_classes: int, rng: np.random.Generator, epochs: int = 10,
                        repeats: int = 1, real_model: SmallCNN | None = None, ordinal: bool | None = None,
-                       target: float | None = None) -> tuple[MetricResult, SmallCNN]:
+                       target: float | None = None, min_steps: int = CNN_MIN_STEPS) -> tuple[MetricResult, SmallCNN]:
     """Train-on-synthetic / test-on-real accuracy and AUROC, beside train-on-real.
 
     ``repeats`` CNNs are trained on each side (fresh initialisations and batch orders from
@@ -59,9 +59,10 @@ def downstream_utility(train, synthetic, test, *, n_classes: int, rng: np.random
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     real_models = [real_model] if real_model is not None else []
     while len(real_models) < repeats:
-        real_models.append(train_cnn(train.images, train.labels, n_classes=n_classes, rng=rng, epochs=epochs))
-    syn_models = [train_cnn(synthetic.images, synthetic.labels, n_classes=n_classes, rng=rng, epochs=epochs)
-                  for _ in range(repeats)]
+        real_models.append(train_cnn(train.images, train.labels, n_classes=n_classes, rng=rng, epochs=epochs,
+                                     min_steps=min_steps))
+    syn_models = [train_cnn(synthetic.images, synthetic.labels, n_classes=n_classes, rng=rng, epochs=epochs,
+                            min_steps=min_steps) for _ in range(repeats)]
     real_probs = [predict_proba(m, test.images) for m in real_models]
     syn_probs = [predict_proba(m, test.images) for m in syn_models]
     real = [classification_scores(p, test.labels) for p in real_probs]
@@ -80,7 +81,8 @@ def downstream_utility(train, synthetic, test, *, n_classes: int, rng: np.random
         # the baseline every accuracy is read against: always predict the training split's majority class
         "majority_class": majority, "majority_accuracy": float((test_labels == majority).mean()),
         "majority_balanced_accuracy": 1.0 / len(np.unique(test_labels)),
-        "epochs": epochs, "repeats": repeats, "n_synthetic": len(synthetic.labels), "n_test": len(test.labels),
+        "epochs": epochs, "min_steps": min_steps, "repeats": repeats, "n_synthetic": len(synthetic.labels),
+        "n_test": len(test.labels),
     }
     breakdown["accuracy_ratio"] = (breakdown["synthetic_accuracy"] / breakdown["real_accuracy"]
                                    if breakdown["real_accuracy"] > 0 else math.nan)
@@ -270,14 +272,16 @@ def _nan(value) -> float:
 
 # ---- everything at once -----------------------------------------------------------------------
 def evaluate_images(train, holdout, test, synthetic, *, classes, rng: np.random.Generator, cnn_epochs: int = 10,
-                    cnn_repeats: int = 1, inception_weights: str | Path | None = None, nearest_k: int = 5,
+                    cnn_min_steps: int = CNN_MIN_STEPS, cnn_repeats: int = 1,
+                    inception_weights: str | Path | None = None, nearest_k: int = 5,
                     ordinal: bool | None = None, target: float | None = None) -> dict[str, MetricResult]:
     """All image metrics; the first real-trained CNN of the downstream comparison is also the
     domain feature extractor (FID, PRDC, attacks)."""
     n_classes = len(classes)
     results: dict[str, MetricResult] = {}
     utility, extractor = downstream_utility(train, synthetic, test, n_classes=n_classes, rng=rng, epochs=cnn_epochs,
-                                            repeats=cnn_repeats, ordinal=ordinal, target=target)
+                                            repeats=cnn_repeats, ordinal=ordinal, target=target,
+                                            min_steps=cnn_min_steps)
     results[utility.name] = utility
     worst = worst_group_gap(utility)
     if worst is not None:

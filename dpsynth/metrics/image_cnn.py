@@ -15,6 +15,9 @@ from torch import nn
 from torch.nn import functional as F
 
 
+CNN_MIN_STEPS = 0  # see train_cnn; chosen on validation splits by evaluation/tune_image_cnn.py
+
+
 class SmallCNN(nn.Module):
     """3 conv blocks -> global average pool (the ``features``) -> linear classifier."""
 
@@ -36,8 +39,11 @@ class SmallCNN(nn.Module):
 
 
 def train_cnn(images: np.ndarray, labels: np.ndarray, *, n_classes: int, rng: np.random.Generator,
-              epochs: int = 10, batch_size: int = 128, lr: float = 1e-3, width: int = 32) -> SmallCNN:
-    """Fit a SmallCNN on images in [-1, 1] (N, C, H, W) for a fixed number of epochs."""
+              epochs: int = 10, batch_size: int = 128, lr: float = 1e-3, width: int = 32,
+              min_steps: int = 0) -> SmallCNN:
+    """Fit a SmallCNN on images in [-1, 1] (N, C, H, W) for a fixed number of epochs, or more
+    epochs when ``epochs`` passes would take fewer than ``min_steps`` optimizer steps (a small set
+    gets as many steps as a large one)."""
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
     model = SmallCNN(channels=images.shape[1], n_classes=n_classes, width=width)
     _init(model, gen)
@@ -45,7 +51,8 @@ def train_cnn(images: np.ndarray, labels: np.ndarray, *, n_classes: int, rng: np
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    for _ in range(epochs):
+    per_epoch = math.ceil(len(x) / batch_size)
+    for _ in range(max(epochs, math.ceil(min_steps / per_epoch))):
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):
             idx = order[i : i + batch_size]

@@ -1,15 +1,18 @@
 """Choosing the counting engine, and training a marginal generator on a file that stays on disk.
 
 ``resolve_engine``: ``numpy`` (load the table into pandas; every generator), ``duckdb`` or
-``spark`` (count marginals in SQL; aim, mst and independent only), or ``auto``: DuckDB for a
-CSV/Parquet file of at least ``AUTO_ROWS`` rows (Parquet: the footer's row count; CSV: its
-size on disk) when the generator is a marginal one and duckdb is installed, numpy otherwise.
+``spark`` (count marginals in SQL; aim, mst, independent, and ``auto``, which always picks mst or
+aim), or ``auto``: DuckDB for a CSV/Parquet file of at least ``AUTO_ROWS`` rows (Parquet: the
+footer's row count; CSV: its size on disk) when the generator is one of those and duckdb is
+installed, numpy otherwise.
 
 ``fit_streaming``: the same seeded split as the in-memory path (``split_mask``: the training
 rows' positions, as ``split_table`` draws them), the generator fitted on a ``TableSource``;
 only the noisy marginals and the fitted model come back. ``aim`` runs under the public
 large-table rule (``dpsynth.scale.aim_bound.large_table_rule``: from 1M training rows, T = 4 x
 columns rounds and a 4 MB model), printed when it applies; ``aim_rule=False`` turns it off.
+Generator ``auto`` decides here, before any row is read, from the schema, the budget and the
+training row count (all public), and the rule then fills the chosen aim's settings.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dpsynth.errors import DataError, DpsynthError
 
 ENGINE_CHOICES = ("auto", "numpy", "duckdb", "spark")
 MARGINAL_GENERATORS = ("aim", "mst", "independent")
+STREAMABLE_GENERATORS = (*MARGINAL_GENERATORS, "auto")  # auto picks mst or aim from public facts
 AUTO_ROWS = 2_000_000
 AUTO_CSV_BYTES = 200 * 2**20  # ~2M rows of a 17-column CSV
 
@@ -41,15 +45,15 @@ def resolve_engine(engine: str | None, *, data: str, generator: str, schema_path
         return engine
     path = None if is_embedded(data) else Path(data)
     streamable = (path is not None and path.is_file() and file_format(path) is not None
-                  and generator in MARGINAL_GENERATORS and schema_path is not None and not infer_schema)
+                  and generator in STREAMABLE_GENERATORS and schema_path is not None and not infer_schema)
     if engine == "auto":
         if not streamable or importlib.util.find_spec("duckdb") is None or _has_unit_column(schema_path):
             return "numpy"
         if file_format(path) == "csv":
             return "duckdb" if path.stat().st_size >= AUTO_CSV_BYTES else "numpy"
         return "duckdb" if count_rows(path) >= AUTO_ROWS else "numpy"
-    if generator not in MARGINAL_GENERATORS:
-        raise DpsynthError(f"--engine {engine} counts marginals: it works with {', '.join(MARGINAL_GENERATORS)},"
+    if generator not in STREAMABLE_GENERATORS:
+        raise DpsynthError(f"--engine {engine} counts marginals: it works with {', '.join(STREAMABLE_GENERATORS)},"
                            f" not '{generator}'")
     if path is None or file_format(path) is None:
         raise DpsynthError(f"--engine {engine} reads a .csv or .parquet file, not '{data}'")
@@ -117,7 +121,16 @@ def fit_streaming(*, data: str, schema_path, engine: str, generator, budget, rng
     budget.resolve_delta(n_train)  # refuse delta >= 1/n before any work
     source = TableSource(path, schema, engine=engine, threads=threads, memory_limit=memory_limit, train_mask=mask)
     del mask
-    if aim_rule:  # public facts only: the training row count and the number of columns
+    if getattr(generator, "name", None) == "auto":  # decide now, from public facts (n = training rows)
+        def adjust(name, params):
+            if not aim_rule or name != "aim":
+                return params, None
+            from dpsynth.scale.aim_bound import large_table_rule
+
+            return large_table_rule(n_train, len(schema.names), params)
+
+        generator.plan(schema, n=n_train, budget=budget, adjust=adjust)  # the reason ends in generator.reason_
+    elif aim_rule:  # public facts only: the training row count and the number of columns
         from dpsynth.scale.aim_bound import apply_large_table_rule
 
         apply_large_table_rule(generator, n_train, len(schema.names))
