@@ -42,7 +42,7 @@ from dpsynth.errors import DpsynthError
 @click.option("--balance-file", type=click.Path(dir_okay=False), default=None,
               help="Rebalanced release: target shares per cell from a YAML file (cells: [{race: 0, gender: 1, share: 0.3}, ...]).")
 @click.option("--engine", type=click.Choice(["auto", "numpy", "duckdb", "spark"]), default="auto", show_default=True,
-              help="One-shot form: where aim/mst/independent count marginals (see `dpsynth train --help`).")
+              help="One-shot form: where aim/mst/independent (and auto) count marginals (see `dpsynth train --help`).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT (and, one-shot, the model folder it saves).")
 @click.option("--max-rows", type=click.IntRange(min=1), default=safe_io.DEFAULT_MAX_ROWS, show_default=True,
               help="Refuse -n above this (raise it on purpose for very large files; free disk space is checked too).")
