@@ -29,14 +29,16 @@ from dpsynth.metrics.image import evaluate_images  # noqa: E402
 from dpsynth.metrics.image_cnn import CNN_MIN_STEPS  # noqa: E402
 
 
-def rescore(run: dict, *, data_dir: Path, cnn_repeats: int, cnn_min_steps: int, seed: int) -> dict:
+def rescore(run: dict, *, data_dir: Path, cnn_repeats: int, cnn_min_steps: int, seed: int,
+            eval_split: str = "as-run") -> dict:
     dataset = run["dataset"]
     if dataset == "ham10000":
         splits = load_ham10000(data_dir.resolve().parent / "ham10000")
     else:
         splits = load_image_splits(data_dir / f"{dataset}.npz")
     train, holdout, test = splits["train"], splits["val"], splits["test"]
-    if run.get("eval_split") == "val":
+    split = run.get("eval_split", "test") if eval_split == "as-run" else eval_split
+    if split == "val":  # tuning: score on the validation split (also the attack holdout: attack AUROCs mean nothing)
         test = holdout
     with np.load(run["synthetic_file"], allow_pickle=False) as archive:
         images, labels = archive["images"].astype(np.float32), archive["labels"].astype(np.int64)
@@ -47,6 +49,7 @@ def rescore(run: dict, *, data_dir: Path, cnn_repeats: int, cnn_min_steps: int, 
                               target=TARGETS.get((dataset, float(run["epsilon_target"]))))
     out = dict(run)
     out["metrics"] = {k: v.to_dict() for k, v in results.items()}
+    out["eval_split"] = split
     out["rescored"] = {"cnn_repeats": cnn_repeats, "cnn_min_steps": cnn_min_steps, "seed": seed,
                        "eval_s": time.perf_counter() - start}
     return out
@@ -59,6 +62,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cnn-repeats", type=int, default=3)
     parser.add_argument("--cnn-min-steps", type=int, default=CNN_MIN_STEPS)
     parser.add_argument("--seed", type=int, default=0, help="seed of the CNNs' initialisations and batch orders")
+    parser.add_argument("--eval-split", choices=["as-run", "val", "test"], default="as-run",
+                        help="split the CNNs are scored on (as-run: the one the bench run used)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     for path in map(Path, args.results):
@@ -69,11 +74,12 @@ def main(argv=None) -> int:
                 print(f"{path}: run {run.get('dataset')} eps {run.get('epsilon_target')} saved no synthetic images; skipped")
                 continue
             r = rescore(run, data_dir=Path(args.data_dir), cnn_repeats=args.cnn_repeats,
-                        cnn_min_steps=args.cnn_min_steps, seed=args.seed)
+                        cnn_min_steps=args.cnn_min_steps, seed=args.seed, eval_split=args.eval_split)
             print(summary_line(r), flush=True)
             out.append(r)
         if out:
-            target = path.with_name(f"{path.stem}_rescored-min{args.cnn_min_steps}.json")
+            split = "" if args.eval_split == "as-run" else f"_{args.eval_split}"
+            target = path.with_name(f"{path.stem}_rescored-min{args.cnn_min_steps}{split}.json")
             target.write_text(json.dumps(out, indent=2, default=str))
             print(f"wrote {target}")
     return 0

@@ -108,7 +108,7 @@ class Images:
     # ---- evaluate -------------------------------------------------------------------------
     def evaluate_run(self, loaded, *, run=None, synthetic=None, n=None, seed=0, shadow_models=0, config_path=None,
                      report_dir=None, include_real_images=False, cnn_epochs: int = 10,
-                     cnn_repeats: int = 3) -> EvaluationResult:
+                     cnn_repeats: int = 3, cnn_min_steps: int | None = None) -> EvaluationResult:
         """CNN TSTR vs TRTR, domain FID, PRDC, attacks, grids. The report is internal (default
         ``internal_eval/<run name>/`` beside the run); real images only with ``include_real_images``."""
         from dpsynth.data.images import load_image_source
@@ -126,7 +126,8 @@ class Images:
         start = time.perf_counter()
         with torch_threads(1):
             metrics = evaluate_images(splits.train, splits.holdout, splits.test, syn, classes=loaded.schema.classes,
-                                      rng=rng, cnn_epochs=cnn_epochs, cnn_repeats=cnn_repeats)
+                                      rng=rng, cnn_epochs=cnn_epochs, cnn_repeats=cnn_repeats,
+                                      **({} if cnn_min_steps is None else {"cnn_min_steps": cnn_min_steps}))
         seconds = time.perf_counter() - start
         results = {"meta": {"modality": "image", "evaluate_seconds": round(seconds, 2), "n_synthetic": len(syn),
                             "n_train": len(splits.train)},

@@ -20,15 +20,25 @@ from dpsynth.workflows.jsonio import json_default
 
 def evaluate_run(*, run: str | Path, synthetic: str | Path | None = None, n: int | None = None, seed: int = 0,
                  shadow_models: int = 0, config_path=None, report_dir: str | Path | None = None,
-                 include_real_images: bool = False) -> EvaluationResult:
+                 include_real_images: bool = False, cnn_min_steps: int | None = None) -> EvaluationResult:
     """Evaluate a trained run: its recorded splits, and ``synthetic`` (or n fresh rows sampled from it).
 
     The report is an internal evaluation: it goes to ``report_dir`` (default
-    ``internal_eval/<run name>/`` beside the run), never inside a run or bundle."""
+    ``internal_eval/<run name>/`` beside the run), never inside a run or bundle. ``cnn_min_steps``
+    (image runs only): the downstream CNNs' minimum optimizer steps (default
+    ``dpsynth.metrics.image_cnn.CNN_MIN_STEPS``)."""
+    from dpsynth.errors import DpsynthError
+
     loaded = load_run(run)
-    return modalities.for_run(loaded).evaluate_run(
+    modality = modalities.for_run(loaded)
+    extra = {}
+    if cnn_min_steps is not None:
+        if modality.name != "image":
+            raise DpsynthError("--cnn-steps applies to image runs only")
+        extra["cnn_min_steps"] = int(cnn_min_steps)
+    return modality.evaluate_run(
         loaded, run=run, synthetic=synthetic, n=n, seed=seed, shadow_models=shadow_models, config_path=config_path,
-        report_dir=report_dir, include_real_images=include_real_images)
+        report_dir=report_dir, include_real_images=include_real_images, **extra)
 
 
 def evaluate_image_run(*, run: str | Path, synthetic: str | Path | None = None, n: int | None = None, seed: int = 0,

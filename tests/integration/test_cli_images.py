@@ -33,7 +33,7 @@ def test_image_cli_end_to_end(tmp_path):
         assert z["train_images"].shape == (12, 28, 28) and (z["train_labels"] == 1).all()
     run("generate", "--model", tmp_path / "run", "-n", 5, "-o", tmp_path / "pngs", "--format", "png")
     assert len(list((tmp_path / "pngs").glob("*.png"))) == 5 and (tmp_path / "pngs" / "labels.csv").is_file()
-    out = run("evaluate", "--run", tmp_path / "run")
+    out = run("evaluate", "--run", tmp_path / "run", "--cnn-steps", 20)  # few CNN steps: the pipeline, not the recipe
     assert "image_domain_fid" in out and "image_dcr_attack_auroc" in out
     internal = tmp_path / "internal_eval" / "run"  # beside the run, never inside it
     for name in ("report.json", "report.md", "report.html", "synthetic_grid.png"):
@@ -65,3 +65,10 @@ def test_image_cli_end_to_end(tmp_path):
     save_image_grid(train.images[:15], tmp_path / "leak" / "grid.png", labels=train.labels[:15])
     shown = sum(min(10, int((train.labels[:15] == c).sum())) for c in (0, 1))
     assert scan_for_images(tmp_path / "leak", train.images, schema=train.schema) == [f"grid.png: {shown} real image(s) found"]
+
+
+def test_cnn_steps_is_refused_where_it_means_nothing(tmp_path):
+    result = CliRunner().invoke(main, ["evaluate", "--real", "actg175", "--synthetic", str(tmp_path / "s.csv"),
+                                       "--cnn-steps", "10"])
+    assert result.exit_code != 0 and "--cnn-steps needs --run" in result.output
+    assert not any(tmp_path.iterdir())

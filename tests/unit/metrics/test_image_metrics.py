@@ -24,11 +24,11 @@ def test_evaluate_images_separates_good_from_bad_synthetic():
     good, bad = _images(120, 3), _images(120, 4, shift=0.8)
     flipped = ImageData(good.images, 1 - good.labels, SCHEMA)
     res_good = evaluate_images(train, holdout, test, good, classes=SCHEMA.classes, rng=np.random.default_rng(0),
-                               cnn_epochs=3)
+                               cnn_epochs=3, cnn_min_steps=0)
     res_bad = evaluate_images(train, holdout, test, bad, classes=SCHEMA.classes, rng=np.random.default_rng(0),
-                              cnn_epochs=3)
+                              cnn_epochs=3, cnn_min_steps=0)
     res_flip = evaluate_images(train, holdout, test, flipped, classes=SCHEMA.classes, rng=np.random.default_rng(0),
-                               cnn_epochs=3)
+                               cnn_epochs=3, cnn_min_steps=0)
     assert res_good["image_domain_fid"].value < res_bad["image_domain_fid"].value
     assert res_good["image_prdc_coverage"].value > res_bad["image_prdc_coverage"].value
     assert res_good["image_downstream_accuracy"].value > 0.8 > res_flip["image_downstream_accuracy"].value
@@ -43,8 +43,9 @@ def test_evaluate_images_separates_good_from_bad_synthetic():
 def test_downstream_utility_repeats_report_the_mean_of_independent_cnns():
     train, test = _images(120, 0), _images(60, 2)
     noisy = _images(120, 5, shift=0.4)  # a shifted synthetic set: CNN seeds disagree on it
-    one, _ = downstream_utility(train, noisy, test, n_classes=2, rng=np.random.default_rng(0), epochs=2)
-    three, _ = downstream_utility(train, noisy, test, n_classes=2, rng=np.random.default_rng(0), epochs=2, repeats=3)
+    one, _ = downstream_utility(train, noisy, test, n_classes=2, rng=np.random.default_rng(0), epochs=2, min_steps=0)
+    three, _ = downstream_utility(train, noisy, test, n_classes=2, rng=np.random.default_rng(0), epochs=2, repeats=3,
+                                  min_steps=0)
     b = three.breakdown
     assert b["repeats"] == 3 and len(b["synthetic_accuracy_repeats"]) == 3 and len(b["real_auroc_repeats"]) == 3
     assert three.value == pytest.approx(np.mean(b["synthetic_accuracy_repeats"]))
@@ -107,3 +108,28 @@ def test_subgroup_scores_find_the_group_the_synthetic_model_fails():
     assert groups["sex=F"]["accuracy_gap"] == 1.0 and groups["sex=M"]["accuracy_gap"] == 0.0
     assert groups["sex=X"]["status"] == "too small"
     assert subgroup_scores(ImageData(test.images, labels, SCHEMA), right, syn) is None
+
+
+def test_train_cnn_gives_a_small_set_at_least_min_steps(monkeypatch):
+    """A 546-image set got 50 optimizer steps from 10 epochs and its real CNN predicted the
+    majority class; ``min_steps`` adds epochs until at least that many steps are taken."""
+    import torch
+
+    from dpsynth.metrics import image_cnn
+
+    steps = []
+
+    class CountingAdam(torch.optim.Adam):
+        def step(self, *args, **kwargs):
+            steps.append(1)
+            return super().step(*args, **kwargs)
+
+    monkeypatch.setattr(image_cnn.torch.optim, "Adam", CountingAdam)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, size=(40, 1, 8, 8)).astype(np.float32)
+    labels = rng.integers(0, 2, size=40)
+    image_cnn.train_cnn(images, labels, n_classes=2, rng=rng, epochs=2, batch_size=16, min_steps=0)
+    assert len(steps) == 2 * 3  # 2 epochs x ceil(40 / 16)
+    steps.clear()
+    image_cnn.train_cnn(images, labels, n_classes=2, rng=rng, epochs=2, batch_size=16, min_steps=20)
+    assert len(steps) == 7 * 3  # ceil(20 / 3) = 7 epochs: at least 20 steps
