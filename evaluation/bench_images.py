@@ -47,6 +47,7 @@ from dpsynth.config import build_generator, load_config  # noqa: E402
 from dpsynth.data.images import load_image_splits  # noqa: E402
 from dpsynth.generators.image.diffusion.dp_diffusion_image import build_unet, denoising_loss  # noqa: E402
 from dpsynth.metrics.image import evaluate_images  # noqa: E402
+from dpsynth.metrics.image_cnn import CNN_MIN_STEPS  # noqa: E402
 from dpsynth.metrics.image_grid import save_labelled_grid  # noqa: E402
 from dpsynth.privacy.functional_grads import per_example_grads, set_grad_samples  # noqa: E402
 
@@ -226,6 +227,7 @@ def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool
     start = time.perf_counter()
     results = evaluate_images(train, holdout, test, syn.to_image_data(), classes=train.schema.classes, rng=rng,
                               cnn_epochs=1 if args.quick else 10, cnn_repeats=1 if args.quick else args.cnn_repeats,
+                              cnn_min_steps=0 if args.quick else args.cnn_min_steps,
                               inception_weights=args.inception, target=TARGETS.get((dataset, epsilon)))
     out["eval_s"] = time.perf_counter() - start
     out["metrics"] = {k: v.to_dict() for k, v in results.items()}
@@ -312,6 +314,8 @@ def main(argv=None) -> int:
                         help="CNNs trained per side for the downstream scores (their mean is reported)")
     parser.add_argument("--save-synthetic", action="store_true",
                         help="save each run's synthetic images (npz, float16) to --out, to re-score them later")
+    parser.add_argument("--cnn-min-steps", type=int, default=CNN_MIN_STEPS,
+                        help="minimum optimizer steps of each downstream CNN (dpsynth/metrics/image_cnn.py)")
     parser.add_argument("--save-weights", action="store_true", help="save each fitted generator's weights to --out")
     parser.add_argument("--inception", default=None, help="local TorchScript Inception file for the Inception FID")
     args = parser.parse_args(argv)
