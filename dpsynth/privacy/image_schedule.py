@@ -25,13 +25,14 @@ budget:
    (:func:`dpsynth.privacy.engine.plan_dp_sgd`) for the chosen (rate, steps), with whatever
    preprocessing (the class-frequency release) already spent.
 
-How the constants were chosen (none was tuned on a validation split).
-``DEFAULT_STEPS`` = 600 and the CPU ``EXAMPLES_PER_STEP`` = 128 restate the 2026-11-28 CPU profile
-(662 steps of 128 images x 2 copies), picked from four same-compute variants scored on
-PneumoniaMNIST's TEST split (evaluation/results/images/bench_images.txt) -- the same defect as the
-generator's old defaults; a 662 x 128 fit took ~22 min at load ~3 on 2026-11-28, so they have not been
-re-chosen on a validation split yet (issue 12, evaluation/README.md). The GPU 4096 is a sizing
-guess (not measured: no GPU run yet). ``NOISE_FLOOR`` = 3 and ``MIN_BATCH`` = 16 are judgement,
+How the constants were chosen. ``DEFAULT_STEPS`` = 600 and the CPU ``EXAMPLES_PER_STEP`` = 128
+restate the 2026-11-28 CPU profile (662 x 128), first picked on PneumoniaMNIST's TEST split (a
+defect); re-checked on its VALIDATION split on 2026-12-02 at the same compute (steps x batch =
+76,800), epsilon 10, seed 2, 1000 synthetic images, 3 CNNs: synthetic-trained balanced accuracy
+300 x 256 0.797, 600 x 128 0.814, 1200 x 64 0.816 (AUROC 0.894 / 0.914 / 0.906; domain FID 1.69 /
+1.87 / 1.06). 600 x 128 is kept: 1200 x 64 is within 0.002 (one seed, no evidence either way),
+300 x 256 lower (evaluation/README.md, issue 12). The GPU 4096 is a sizing guess (not measured: no GPU run yet).
+``NOISE_FLOOR`` = 3 and ``MIN_BATCH`` = 16 are judgement,
 not measurement: above sigma ~3 the noise on the averaged gradient (sigma C / B) falls mainly with
 B (step 3 above); 16 is a floor chosen by hand, never compared with other values.
 
@@ -39,7 +40,8 @@ Measured at the plan itself (2026-12-02, evaluation/results/images/img12b, one s
 nothing chosen from it): PneumoniaMNIST at epsilon 10 -> 600 x 128 (sigma 0.731, epsilon spent
 9.944), fit 3508 s on one shared CPU core; synthetic-trained CNN balanced accuracy 0.817 vs 0.815
 real and 0.500 majority (re-sampled, 3 CNNs: 0.827 vs 0.798). The 100 x 32 cut (1/24 of the compute)
-stayed at the majority class (0.521). Not yet measured at the plan: epsilon 1, the other sets.
+stayed at the majority class (0.521). The other sets, epsilon 1 and public pretraining at the plan:
+evaluation/README.md (BreastMNIST's 546 images stay at the majority class even at epsilon 10).
 
 ``epochs`` set (old configs) keeps the legacy ``ceil(epochs * n / batch_size)``; ``batch_size``
 set with ``steps`` keeps both. The plan spends nothing and releases nothing: its inputs are
