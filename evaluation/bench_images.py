@@ -175,14 +175,19 @@ def time_default_steps(model, train, budget, *, n_steps: int, rng: np.random.Gen
             "projected_fit_s": first + median * (sched.steps - 1)}
 
 
-def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool = False) -> dict:
+def load_benchmark_splits(dataset: str, data_dir, *, eval_split: str = "test"):
+    """(train, holdout, scored split) of a benchmark set; ``eval_split`` 'val' scores on the
+    validation split (tuning) and never reads the test split."""
     if dataset == "ham10000":  # beside the MedMNIST folder (../shared/data/{medmnist,ham10000})
-        splits = load_ham10000(Path(args.data_dir).resolve().parent / "ham10000")
+        splits = load_ham10000(Path(data_dir).resolve().parent / "ham10000")
     else:
-        splits = load_image_splits(Path(args.data_dir) / f"{dataset}.npz")
-    train, holdout, test = splits["train"], splits["val"], splits["test"]
-    if args.eval_split == "val":  # tuning: score on the validation split, never read the test split
-        test = holdout
+        splits = load_image_splits(Path(data_dir) / f"{dataset}.npz")
+    train, holdout = splits["train"], splits["val"]
+    return train, holdout, holdout if eval_split == "val" else splits["test"]
+
+
+def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool = False) -> dict:
+    train, holdout, test = load_benchmark_splits(dataset, args.data_dir, eval_split=args.eval_split)
     rng = np.random.default_rng(args.seed)
     if args.quick:
         train = train.subset(rng.choice(len(train), min(len(train), 256), replace=False))

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "evaluation"))
 
-from bench_images import DEFAULT_DATA, TARGETS, load_ham10000, summary_line  # noqa: E402
+from bench_images import DEFAULT_DATA, TARGETS, load_benchmark_splits, summary_line  # noqa: E402
 
-from dpsynth.data.images import ImageData, load_image_splits  # noqa: E402
+from dpsynth.data.images import ImageData  # noqa: E402
 from dpsynth.metrics.image import evaluate_images  # noqa: E402
 from dpsynth.metrics.image_cnn import CNN_MIN_STEPS  # noqa: E402
 
@@ -32,14 +32,9 @@ from dpsynth.metrics.image_cnn import CNN_MIN_STEPS  # noqa: E402
 def rescore(run: dict, *, data_dir: Path, cnn_repeats: int, cnn_min_steps: int, seed: int,
             eval_split: str = "as-run") -> dict:
     dataset = run["dataset"]
-    if dataset == "ham10000":
-        splits = load_ham10000(data_dir.resolve().parent / "ham10000")
-    else:
-        splits = load_image_splits(data_dir / f"{dataset}.npz")
-    train, holdout, test = splits["train"], splits["val"], splits["test"]
     split = run.get("eval_split", "test") if eval_split == "as-run" else eval_split
-    if split == "val":  # tuning: score on the validation split (also the attack holdout: attack AUROCs mean nothing)
-        test = holdout
+    # val: tuning, scored on the validation split (also the attack holdout: attack AUROCs mean nothing)
+    train, holdout, test = load_benchmark_splits(dataset, data_dir, eval_split=split)
     with np.load(run["synthetic_file"], allow_pickle=False) as archive:
         images, labels = archive["images"].astype(np.float32), archive["labels"].astype(np.int64)
     synthetic = ImageData(images, labels, train.schema, None, run["synthetic_file"])

@@ -10,6 +10,23 @@ from dpsynth.scale import aim_bound
 from dpsynth.scale.aim_bound import LARGE_ROWS, MODEL_SIZE_MB, ROUNDS_PER_COLUMN, large_table_rule, work_bound
 
 
+def _toy_table(tmp_path, *, n: int, predictors: int, levels: int):
+    """A parquet file of ``predictors`` integer columns in [0, levels) and a binary target y that
+    depends on c0, with its public schema; returns (data path, schema path)."""
+    from dpsynth.data.schema import Schema
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({f"c{j}": rng.integers(0, levels, size=n) for j in range(predictors)})
+    frame["y"] = (frame["c0"] + rng.integers(0, 2, size=n) > 2).astype(int)
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    schema_path = tmp_path / "s.yaml"
+    Schema.from_dict({"name": "toy", "target": "y", "columns": [
+        *({"name": f"c{j}", "kind": "integer", "low": 0, "high": levels - 1} for j in range(predictors)),
+        {"name": "y", "kind": "binary", "categories": [0, 1]}]}).save(schema_path)
+    return path, schema_path
+
+
 def test_rule_leaves_a_small_wide_table_alone_and_bounds_100m_rows():
     # actg175-like: 1,600 rows x 26 columns; the fixed bound (T = 32) cost 0.99 -> 0.78 there
     params, why = large_table_rule(1_600, 26, {"max_iterations": None, "max_model_size": 80.0})
@@ -51,23 +68,13 @@ def test_rule_on_the_engine_path_prints_why_and_spends_exactly_the_target(tmp_pa
     pytest.importorskip("duckdb")
     pytest.importorskip("mbi")
     import dpsynth.generators  # noqa: F401
-    from dpsynth.data.schema import Schema
     from dpsynth.data.splits import SplitSpec
     from dpsynth.generators.registry import get_generator_class
     from dpsynth.privacy.budget import Budget
     from dpsynth.scale.train import fit_streaming
 
     monkeypatch.setattr(aim_bound, "LARGE_ROWS", 500)  # a 1,000-row file stands in for a large one
-    rng = np.random.default_rng(0)
-    n = 1000
-    frame = pd.DataFrame({f"c{j}": rng.integers(0, 4, size=n) for j in range(3)})
-    frame["y"] = (frame["c0"] + rng.integers(0, 2, size=n) > 2).astype(int)
-    path = tmp_path / "t.parquet"
-    frame.to_parquet(path)
-    schema_path = tmp_path / "s.yaml"
-    Schema.from_dict({"name": "toy", "target": "y", "columns": [
-        *({"name": f"c{j}", "kind": "integer", "low": 0, "high": 3} for j in range(3)),
-        {"name": "y", "kind": "binary", "categories": [0, 1]}]}).save(schema_path)
+    path, schema_path = _toy_table(tmp_path, n=1000, predictors=3, levels=4)
     gen = get_generator_class("aim")(pgm_iters=5, final_pgm_iters=10)
     seen = []
     fit_streaming(data=str(path), schema_path=schema_path, engine="duckdb", generator=gen,
@@ -87,7 +94,6 @@ def test_auto_streams_on_the_engine_path_and_its_aim_gets_the_rule(tmp_path, mon
     pytest.importorskip("duckdb")
     pytest.importorskip("mbi")
     import dpsynth.generators  # noqa: F401
-    from dpsynth.data.schema import Schema
     from dpsynth.data.splits import SplitSpec
     from dpsynth.generators.registry import get_generator_class
     from dpsynth.privacy.budget import Budget
@@ -95,16 +101,8 @@ def test_auto_streams_on_the_engine_path_and_its_aim_gets_the_rule(tmp_path, mon
     from dpsynth.scale.train import fit_streaming, resolve_engine
 
     monkeypatch.setattr(aim_bound, "LARGE_ROWS", 500)
-    rng = np.random.default_rng(0)
-    n, width = 1000, 16  # > 14 columns with a target -> aim
-    frame = pd.DataFrame({f"c{j}": rng.integers(0, 3, size=n) for j in range(width - 1)})
-    frame["y"] = (frame["c0"] + rng.integers(0, 2, size=n) > 2).astype(int)
-    path = tmp_path / "t.parquet"
-    frame.to_parquet(path)
-    schema_path = tmp_path / "s.yaml"
-    Schema.from_dict({"name": "toy", "target": "y", "columns": [
-        *({"name": f"c{j}", "kind": "integer", "low": 0, "high": 2} for j in range(width - 1)),
-        {"name": "y", "kind": "binary", "categories": [0, 1]}]}).save(schema_path)
+    width = 16  # > 14 columns with a target -> aim
+    path, schema_path = _toy_table(tmp_path, n=1000, predictors=width - 1, levels=3)
     monkeypatch.setattr(scale_train, "AUTO_ROWS", 500)
     assert resolve_engine("auto", data=str(path), generator="auto", schema_path=schema_path,
                           infer_schema=False) == "duckdb"
