@@ -86,3 +86,37 @@ def test_refusals_name_the_problem(checkpoint, tmp_path):
     with pytest.raises(ConfigError, match="unknown licence"):
         pretrain_image_generator(generator="dp-diffusion-image", public=[src], shape=(1, 8, 8), out=tmp_path / "x",
                                  steps=1, batch_size=2, params=TINY)
+
+
+@pytest.mark.parametrize("mode", ["bk", "vmap"])
+def test_conditioning_only_fine_tuning_moves_only_the_conditioning_weights(checkpoint, mode):
+    """trainable='conditioning': the frozen convolutions keep their public values exactly, the
+    conditioning path moves, and the ledger charges the same epsilon as a full fine-tune."""
+    from safetensors.torch import load_file
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 32)
+    data = ImageData(SCHEMA.to_unit(rng.integers(0, 256, (32, 1, 8, 8))), labels.astype(np.int64), SCHEMA)
+    common = {**TINY, "steps": 3, "batch_size": 8, "init": str(checkpoint), "grad_sample_mode": mode,
+              "ema_decay": 0.0}
+    part = build_generator("dp-diffusion-image", {**common, "trainable": "conditioning"})
+    part.fit(data, budget=Budget(epsilon=5.0), rng=np.random.default_rng(0))
+    full = build_generator("dp-diffusion-image", common).fit(data, budget=Budget(epsilon=5.0),
+                                                              rng=np.random.default_rng(0))
+    saved = {k[len("unet."):]: v for k, v in load_file(str(checkpoint / "weights.safetensors")).items()}
+    after = part.unet_.state_dict()
+    assert torch.equal(after["conv_in.weight"], saved["conv_in.weight"])
+    assert torch.equal(after["down_blocks.0.resnets.0.conv1.weight"], saved["down_blocks.0.resnets.0.conv1.weight"])
+    assert not torch.equal(after["down_blocks.0.resnets.0.time_emb_proj.weight"],
+                           saved["down_blocks.0.resnets.0.time_emb_proj.weight"])
+    assert not torch.equal(full.unet_.state_dict()["conv_in.weight"], saved["conv_in.weight"])
+    trained, total = part.trained_parameters_
+    assert part.dp_plan_["trained_parameters"] == trained and 0 < trained < total / 2
+    assert part.ledger_.epsilon() == pytest.approx(full.ledger_.epsilon())
+
+
+def test_conditioning_only_needs_a_public_checkpoint():
+    with pytest.raises(ConfigError, match="trainable='conditioning'.*init"):
+        build_generator("dp-diffusion-image", {**TINY, "trainable": "conditioning"})
+    with pytest.raises(ConfigError, match="trainable must be one of"):
+        build_generator("dp-diffusion-image", {**TINY, "trainable": "convs", "init": "x"})

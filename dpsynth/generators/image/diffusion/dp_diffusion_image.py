@@ -74,6 +74,24 @@ def build_unet(schema: ImageSchema, *, block_out_channels: tuple[int, ...], laye
     )
 
 
+#: parameter-name parts that carry the timestep / class conditioning into the UNet, plus every
+#: GroupNorm affine and bias: the subset ``trainable="conditioning"`` fine-tunes (DP-LDM style)
+CONDITIONING_PARTS = ("time_embedding", "class_embedding", "time_emb_proj", "norm")
+TRAINABLE = ("all", "conditioning")
+
+
+def freeze_to_conditioning(model: torch.nn.Module) -> tuple[int, int]:
+    """Leave only the conditioning path, GroupNorm affines and biases trainable (the rest is
+    frozen at its public pretrained values). Returns (trainable, total) parameter counts."""
+    trainable = total = 0
+    for name, param in model.named_parameters():
+        keep = name.endswith("bias") or any(part in name for part in CONDITIONING_PARTS)
+        param.requires_grad_(keep)
+        total += param.numel()
+        trainable += param.numel() if keep else 0
+    return trainable, total
+
+
 def denoising_loss(forward, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """One example's loss: mean over its K noisy copies of the epsilon-prediction MSE."""
     pred = forward(x_t, t, class_labels=y, return_dict=False)[0]
@@ -89,6 +107,10 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
     training (classifier-free guidance; drawn from the run's RNG, independent of the data, so
     it changes nothing in the privacy analysis); guidance_scale: w in eps = eps_null + w
     (eps_class - eps_null) at sampling (1 = plain class conditioning; needs cond_drop > 0).
+    trainable: "all" (default) or "conditioning": with ``init``, DP-fine-tune only the timestep
+    and class embeddings, each ResNet block's conditioning projection, the GroupNorm affines and
+    the biases (~10% of the weights; DP-LDM, Lyu et al. 2023, fine-tunes only the conditioning
+    layers of a public model: the DP noise grows with the number of trained weights).
     steps / batch_size None: planned from n, image size, epsilon and delta
     (:mod:`dpsynth.privacy.image_schedule`); epochs set: the legacy epoch plan. init: a public
     pretrained checkpoint folder (:mod:`dpsynth.generators.image.pretrain`).
@@ -114,6 +136,7 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
     sample_batch_size: int = 256
     device: str = "auto"
     cond_drop: float = 0.0
+    trainable: str = "all"
     grad_sample_mode: str = "bk"
     steps: int | None = None
     init: str | None = None
@@ -128,6 +151,10 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
             raise ConfigError(f"dp-diffusion-image: cond_drop must be in [0, 1), got {self.cond_drop!r}")
         if self.guidance_scale != 1.0 and self.cond_drop <= 0.0:
             raise ConfigError("dp-diffusion-image: guidance_scale != 1 needs cond_drop > 0 (a trained null class)")
+        if self.trainable not in TRAINABLE:
+            raise ConfigError(f"dp-diffusion-image: trainable must be one of {TRAINABLE}, got {self.trainable!r}")
+        if self.trainable != "all" and not self.init:
+            raise ConfigError("dp-diffusion-image: trainable='conditioning' fine-tunes a public checkpoint: set init")
         self.block_out_channels = tuple(self.block_out_channels)
 
     # ---- building blocks ----------------------------------------------------------------
@@ -167,10 +194,12 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
         model = self._unet(schema)
         init_weights(model, gen)  # from the run's generator, not torch's global RNG
         self._start_from_public(model, ledger=ledger, schema=schema)
+        if self.trainable == "conditioning":
+            self.trained_parameters_ = freeze_to_conditioning(model)
         model.to(device).train()
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
         ema = {k: p.detach().clone() for k, p in model.named_parameters()}
-        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.lr)
         acp = self._alphas_cumprod()
         dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
         steps = self._plan_schedule(n=n, schema=schema, budget=budget, ledger=ledger, device=device).steps
@@ -184,7 +213,8 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
                                    noise_generator=self._noise_generator(gen, device))
             self._train_dp(run, model, ema, acp, gen=gen, device=device, progress=progress)
             self.dp_plan_ = {**run.summary(), "grad_sample_mode": self.grad_sample_mode,
-                             "schedule": self.schedule_.to_dict()}
+                             "schedule": self.schedule_.to_dict(), "trainable": self.trainable,
+                             "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
             self.opacus_history_ = [list(h) for h in run.engine.opacus_history()]
         self.unet_ = self._unet(schema)
         self.unet_.load_state_dict({k: v.cpu() for k, v in ema.items()})
