@@ -138,11 +138,13 @@ class ImageGenerator(Generator):
 
 def ema_update(ema: dict[str, torch.Tensor], module: torch.nn.Module, *, decay: float, step: int) -> None:
     """EMA of the weights with the usual warm-up ``min(decay, (1 + step) / (10 + step))``;
-    post-processing of the privatised weights."""
+    post-processing of the privatised weights. Frozen weights (``requires_grad`` False) never move,
+    so their average stays the value it was initialised with and is skipped."""
     d = min(decay, (1.0 + step) / (10.0 + step))
     with torch.no_grad():
         for name, p in module.named_parameters():
-            ema[name].mul_(d).add_(p.detach(), alpha=1.0 - d)
+            if p.requires_grad:
+                ema[name].mul_(d).add_(p.detach(), alpha=1.0 - d)
 
 
 def init_weights(module: nn.Module, gen: torch.Generator) -> None:

@@ -196,6 +196,9 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
         self._start_from_public(model, ledger=ledger, schema=schema)
         if self.trainable == "conditioning":
             self.trained_parameters_ = freeze_to_conditioning(model)
+        else:
+            total = sum(p.numel() for p in model.parameters())
+            self.trained_parameters_ = (total, total)
         model.to(device).train()
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
         ema = {k: p.detach().clone() for k, p in model.named_parameters()}
@@ -214,7 +217,7 @@ class DPDiffusionImage(DiffusionParams, ImageGenerator):
             self._train_dp(run, model, ema, acp, gen=gen, device=device, progress=progress)
             self.dp_plan_ = {**run.summary(), "grad_sample_mode": self.grad_sample_mode,
                              "schedule": self.schedule_.to_dict(), "trainable": self.trainable,
-                             "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+                             "trained_parameters": self.trained_parameters_[0]}
             self.opacus_history_ = [list(h) for h in run.engine.opacus_history()]
         self.unet_ = self._unet(schema)
         self.unet_.load_state_dict({k: v.cpu() for k, v in ema.items()})
