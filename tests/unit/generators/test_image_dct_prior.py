@@ -139,7 +139,7 @@ def test_prior_k_is_capped_at_the_image_size(data):
 
 
 def test_the_prior_is_on_by_default_below_the_size_threshold_only(data):
-    from dpsynth.generators.image.diffusion.dp_diffusion_image import PRIOR_BELOW_N
+    from dpsynth.generators.image.diffusion.prior_steps import PRIOR_BELOW_N
 
     defaults = {k: v for k, v in TINY.items() if k not in ("prior_share", "prior_k")}
     gen = build_generator("dp-diffusion-image", defaults)

@@ -1,0 +1,92 @@
+"""The DCT-prior steps of ``dp-diffusion-image``: when the prior is on, its release through the
+ledger and the warm-up on its samples (:mod:`dpsynth.generators.image.dct_prior`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dpsynth.data.images import ImageData
+from dpsynth.privacy.budget import Budget
+from dpsynth.privacy.ledger import Ledger
+
+#: the DCT-Gaussian prior (:mod:`dpsynth.generators.image.dct_prior`) is on by default below this many
+#: training images (a public fact): at 546 images (BreastMNIST) DP-SGD alone left the synthetic-trained
+#: CNN at the majority class; at 4,708 (PneumoniaMNIST) it learned the classes without it. The
+#: threshold between them is judgement, not a measured optimum.
+PRIOR_BELOW_N = 2000
+#: its share of the budget's zCDP rho (not tuned), and where sampling starts (SDEdit): the prior image
+#: noised to half the diffusion. 0.5 was chosen on BreastMNIST's VALIDATION split at epsilon 10, seed 0
+#: (synthetic-trained CNN balanced accuracy: strength 1 0.500, 0.7 0.617, 0.5 0.657, 0.3 0.659; the
+#: prior's own samples 0.536; real 0.796; evaluation/README.md, issue 12).
+DEFAULT_PRIOR_SHARE = 0.25
+DEFAULT_SDEDIT_STRENGTH = 0.5
+#: plain Adam steps on prior samples before DP-SGD when the prior is on, per planned DP-SGD step
+#: (DP-FETA's warm-up; free in privacy; 1000 at the default 600 steps). Same split and seed: SDEdit 0.5
+#: after 1000 warm-up steps 0.726 vs 0.657 without; pure-noise sampling 0.541 vs 0.500. One value
+#: tried, not tuned.
+WARMUP_PER_DP_STEP = 5 / 3
+
+
+class DCTPriorSteps:
+    """Mixin of :class:`~dpsynth.generators.image.diffusion.dp_diffusion_image.DPDiffusionImage`
+    (reads its prior_share, prior_k, prior_clip, warmup_steps, sdedit_strength fields)."""
+
+    def _resolved_prior_share(self, n: int) -> float:
+        """``prior_share``, or when None: :data:`DEFAULT_PRIOR_SHARE` below :data:`PRIOR_BELOW_N`
+        images (or when warm-up / SDEdit asks for the prior), else 0."""
+        if self.prior_share is not None:
+            return float(self.prior_share)
+        asked = (self.warmup_steps or 0) > 0 or (self.sdedit_strength or 1.0) < 1.0
+        return DEFAULT_PRIOR_SHARE if (n < PRIOR_BELOW_N or asked) else 0.0
+
+    def _warmup(self) -> int:
+        """``warmup_steps``, or when None :data:`WARMUP_PER_DP_STEP` x the planned DP-SGD steps with
+        a prior, 0 without."""
+        if self.warmup_steps is not None:
+            return int(self.warmup_steps)
+        if getattr(self, "prior_", None) is None:
+            return 0
+        return int(round(WARMUP_PER_DP_STEP * self.schedule_.steps))
+
+    def _strength(self) -> float:
+        """Where sampling starts: ``sdedit_strength``, or when None 0.5 with a prior, 1 without."""
+        if self.sdedit_strength is not None:
+            return float(self.sdedit_strength)
+        return DEFAULT_SDEDIT_STRENGTH if getattr(self, "prior_", None) is not None else 1.0
+
+    def _release_prior(self, data: ImageData, *, budget: Budget, ledger: Ledger, rng: np.random.Generator):
+        """The DCT-Gaussian prior (:mod:`dpsynth.generators.image.dct_prior`) when ``prior_share`` > 0:
+        Gaussian releases spending that share of the budget's zCDP rho, before DP-SGD is planned
+        (so the UNet's noise is calibrated to what is left). Class sizes: the released class
+        frequencies x the public n."""
+        share = self.prior_share_ = self._resolved_prior_share(len(data))
+        if share == 0.0:
+            return None
+        from dpsynth.generators.image.dct_prior import release_dct_prior
+        from dpsynth.privacy.budget import zcdp_rho_for
+
+        if budget.non_private:
+            ledger.record_non_private(purpose=f"non-private reference: {self.name} exact DCT-Gaussian prior")
+        rho = None if budget.non_private else share * zcdp_rho_for(budget.epsilon, ledger.delta)
+        k = min(int(self.prior_k), data.schema.height, data.schema.width)
+        return release_dct_prior(data.images, data.labels, n_classes=data.schema.n_classes,
+                                 class_counts=self.class_probs_ * len(data), k=k, clip=self.prior_clip,
+                                 rho=rho, ledger=ledger, rng=rng, secure=budget.secure_mode)
+
+    def _warm_up(self, model, ema, acp, *, epsilon: float, gen, device, progress) -> None:
+        """``warmup_steps`` plain Adam steps on fresh prior samples (post-processing of the
+        released prior: no privacy cost), labels drawn from the released class frequencies."""
+        from dpsynth.privacy.image_schedule import max_batch_for
+
+        _, h, w = self.prior_.shape
+        batch_size = max_batch_for(height=h, width=w, noise_multiplicity=int(self.noise_multiplicity),
+                                   device=device.type if device.type == "cuda" else "cpu")
+
+        def prior_batch():
+            labels = self._labels_for(batch_size, None, gen)
+            return self.prior_.sample_torch(labels, gen), labels
+
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.lr)
+        self._train_plain(model, opt, ema, prior_batch, acp, steps=self._warmup(), gen=gen, device=device,
+                          progress=progress, phase="warm-up on the DCT prior", epsilon=epsilon)
