@@ -47,7 +47,7 @@ class DCTPriorSteps:
             return int(self.warmup_steps)
         if getattr(self, "prior_", None) is None:
             return 0
-        return int(round(WARMUP_PER_DP_STEP * self.schedule_.steps))
+        return round(WARMUP_PER_DP_STEP * self.schedule_.steps)
 
     def _strength(self) -> float:
         """Where sampling starts: ``sdedit_strength``, or when None 0.5 with a prior, 1 without."""
