@@ -85,7 +85,6 @@ CONDITIONING_PARTS = ("time_embedding", "class_embedding", "time_emb_proj", "nor
 TRAINABLE = ("all", "conditioning")
 
 
-
 def freeze_to_conditioning(model: torch.nn.Module) -> tuple[int, int]:
     """Leave only the conditioning path, GroupNorm affines and biases trainable (the rest is
     frozen at its public pretrained values). Returns (trainable, total) parameter counts."""
