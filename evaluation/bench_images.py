@@ -221,7 +221,8 @@ def run_one(dataset: str, epsilon: float, generator: str, args, pretrained: bool
     out["schedule"] = getattr(model, "dp_plan_", None)
     n_syn = args.n_synthetic or (64 if args.quick else min(len(train), 2000))
     start = time.perf_counter()
-    syn = model.sample(n_syn, rng=rng)
+    syn = model.sample(n_syn, rng=rng, balanced=args.balanced_labels)
+    out["labels"] = "balanced" if args.balanced_labels else "released"
     out["sample_s"] = time.perf_counter() - start
     tag = (f"{dataset}_eps{epsilon:g}_{generator}_{'pre' if pretrained else 'scratch'}_seed{args.seed}"
            f"{'_val' if args.eval_split == 'val' else ''}{'_' + args.tag if args.tag else ''}")
@@ -322,6 +323,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cnn-min-steps", type=int, default=CNN_MIN_STEPS,
                         help="minimum optimizer steps of each downstream CNN (dpsynth/metrics/image_cnn.py)")
     parser.add_argument("--save-weights", action="store_true", help="save each fitted generator's weights to --out")
+    parser.add_argument("--balanced-labels", action="store_true",
+                        help="sample equal counts per class (dpsynth generate --balance label) instead of the DP frequencies")
     parser.add_argument("--inception", default=None, help="local TorchScript Inception file for the Inception FID")
     args = parser.parse_args(argv)
     if not Path(args.data_dir).is_dir():

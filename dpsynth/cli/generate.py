@@ -38,7 +38,8 @@ from dpsynth.errors import DpsynthError
               help="Images: .npz (MedMNIST keys) or a folder of PNGs with labels.csv; auto follows OUTPUT's suffix."
                    " Related tables written to a folder: csv (default) or parquet, one file per table.")
 @click.option("--balance", default=None, metavar="COLS",
-              help="Rebalanced release: equal counts per cell of these categorical columns, e.g. --balance race,gender.")
+              help="Rebalanced release: equal counts per cell of these categorical columns, e.g. --balance race,gender;"
+                   " images: --balance label (equal counts per class).")
 @click.option("--balance-file", type=click.Path(dir_okay=False), default=None,
               help="Rebalanced release: target shares per cell from a YAML file (cells: [{race: 0, gender: 1, share: 0.3}, ...]).")
 @click.option("--engine", type=click.Choice(["auto", "numpy", "duckdb", "spark"]), default="auto", show_default=True,

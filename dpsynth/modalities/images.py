@@ -89,11 +89,10 @@ class Images:
         """A MedMNIST-style .npz or a PNG folder with labels.csv, renamed into place."""
         import shutil
 
-        if balance or balance_target is not None:
-            raise DpsynthError("--balance / --balance-file apply to table models only")
+        balanced = self._balanced_labels(loaded.schema, balance, balance_target, conditions)
         rng = np.random.default_rng(seed)
         with torch_threads(threads):
-            syn = loaded.generator.sample(n, conditions=conditions, rng=rng)
+            syn = loaded.generator.sample(n, conditions=conditions, rng=rng, balanced=balanced)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}{out.suffix}"
         try:
@@ -104,6 +103,21 @@ class Images:
         except BaseException:
             safe_io.remove_path(tmp)
             raise
+
+    @staticmethod
+    def _balanced_labels(schema, balance, balance_target, conditions) -> bool:
+        """``--balance LABEL``: equal counts per class; images balance on their label only."""
+        if balance_target is not None:
+            raise DpsynthError(f"--balance-file applies to table models; for images use --balance {schema.label}")
+        if not balance:
+            return False
+        names = [balance] if isinstance(balance, str) else list(balance)
+        names = [part.strip() for name in names for part in str(name).split(",") if part.strip()]
+        if names != [schema.label]:
+            raise DpsynthError(f"--balance: images balance on their label '{schema.label}' only, got {','.join(names)}")
+        if conditions:
+            raise DpsynthError("--condition cannot be combined with --balance")
+        return True
 
     # ---- evaluate -------------------------------------------------------------------------
     def evaluate_run(self, loaded, *, run=None, synthetic=None, n=None, seed=0, shadow_models=0, config_path=None,

@@ -31,6 +31,15 @@ def test_image_cli_end_to_end(tmp_path):
     run("generate", "--model", tmp_path / "run", "-n", 12, "-o", tmp_path / "syn.npz", "--condition", "label=1")
     with np.load(tmp_path / "syn.npz") as z:
         assert z["train_images"].shape == (12, 28, 28) and (z["train_labels"] == 1).all()
+    out = run("generate", "--model", tmp_path / "run", "-n", 13, "-o", tmp_path / "bal.npz", "--balance", "label")
+    assert "rebalanced release" in out
+    with np.load(tmp_path / "bal.npz") as z:
+        assert np.bincount(z["train_labels"][:, 0], minlength=2).tolist() == [7, 6]
+    for bad, message in ((("--balance", "sex"), "images balance on their label 'label' only, got sex"),
+                         (("--balance", "label", "--condition", "label=1"), "cannot be combined with --balance")):
+        result = CliRunner().invoke(main, ["generate", "--model", str(tmp_path / "run"), "-n", "4",
+                                           "-o", str(tmp_path / "no.npz"), *bad])
+        assert result.exit_code != 0 and message in result.output and not (tmp_path / "no.npz").exists()
     run("generate", "--model", tmp_path / "run", "-n", 5, "-o", tmp_path / "pngs", "--format", "png")
     assert len(list((tmp_path / "pngs").glob("*.png"))) == 5 and (tmp_path / "pngs" / "labels.csv").is_file()
     out = run("evaluate", "--run", tmp_path / "run", "--cnn-steps", 20)  # few CNN steps: the pipeline, not the recipe

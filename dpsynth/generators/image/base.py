@@ -100,8 +100,14 @@ class ImageGenerator(Generator):
         total = counts.sum()
         return counts / total if total > 0 else np.full(k, 1.0 / k)
 
-    def _labels_for(self, n: int, conditions: Mapping[str, Any] | None, gen: torch.Generator) -> torch.Tensor:
+    def _labels_for(self, n: int, conditions: Mapping[str, Any] | None, gen: torch.Generator,
+                    *, balanced: bool = False) -> torch.Tensor:
         schema = self.schema_
+        if balanced:  # equal counts per class (the remainder spread one each), shuffled: no data used
+            k = schema.n_classes
+            if conditions:
+                raise DpsynthError("a class-balanced sample cannot also be conditioned on one class")
+            return (torch.arange(n) % k)[torch.randperm(n, generator=gen)]
         if not conditions:
             probs = torch.as_tensor(self.class_probs_, dtype=torch.float64)
             return torch.multinomial(probs, n, replacement=True, generator=gen)
@@ -120,16 +126,21 @@ class ImageGenerator(Generator):
         """Images in [-1, 1], (B, C, H, W) on the CPU, for the given class indices."""
 
     @torch.no_grad()
-    def sample(self, n: int, *, conditions: Mapping[str, Any] | None = None, rng: np.random.Generator) -> SyntheticImages:
+    def sample(self, n: int, *, conditions: Mapping[str, Any] | None = None, rng: np.random.Generator,
+               balanced: bool = False) -> SyntheticImages:
+        """``n`` images; labels from the DP class frequencies, one class (``conditions``), or equal
+        counts per class (``balanced``: a rebalanced release, post-processing, no privacy cost)."""
         self._check_fitted()
         if n <= 0:
             raise DpsynthError(f"number of images must be > 0, got {n}")
         gen = torch_generator(rng)
-        labels = self._labels_for(n, conditions, gen)
+        labels = self._labels_for(n, conditions, gen, balanced=balanced)
         step = max(1, int(self.sample_batch_size))
         parts = [self._generate(labels[i : i + step], gen) for i in range(0, n, step)]
         unit = torch.cat(parts).clamp_(-1.0, 1.0).numpy()
         info = {"conditions": dict(conditions)} if conditions else {}
+        if balanced:
+            info["labels"] = "balanced"
         return SyntheticImages.from_unit(unit, labels.numpy(), schema=self.schema_, generator=self.name, info=info)
 
     def _class_probs_state(self) -> dict[str, torch.Tensor]:

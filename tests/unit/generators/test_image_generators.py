@@ -65,6 +65,19 @@ def test_sample_shape_range_and_labels(fitted):
         gen.sample(2, conditions={"sex": "F"}, rng=np.random.default_rng(3))
 
 
+def test_balanced_sample_has_equal_class_counts(fitted):
+    """``balanced=True``: equal counts per class whatever the released frequencies (the remainder
+    one each), labels shuffled; refused together with a one-class condition."""
+    _, gen = fitted
+    syn = gen.sample(11, rng=np.random.default_rng(4), balanced=True)
+    assert np.bincount(syn.labels, minlength=2).tolist() == [6, 5]
+    assert syn.labels.tolist() != sorted(syn.labels.tolist())  # shuffled, not class blocks
+    again = gen.sample(11, rng=np.random.default_rng(4), balanced=True)
+    assert np.array_equal(syn.labels, again.labels) and np.array_equal(syn.images, again.images)
+    with pytest.raises(DpsynthError, match="class-balanced"):
+        gen.sample(4, conditions={"label": 0}, rng=np.random.default_rng(4), balanced=True)
+
+
 def test_state_dict_round_trip_through_safetensors(fitted, tmp_path):
     name, gen = fitted
     save_file(gen.state_dict(), tmp_path / "w.safetensors")
