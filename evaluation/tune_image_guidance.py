@@ -67,6 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--score-prior", action="store_true", help="also score the DCT prior's own samples")
     parser.add_argument("--labels", nargs="+", choices=["released", "balanced"], default=["released"],
                         help="synthetic labels: from the DP class frequencies, and/or equal counts per class")
+    parser.add_argument("--n-synthetic", nargs="+", type=int, default=None,
+                        help="synthetic set sizes to score (default: the training set's size, at most 2000)")
     parser.add_argument("--pretrained", action="store_true", help="start from the public checkpoint under models/")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cnn-min-steps", type=int, default=CNN_MIN_STEPS)
@@ -98,13 +100,13 @@ def main(argv=None) -> int:
     real = score_cnns(train.images, train.labels, val, n_classes=k, ordinal=ordinal, repeats=args.repeats,
                       rng=np.random.default_rng(1000 + args.seed), min_steps=args.cnn_min_steps)
     print(f"  real CNN: val bal.acc {real['mean_balanced_accuracy']:.3f}", flush=True)
-    n_syn = min(len(train), 2000)
+    sizes = args.n_synthetic or [min(len(train), 2000)]
     tag = f"{args.dataset}_eps{args.epsilon:g}_seed{args.seed}_drop{args.cond_drop:g}{'_pre' if args.pretrained else ''}"
     tag += f"_{args.tag}" if args.tag else ""
-    variants = [(w, st, mix) for w in args.weights for st in args.strengths for mix in args.labels]
+    variants = [(w, st, mix, n) for w in args.weights for st in args.strengths for mix in args.labels for n in sizes]
     if args.score_prior:
-        variants.append((None, None, "released"))
-    for w, strength, mix in variants:
+        variants.append((None, None, "released", sizes[0]))
+    for w, strength, mix, n_syn in variants:
         if w is None:  # the released prior's own samples (post-processing)
             labels = model._labels_for(n_syn, None, torch.Generator().manual_seed(2000 + args.seed)).numpy()
             images = model.prior_.sample(labels, np.random.default_rng(2000 + args.seed))
@@ -118,11 +120,12 @@ def main(argv=None) -> int:
         scores = score_cnns(syn.images, syn.labels, val, n_classes=k, ordinal=ordinal, repeats=args.repeats,
                             rng=np.random.default_rng(3000 + args.seed), min_steps=args.cnn_min_steps)
         name = "prior" if w is None else f"w{w:g}" + ("" if strength is None else f"_s{strength:g}")
-        name += "_balanced" if mix == "balanced" else ""
+        name += ("_balanced" if mix == "balanced" else "") + (f"_n{n_syn}" if args.n_synthetic else "")
         grid = out_dir / f"guidance_{tag}_{name}_labelled.png"
         save_labelled_grid(syn.images, syn.labels, train.schema.classes, grid,
                            title=f"{args.dataset} eps {args.epsilon:g} {args.tag or ''} {name} (val tuning)")
-        row = {**base, "guidance_scale": w, "sdedit_strength": strength, "labels": mix, "variant": name, "synthetic": scores,
+        row = {**base, "guidance_scale": w, "sdedit_strength": strength, "labels": mix, "n_synthetic": n_syn,
+               "variant": name, "synthetic": scores,
                "real": real,
                "ratio": scores["mean_balanced_accuracy"] / real["mean_balanced_accuracy"],
                "grid": str(grid.relative_to(ROOT)) if grid.is_relative_to(ROOT) else str(grid)}
