@@ -29,25 +29,14 @@ from dpsynth.metrics.image import evaluate_images  # noqa: E402
 from dpsynth.metrics.image_cnn import CNN_MIN_STEPS  # noqa: E402
 
 
-def balanced_subsample(labels: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
-    """Indices of an equal number of images per class present (the rarest class's count): a
-    rebalanced release cut from a saved DP sample, post-processing."""
-    classes, counts = np.unique(labels, return_counts=True)
-    keep = [rng.choice(np.flatnonzero(labels == c), counts.min(), replace=False) for c in classes]
-    return np.sort(np.concatenate(keep))
-
-
 def rescore(run: dict, *, data_dir: Path, cnn_repeats: int, cnn_min_steps: int, seed: int,
-            eval_split: str = "as-run", balanced: bool = False) -> dict:
+            eval_split: str = "as-run") -> dict:
     dataset = run["dataset"]
     split = run.get("eval_split", "test") if eval_split == "as-run" else eval_split
     # val: tuning, scored on the validation split (also the attack holdout: attack AUROCs mean nothing)
     train, holdout, test = load_benchmark_splits(dataset, data_dir, eval_split=split)
     with np.load(run["synthetic_file"], allow_pickle=False) as archive:
         images, labels = archive["images"].astype(np.float32), archive["labels"].astype(np.int64)
-    if balanced:
-        keep = balanced_subsample(labels, rng=np.random.default_rng(10_000 + seed))
-        images, labels = images[keep], labels[keep]
     synthetic = ImageData(images, labels, train.schema, None, run["synthetic_file"])
     start = time.perf_counter()
     results = evaluate_images(train, holdout, test, synthetic, classes=train.schema.classes,
@@ -57,7 +46,6 @@ def rescore(run: dict, *, data_dir: Path, cnn_repeats: int, cnn_min_steps: int, 
     out["metrics"] = {k: v.to_dict() for k, v in results.items()}
     out["eval_split"] = split
     out["rescored"] = {"cnn_repeats": cnn_repeats, "cnn_min_steps": cnn_min_steps, "seed": seed,
-                       "balanced_subsample": balanced, "n_synthetic_scored": int(len(labels)),
                        "eval_s": time.perf_counter() - start}
     return out
 
@@ -71,8 +59,6 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the CNNs' initialisations and batch orders")
     parser.add_argument("--eval-split", choices=["as-run", "val", "test"], default="as-run",
                         help="split the CNNs are scored on (as-run: the one the bench run used)")
-    parser.add_argument("--balanced-subsample", action="store_true",
-                        help="score an equal-count-per-class subset of the saved images (rarest class's count)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     for path in map(Path, args.results):
@@ -83,13 +69,11 @@ def main(argv=None) -> int:
                 print(f"{path}: run {run.get('dataset')} eps {run.get('epsilon_target')} saved no synthetic images; skipped")
                 continue
             r = rescore(run, data_dir=Path(args.data_dir), cnn_repeats=args.cnn_repeats,
-                        cnn_min_steps=args.cnn_min_steps, seed=args.seed, eval_split=args.eval_split,
-                        balanced=args.balanced_subsample)
+                        cnn_min_steps=args.cnn_min_steps, seed=args.seed, eval_split=args.eval_split)
             print(summary_line(r), flush=True)
             out.append(r)
         if out:
-            split = ("" if args.eval_split == "as-run" else f"_{args.eval_split}") + (
-                "_balsub" if args.balanced_subsample else "")
+            split = "" if args.eval_split == "as-run" else f"_{args.eval_split}"
             target = path.with_name(f"{path.stem}_rescored-min{args.cnn_min_steps}{split}.json")
             target.write_text(json.dumps(out, indent=2, default=str))
             print(f"wrote {target}")

@@ -111,9 +111,10 @@ class Images:
             raise DpsynthError(f"--balance-file applies to table models; for images use --balance {schema.label}")
         if not balance:
             return False
-        names = [balance] if isinstance(balance, str) else list(balance)
-        names = [part.strip() for name in names for part in str(name).split(",") if part.strip()]
-        if names != [schema.label]:
+        from dpsynth.balance import parse_balance_columns
+
+        names = parse_balance_columns(balance)
+        if names != (schema.label,):
             raise DpsynthError(f"--balance: images balance on their label '{schema.label}' only, got {','.join(names)}")
         if conditions:
             raise DpsynthError("--condition cannot be combined with --balance")
