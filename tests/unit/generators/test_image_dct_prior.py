@@ -138,16 +138,23 @@ def test_prior_k_is_capped_at_the_image_size(data):
     assert gen.prior_.k == 8 and gen.dp_plan_["dct_prior"]["k"] == 8
 
 
-def test_the_prior_is_on_by_default_below_the_size_threshold_only(data):
-    from dpsynth.generators.image.diffusion.prior_steps import PRIOR_BELOW_N
+def test_the_prior_is_on_by_default_below_the_size_or_size_x_epsilon_threshold_only(data):
+    import math
+
+    from dpsynth.generators.image.diffusion.prior_steps import PRIOR_BELOW_N, PRIOR_BELOW_N_EPSILON
 
     defaults = {k: v for k, v in TINY.items() if k not in ("prior_share", "prior_k")}
     gen = build_generator("dp-diffusion-image", defaults)
-    assert gen._resolved_prior_share(len(data)) == 0.25 and gen._resolved_prior_share(PRIOR_BELOW_N) == 0.0
+    assert gen._resolved_prior_share(len(data), 10.0) == 0.25 and gen._resolved_prior_share(len(data), math.inf) == 0.25
+    assert gen._resolved_prior_share(PRIOR_BELOW_N, 10.0) == 0.0 and gen._resolved_prior_share(PRIOR_BELOW_N, math.inf) == 0.0
+    # PneumoniaMNIST (4,708 images): on at epsilon 1, off at epsilon 10
+    assert gen._resolved_prior_share(4708, 1.0) == 0.25 and gen._resolved_prior_share(4708, 10.0) == 0.0
+    assert gen._resolved_prior_share(PRIOR_BELOW_N_EPSILON, 1.0) == 0.0
+    assert gen._resolved_prior_share(PRIOR_BELOW_N_EPSILON - 1, 1.0) == 0.25
     gen.fit(data, budget=Budget(epsilon=3.0), rng=np.random.default_rng(1))
     assert gen.dp_plan_["dct_prior"]["share_of_rho"] == 0.25 and gen._strength() == 0.5
     assert gen.dp_plan_["dct_prior"]["warmup_steps"] == round(5 / 3 * gen.dp_plan_["steps"]) == 5
-    assert build_generator("dp-diffusion-image", {**defaults, "sdedit_strength": 0.7})._resolved_prior_share(10**6) == 0.25
+    assert build_generator("dp-diffusion-image", {**defaults, "sdedit_strength": 0.7})._resolved_prior_share(10**6, 10.0) == 0.25
     off = build_generator("dp-diffusion-image", {**defaults, "prior_share": 0.0})
     off.fit(data, budget=Budget(epsilon=3.0), rng=np.random.default_rng(1))
     assert off.prior_ is None and off._strength() == 1.0 and "dct_prior" not in off.dp_plan_

@@ -21,7 +21,8 @@ Privacy argument
 - The label of an image is part of its example. Class frequencies for unconditional sampling
   are one Gaussian release charged to the ledger.
 - EMA of the weights and DDIM sampling are post-processing. Only the EMA weights are saved.
-- Small sets (default below 2,000 images): a DP "easy image" prior, three Gaussian releases of
+- Small sets or small budgets (default: below 2,000 images, or images x epsilon below 20,000):
+  a DP "easy image" prior, three Gaussian releases of
   per-class DCT statistics charged to the ledger before DP-SGD is calibrated
   (:mod:`dpsynth.generators.image.dct_prior`). Sampling from it, warming up on it and starting
   DDIM from its images (SDEdit) are post-processing; the prior's means and spreads are saved.
@@ -118,7 +119,8 @@ class DPDiffusionImage(DCTPriorSteps, DiffusionParams, ImageGenerator):
     layers of a public model: the DP noise grows with the number of trained weights).
     prior_share: the share of the budget's zCDP rho spent on a DP per-class Gaussian over the k x k
     lowest DCT coefficients (``prior_k``, clip ``prior_clip``; :mod:`~dpsynth.generators.image.dct_prior`)
-    before DP-SGD, which gets the rest. None (default): 0.25 below 2,000 training images, else 0.
+    before DP-SGD, which gets the rest. None (default): 0.25 below 2,000 training images or below
+    20,000 images x epsilon (:mod:`~dpsynth.generators.image.diffusion.prior_steps`), else 0.
     sdedit_strength: sampling starts from a prior image noised to this fraction of the diffusion
     (SDEdit, Meng et al. 2022); None: 0.5 with a prior, 1 (pure noise) without. warmup_steps: plain
     Adam steps on prior samples before DP-SGD (DP-FETA's warm-up; post-processing); None: 5/3 x the
