@@ -3,8 +3,6 @@ ledger and the warm-up on its samples (:mod:`dpsynth.generators.image.dct_prior`
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -46,7 +44,7 @@ class DCTPriorSteps:
     def _resolved_prior_share(self, n: int, epsilon: float) -> float:
         """``prior_share``, or when None: :data:`DEFAULT_PRIOR_SHARE` below :data:`PRIOR_BELOW_N`
         images or below :data:`PRIOR_BELOW_N_EPSILON` images x epsilon (or when warm-up / SDEdit
-        asks for the prior), else 0. ``epsilon``: the target (inf for the non-private reference)."""
+        asks for the prior), else 0. ``epsilon``: the target (the non-private reference's is inf)."""
         if self.prior_share is not None:
             return float(self.prior_share)
         asked = (self.warmup_steps or 0) > 0 or (self.sdedit_strength or 1.0) < 1.0
@@ -73,8 +71,7 @@ class DCTPriorSteps:
         Gaussian releases spending that share of the budget's zCDP rho, before DP-SGD is planned
         (so the UNet's noise is calibrated to what is left). Class sizes: the released class
         frequencies x the public n."""
-        epsilon = math.inf if budget.non_private else float(budget.epsilon)
-        share = self.prior_share_ = self._resolved_prior_share(len(data), epsilon)
+        share = self.prior_share_ = self._resolved_prior_share(len(data), float(budget.epsilon))
         if share == 0.0:
             return None
         from dpsynth.generators.image.dct_prior import release_dct_prior
