@@ -38,8 +38,9 @@ WARMUP_PER_DP_STEP = 5 / 3
 
 
 class DCTPriorSteps:
-    """Mixin of :class:`~dpsynth.generators.image.diffusion.dp_diffusion_image.DPDiffusionImage`
-    (reads its prior_share, prior_k, prior_clip, warmup_steps, sdedit_strength fields)."""
+    """Mixin of :class:`~dpsynth.generators.image.diffusion.dp_diffusion_image.DPDiffusionImage` and
+    :class:`~dpsynth.generators.image.gan.dp_gan_image.DPGANImage` (reads their prior_share, prior_k,
+    prior_clip, warmup_steps and, the diffusion's only, sdedit_strength fields)."""
 
     def _resolved_prior_share(self, n: int, epsilon: float) -> float:
         """``prior_share``, or when None: :data:`DEFAULT_PRIOR_SHARE` below :data:`PRIOR_BELOW_N`
@@ -47,7 +48,7 @@ class DCTPriorSteps:
         asks for the prior), else 0. ``epsilon``: the target (the non-private reference's is inf)."""
         if self.prior_share is not None:
             return float(self.prior_share)
-        asked = (self.warmup_steps or 0) > 0 or (self.sdedit_strength or 1.0) < 1.0
+        asked = (self.warmup_steps or 0) > 0 or (getattr(self, "sdedit_strength", None) or 1.0) < 1.0
         small = n < PRIOR_BELOW_N or n * epsilon < PRIOR_BELOW_N_EPSILON
         return DEFAULT_PRIOR_SHARE if (small or asked) else 0.0
 

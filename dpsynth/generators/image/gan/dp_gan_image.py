@@ -14,6 +14,11 @@ Privacy argument (the same structure as ``dp-gan``)
 - The label of a real image is part of its example (one-hot label maps as extra input channels).
   Fake labels, and labels for unconditional sampling, come from class frequencies released once
   with Gaussian noise and charged to the ledger. ``sample(conditions={label: c})`` is exact.
+- ``prior_share`` > 0: a DP per-class DCT-Gaussian prior (:mod:`dpsynth.generators.image.dct_prior`)
+  spends that share of the budget's zCDP rho before DP-SGD is planned (the discriminator's noise is
+  calibrated to what is left); ``warmup_steps`` plain GAN steps on prior samples (post-processing:
+  no privacy cost) then start the generator and discriminator off a diverse, blurry image of the
+  modality instead of random weights (DP-FETA's warm-up, applied to the GAN).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
 from dpsynth.generators.dpsgd import GANParams, gan_task
 from dpsynth.generators.image.base import ImageGenerator, init_weights
+from dpsynth.generators.image.diffusion.prior_steps import DCTPriorSteps
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.dpsgd_loop import DPSGDRun, public_update
@@ -91,12 +97,15 @@ def with_label_maps(images: torch.Tensor, labels: torch.Tensor, n_classes: int) 
 
 @register("dp-gan-image")
 @dataclass(eq=False, kw_only=True)
-class DPGANImage(GANParams, ImageGenerator):
+class DPGANImage(GANParams, DCTPriorSteps, ImageGenerator):
     """Conditional DCGAN; discriminator trained with opacus DP-SGD (plain DP-DCGAN).
 
     steps / batch_size None: planned from n, image size, epsilon and delta
     (:mod:`dpsynth.privacy.image_schedule`); epochs set: the legacy epoch plan. init: a public
-    pretrained generator (:mod:`dpsynth.generators.image.pretrain`); the discriminator starts fresh."""
+    pretrained generator (:mod:`dpsynth.generators.image.pretrain`); the discriminator starts fresh.
+    prior_share (default 0: off): the share of the budget's zCDP rho spent on the DP DCT prior
+    (``prior_k``, ``prior_clip``); with it, ``warmup_steps`` (None: 5/3 x the planned DP-SGD steps)
+    non-private GAN steps on prior samples before DP-SGD."""
 
     generator_channels: int = 64
     discriminator_channels: int = 32
@@ -110,6 +119,22 @@ class DPGANImage(GANParams, ImageGenerator):
     grad_sample_mode: str = "bk"
     steps: int | None = None
     init: str | None = None
+    prior_share: float | None = 0.0
+    prior_k: int = 8
+    prior_clip: float = 0.4
+    warmup_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.prior_share is not None and not 0.0 <= self.prior_share < 1.0:
+            raise ConfigError(f"dp-gan-image: prior_share must be in [0, 1), got {self.prior_share!r}")
+        if self.warmup_steps is not None and int(self.warmup_steps) < 0:
+            raise ConfigError(f"dp-gan-image: warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        if int(self.prior_k) < 1:
+            raise ConfigError(f"dp-gan-image: prior_k must be >= 1, got {self.prior_k!r}")
+        if self.prior_share == 0.0 and self.warmup_steps:
+            raise ConfigError("dp-gan-image: warmup_steps trains on the DCT prior: set prior_share > 0 (the share of"
+                              " the budget it spends)")
 
     def _build(self, schema: ImageSchema) -> ImageGeneratorNet:
         if schema.height % 4 or schema.width % 4:
@@ -134,12 +159,28 @@ class DPGANImage(GANParams, ImageGenerator):
         self.generator_.to(device)
         disc.to(device)
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
+        self.prior_ = self._release_prior(data, budget=budget, ledger=ledger, rng=rng)
         opt_d = torch.optim.Adam(disc.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.999))
         opt_g = torch.optim.Adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.999))
         dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
         steps = self._plan_schedule(n=n, schema=schema, budget=budget, ledger=ledger, device=device).steps
+        if self.prior_ is not None and self._warmup():
+            def prior_batch():  # post-processing of the released prior: no privacy cost
+                labels = self._labels_for(self.schedule_.batch_size, None, gen)
+                return self.prior_.sample_torch(labels, gen), labels
+
+            self._train_non_private(disc, opt_d, opt_g, prior_batch, steps=self._warmup(), gen=gen, device=device,
+                                    progress=progress, epsilon=math.inf if budget.non_private else ledger.epsilon())
+            disc.train()
         if budget.non_private:
-            self._train_non_private(disc, opt_d, opt_g, dataset, steps=steps, gen=gen, device=device, progress=progress)
+            images, labels = dataset.tensors
+
+            def real_batch():
+                idx = torch.randint(len(images), (self.schedule_.batch_size,), generator=gen)
+                return images[idx], labels[idx]
+
+            self._train_non_private(disc, opt_d, opt_g, real_batch, steps=steps, gen=gen, device=device,
+                                    progress=progress)
         else:
             run = DPSGDRun.planned(ledger=ledger, schedule=self.schedule_, max_grad_norm=self.max_grad_norm,
                                    purpose="image discriminator DP-SGD", secure_mode=budget.secure_mode, module=disc,
@@ -147,6 +188,9 @@ class DPGANImage(GANParams, ImageGenerator):
                                    noise_generator=self._noise_generator(gen, device))
             self._train_dp(run, opt_g, gen=gen, device=device, progress=progress)
             self.dp_plan_ = {**run.summary(), "schedule": self.schedule_.to_dict()}
+            if self.prior_ is not None:
+                self.dp_plan_["dct_prior"] = {"share_of_rho": self.prior_share_, "k": self.prior_.k,
+                                              "clip": self.prior_clip, "warmup_steps": self._warmup()}
             self.opacus_history_ = [list(h) for h in run.engine.opacus_history()]
         self.generator_.cpu().eval()
         self.ledger_ = ledger
@@ -178,15 +222,17 @@ class DPGANImage(GANParams, ImageGenerator):
                         generator_steps=self.generator_steps, generator=self.generator_)
         run.train(task, max_physical_batch_size=self.max_physical_batch_size, progress=progress)
 
-    def _train_non_private(self, disc, opt_d, opt_g, dataset, *, steps: int, gen, device, progress) -> None:
+    def _train_non_private(self, disc, opt_d, opt_g, batch, *, steps: int, gen, device, progress,
+                           epsilon: float = math.inf) -> None:
+        """Plain GAN steps on ``batch()`` (images, labels): the non-private reference on real images,
+        or the warm-up on prior samples (``epsilon``: what the ledger holds, for the progress line)."""
         k = self.schema_.n_classes
-        images, labels = dataset.tensors
         for step in range(1, steps + 1):
-            idx = torch.randint(len(images), (self.schedule_.batch_size,), generator=gen)
+            images, labels = batch()
             disc.train()
             with torch.no_grad():
                 fake, f_labels = self._fakes(self.schedule_.batch_size, gen, device)
-            lr = disc(with_label_maps(images[idx].to(device), labels[idx].to(device), k))
+            lr = disc(with_label_maps(images.to(device), labels.to(device), k))
             lf = disc(with_label_maps(fake, f_labels, k))
             d_loss = F.binary_cross_entropy_with_logits(lr, torch.ones_like(lr)) + \
                 F.binary_cross_entropy_with_logits(lf, torch.zeros_like(lf))
@@ -197,7 +243,7 @@ class DPGANImage(GANParams, ImageGenerator):
             for _ in range(self.generator_steps):
                 g_loss = self._generator_step(disc, opt_g, self.schedule_.batch_size, gen, device)
             if progress is not None:
-                progress({"step": step, "steps": steps, "d_loss": d_loss.item(), "g_loss": g_loss, "epsilon": math.inf})
+                progress({"step": step, "steps": steps, "d_loss": d_loss.item(), "g_loss": g_loss, "epsilon": epsilon})
 
     # ---- sampling -----------------------------------------------------------------------
     def _generate(self, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
