@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 
-import dp_accounting
 import numpy as np
 import pytest
 import yaml
@@ -22,7 +21,7 @@ from dpsynth.data.embedded import get_embedded
 from dpsynth.federated.config import FederatedConfig, SiteLevelDP, sites_from
 from dpsynth.federated.models import federated_model, steps_per_round
 from dpsynth.federated.site import FederatedJob, load_schema, run_site_round
-from dpsynth.privacy.accountants import RDP_ORDERS
+from tests.conftest import dp_accounting_epsilon
 
 TINY = {
     "dp-diffusion": {"epochs": 1.0, "batch_size": 64, "width": 16, "depth": 1, "time_dim": 16, "noise_multiplicity": 2,
@@ -31,17 +30,6 @@ TINY = {
                "noise_dim": 8},
 }
 ROUNDS = 2
-
-
-def dp_accounting_epsilon(history, delta):
-    """Google's dp_accounting RDP accountant (independent of opacus and of the ledger)."""
-    acc = dp_accounting.rdp.RdpAccountant(orders=list(RDP_ORDERS))
-    for sigma, q, steps in history:
-        event = dp_accounting.GaussianDpEvent(sigma)
-        if q < 1.0:
-            event = dp_accounting.PoissonSampledDpEvent(q, event)
-        acc.compose(event, steps)
-    return acc.get_epsilon(delta)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ releases in the ledger, what it keeps of the classes, its round trip, and the re
 
 import math
 
-import dp_accounting
 import numpy as np
 import pytest
 import torch
@@ -18,9 +17,9 @@ from dpsynth.generators.image.dct_prior import (
     dct_coefficients,
     release_dct_prior,
 )
-from dpsynth.privacy.accountants import RDP_ORDERS
 from dpsynth.privacy.budget import Budget, zcdp_rho_for
 from dpsynth.privacy.ledger import Ledger
+from tests.conftest import dp_accounting_epsilon
 
 torch.set_num_threads(1)
 SCHEMA = ImageSchema(height=8, width=8, channels=1, low=0, high=100, classes=("dark", "bright"), name="tiny")
@@ -83,12 +82,7 @@ def test_generator_spends_the_share_then_calibrates_dp_sgd_to_the_rest(data):
                                                                             for s in RHO_SHARES])
     assert ledger.epsilon() <= 3.0 * (1 + 1e-9)
     # the reported epsilon equals an independent accountant's over every release and step
-    acc = dp_accounting.rdp.RdpAccountant(orders=list(RDP_ORDERS))
-    for sigma, q, steps in ledger.gaussian_history():
-        event = dp_accounting.GaussianDpEvent(sigma)
-        acc.compose(event if q == 1 else dp_accounting.SelfComposedDpEvent(
-            dp_accounting.PoissonSampledDpEvent(q, event), steps))
-    assert ledger.epsilon() == pytest.approx(acc.get_epsilon(ledger.delta), rel=1e-6)
+    assert ledger.epsilon() == pytest.approx(dp_accounting_epsilon(ledger.gaussian_history(), ledger.delta), rel=1e-6)
     assert gen.dp_plan_["dct_prior"] == {"share_of_rho": 0.3, "k": 4, "clip": 0.4, "warmup_steps": 2,
                                          "sdedit_strength": 0.5}
     images = gen.sample(40, rng=np.random.default_rng(3)).to_image_data().images
@@ -141,7 +135,10 @@ def test_prior_k_is_capped_at_the_image_size(data):
 def test_the_prior_is_on_by_default_below_the_size_or_size_x_epsilon_threshold_only(data):
     import math
 
-    from dpsynth.generators.image.diffusion.prior_steps import PRIOR_BELOW_N, PRIOR_BELOW_N_EPSILON
+    from dpsynth.generators.image.diffusion.prior_steps import (
+        PRIOR_BELOW_N,
+        PRIOR_BELOW_N_EPSILON,
+    )
 
     defaults = {k: v for k, v in TINY.items() if k not in ("prior_share", "prior_k")}
     gen = build_generator("dp-diffusion-image", defaults)

@@ -4,7 +4,6 @@ nothing and teaches the generator the classes, and bad settings are one-line err
 
 import math
 
-import dp_accounting
 import numpy as np
 import pytest
 import torch
@@ -14,8 +13,8 @@ from dpsynth.data.image_schema import ImageSchema
 from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError
 from dpsynth.generators.image.dct_prior import RHO_SHARES
-from dpsynth.privacy.accountants import RDP_ORDERS
 from dpsynth.privacy.budget import Budget, zcdp_rho_for
+from tests.conftest import dp_accounting_epsilon
 
 torch.set_num_threads(1)
 SCHEMA = ImageSchema(height=8, width=8, channels=1, low=0, high=100, classes=("dark", "bright"), name="tiny")
@@ -31,15 +30,6 @@ def data():
     return ImageData(SCHEMA.to_unit(pixels), labels.astype(np.int64), SCHEMA)
 
 
-def _independent_epsilon(ledger) -> float:
-    acc = dp_accounting.rdp.RdpAccountant(orders=list(RDP_ORDERS))
-    for sigma, q, steps in ledger.gaussian_history():
-        event = dp_accounting.GaussianDpEvent(sigma)
-        acc.compose(event if q == 1 else dp_accounting.SelfComposedDpEvent(
-            dp_accounting.PoissonSampledDpEvent(q, event), steps))
-    return acc.get_epsilon(ledger.delta)
-
-
 def test_prior_is_charged_then_dp_sgd_gets_the_rest_and_epsilon_matches_an_independent_accountant(data):
     gen = build_generator("dp-gan-image", {**TINY, "prior_share": 0.3, "warmup_steps": 2})
     gen.fit(data, budget=Budget(epsilon=3.0), rng=np.random.default_rng(1))
@@ -49,7 +39,7 @@ def test_prior_is_charged_then_dp_sgd_gets_the_rest_and_epsilon_matches_an_indep
     assert [e.gaussian_triple()[0] for e in prior] == pytest.approx([math.sqrt(1 / (2 * s * rho)) for s in RHO_SHARES])
     assert ledger.epsilon() <= 3.0 * (1 + 1e-9)
     # rel 1e-5: dp_accounting drops a few fractional orders it cannot converge on at this sigma
-    assert ledger.epsilon() == pytest.approx(_independent_epsilon(ledger), rel=1e-5)
+    assert ledger.epsilon() == pytest.approx(dp_accounting_epsilon(ledger.gaussian_history(), ledger.delta), rel=1e-5)
     assert gen.dp_plan_["dct_prior"] == {"share_of_rho": 0.3, "k": 4, "clip": 0.4, "warmup_steps": 2}
     images = gen.sample(20, rng=np.random.default_rng(3)).to_image_data().images
     assert images.shape == (20, 1, 8, 8) and np.isfinite(images).all()

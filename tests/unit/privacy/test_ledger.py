@@ -2,28 +2,14 @@
 
 import math
 
-import dp_accounting
 import pytest
 from opacus.accountants import RDPAccountant
 
 from dpsynth.errors import PrivacyError
-from dpsynth.privacy.accountants import RDP_ORDERS, calibrate_noise
+from dpsynth.privacy.accountants import calibrate_noise
 from dpsynth.privacy.budget import Budget, default_delta, zcdp_rho_for
 from dpsynth.privacy.ledger import Ledger
-
-
-def dp_accounting_epsilon(history, delta, rho=0.0):
-    """Google's dp_accounting RDP accountant, an implementation independent of opacus."""
-    acc = dp_accounting.rdp.RdpAccountant(orders=list(RDP_ORDERS))
-    for sigma, q, steps in history:
-        event = dp_accounting.GaussianDpEvent(sigma)
-        if q < 1.0:
-            event = dp_accounting.PoissonSampledDpEvent(q, event)
-        acc.compose(event, steps)
-    if rho:
-        # rho-zCDP is RDP rho * alpha: a Gaussian with sigma = 1 / sqrt(2 rho) has exactly that curve
-        acc.compose(dp_accounting.GaussianDpEvent(1.0 / math.sqrt(2 * rho)), 1)
-    return acc.get_epsilon(delta)
+from tests.conftest import dp_accounting_epsilon
 
 
 def test_dp_sgd_only_matches_opacus_accountant():

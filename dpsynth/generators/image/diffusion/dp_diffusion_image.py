@@ -174,17 +174,7 @@ class DPDiffusionImage(DCTPriorSteps, DiffusionParams, ImageGenerator):
             raise ConfigError(f"dp-diffusion-image: trainable must be one of {TRAINABLE}, got {self.trainable!r}")
         if self.trainable != "all" and not self.init:
             raise ConfigError("dp-diffusion-image: trainable='conditioning' fine-tunes a public checkpoint: set init")
-        if self.prior_share is not None and not 0.0 <= self.prior_share < 1.0:
-            raise ConfigError(f"dp-diffusion-image: prior_share must be in [0, 1), got {self.prior_share!r}")
-        if self.warmup_steps is not None and int(self.warmup_steps) < 0:
-            raise ConfigError(f"dp-diffusion-image: warmup_steps must be >= 0, got {self.warmup_steps!r}")
-        if int(self.prior_k) < 1:
-            raise ConfigError(f"dp-diffusion-image: prior_k must be >= 1, got {self.prior_k!r}")
-        if self.sdedit_strength is not None and not 0.0 < self.sdedit_strength <= 1.0:
-            raise ConfigError(f"dp-diffusion-image: sdedit_strength must be in (0, 1], got {self.sdedit_strength!r}")
-        if self.prior_share == 0.0 and (self.warmup_steps or (self.sdedit_strength or 1.0) < 1.0):
-            raise ConfigError("dp-diffusion-image: warmup_steps and sdedit_strength < 1 use the DCT prior: set prior_share"
-                              " > 0 (the share of the budget it spends)")
+        self._check_prior_settings()
         self.block_out_channels = tuple(self.block_out_channels)
 
     # ---- building blocks ----------------------------------------------------------------

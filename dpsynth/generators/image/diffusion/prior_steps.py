@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from dpsynth.data.images import ImageData
+from dpsynth.errors import ConfigError
 from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.ledger import Ledger
 
@@ -41,6 +42,23 @@ class DCTPriorSteps:
     """Mixin of :class:`~dpsynth.generators.image.diffusion.dp_diffusion_image.DPDiffusionImage` and
     :class:`~dpsynth.generators.image.gan.dp_gan_image.DPGANImage` (reads their prior_share, prior_k,
     prior_clip, warmup_steps and, the diffusion's only, sdedit_strength fields)."""
+
+    def _check_prior_settings(self) -> None:
+        """One-line errors for prior_share, warmup_steps, prior_k and (where the generator has it)
+        sdedit_strength."""
+        name, sdedit = self.name, getattr(self, "sdedit_strength", None)
+        if self.prior_share is not None and not 0.0 <= self.prior_share < 1.0:
+            raise ConfigError(f"{name}: prior_share must be in [0, 1), got {self.prior_share!r}")
+        if self.warmup_steps is not None and int(self.warmup_steps) < 0:
+            raise ConfigError(f"{name}: warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        if int(self.prior_k) < 1:
+            raise ConfigError(f"{name}: prior_k must be >= 1, got {self.prior_k!r}")
+        if sdedit is not None and not 0.0 < sdedit <= 1.0:
+            raise ConfigError(f"{name}: sdedit_strength must be in (0, 1], got {sdedit!r}")
+        if self.prior_share == 0.0 and (self.warmup_steps or (sdedit or 1.0) < 1.0):
+            uses = "warmup_steps and sdedit_strength < 1 use" if hasattr(self, "sdedit_strength") else \
+                "warmup_steps trains on"
+            raise ConfigError(f"{name}: {uses} the DCT prior: set prior_share > 0 (the share of the budget it spends)")
 
     def _resolved_prior_share(self, n: int, epsilon: float) -> float:
         """``prior_share``, or when None: :data:`DEFAULT_PRIOR_SHARE` below :data:`PRIOR_BELOW_N`

@@ -126,15 +126,7 @@ class DPGANImage(GANParams, DCTPriorSteps, ImageGenerator):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.prior_share is not None and not 0.0 <= self.prior_share < 1.0:
-            raise ConfigError(f"dp-gan-image: prior_share must be in [0, 1), got {self.prior_share!r}")
-        if self.warmup_steps is not None and int(self.warmup_steps) < 0:
-            raise ConfigError(f"dp-gan-image: warmup_steps must be >= 0, got {self.warmup_steps!r}")
-        if int(self.prior_k) < 1:
-            raise ConfigError(f"dp-gan-image: prior_k must be >= 1, got {self.prior_k!r}")
-        if self.prior_share == 0.0 and self.warmup_steps:
-            raise ConfigError("dp-gan-image: warmup_steps trains on the DCT prior: set prior_share > 0 (the share of"
-                              " the budget it spends)")
+        self._check_prior_settings()
 
     def _build(self, schema: ImageSchema) -> ImageGeneratorNet:
         if schema.height % 4 or schema.width % 4:
