@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dpsynth.data.images import load_image_source  # noqa: E402
+from dpsynth.errors import DpsynthError  # noqa: E402
 from dpsynth.generators.image.gan.dp_gan_image import DPGANImage  # noqa: E402
 from dpsynth.metrics.image_grid import save_labelled_grid  # noqa: E402
 from dpsynth.privacy.budget import Budget  # noqa: E402
@@ -56,10 +57,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    eps = float(args.epsilon)
-    budget = Budget.non_private_reference() if math.isinf(eps) else Budget(epsilon=eps)
-    data = load_image_source(args.data)
-    gan = DPGANImage(steps=args.steps, batch_size=args.batch_size, **json.loads(args.params))
+    try:
+        eps = float(args.epsilon)
+        budget = Budget.non_private_reference() if math.isinf(eps) else Budget(epsilon=eps)
+        gan = DPGANImage(steps=args.steps, batch_size=args.batch_size, **json.loads(args.params))
+        data = load_image_source(args.data)
+    except (ValueError, TypeError, DpsynthError) as exc:  # JSONDecodeError is a ValueError
+        ap.error(str(exc).splitlines()[0])
     trace: list[tuple[int, float, float]] = []
 
     def progress(d: dict) -> None:
