@@ -27,7 +27,6 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
-
 def dp_accounting_epsilon(history, delta, rho=0.0):
     """Google's dp_accounting RDP accountant, an implementation independent of opacus and of the
     ledger, over (sigma, sample rate, steps) triples and an optional rho-zCDP term."""

@@ -103,9 +103,10 @@ class DPGANImage(GANParams, DCTPriorSteps, ImageGenerator):
     steps / batch_size None: planned from n, image size, epsilon and delta
     (:mod:`dpsynth.privacy.image_schedule`); epochs set: the legacy epoch plan. init: a public
     pretrained generator (:mod:`dpsynth.generators.image.pretrain`); the discriminator starts fresh.
-    prior_share (default 0: off; None: dp-diffusion-image's size x epsilon rule): the share of the budget's zCDP rho spent on the DP DCT prior
-    (``prior_k``, ``prior_clip``); with it, ``warmup_steps`` (None: 5/3 x the planned DP-SGD steps)
-    non-private GAN steps on prior samples before DP-SGD."""
+    prior_share (default 0: off; None: dp-diffusion-image's size x epsilon rule): the share of the
+    budget's zCDP rho spent on the DP DCT prior (``prior_k``, ``prior_clip``); with it,
+    ``warmup_steps`` (None: 5/3 x the planned DP-SGD steps) non-private GAN steps on prior samples
+    before DP-SGD."""
 
     generator_channels: int = 64
     discriminator_channels: int = 32
