@@ -3,7 +3,7 @@ registers itself; optional dependencies (mbi, diffusers) are imported inside the
 and sample paths, so importing this package never needs them.
 
 One folder per family: ``tabular/gan`` (dp-gan), ``tabular/diffusion`` (dp-diffusion),
-``tabular/marginal`` (aim, mst, independent), ``image/gan`` (dp-gan-image), ``image/diffusion``
+``tabular/marginal`` (aim, mst, independent), ``image/gan`` (dp-gan-image, dp-merf-image), ``image/diffusion``
 (dp-diffusion-image). The DP-SGD generators share one training loop,
 :mod:`dpsynth.privacy.dpsgd_loop`: each supplies its networks and a loss."""
 
@@ -14,4 +14,5 @@ from dpsynth.generators.tabular.diffusion import dp_diffusion  # noqa: F401,E402
 from dpsynth.generators.tabular.marginal import aim, mst  # noqa: F401,E402
 from dpsynth.generators.image.diffusion import dp_diffusion_image  # noqa: F401,E402
 from dpsynth.generators.image.gan import dp_gan_image  # noqa: F401,E402
+from dpsynth.generators.image.gan import dp_merf_image  # noqa: F401,E402
 from dpsynth.generators import auto  # noqa: F401,E402

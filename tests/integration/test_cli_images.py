@@ -81,3 +81,19 @@ def test_cnn_steps_is_refused_where_it_means_nothing(tmp_path):
                                        "--cnn-steps", "10"])
     assert result.exit_code != 0 and "--cnn-steps needs --run" in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_dp_merf_image_trains_and_generates_from_the_cli(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, (80, 1)).astype(np.uint8)
+    images = (rng.random((80, 28, 28)) * 80 + labels[:, :, None] * 120).astype(np.uint8)
+    np.savez(tmp_path / "breastmnist.npz", train_images=images, train_labels=labels)
+    (tmp_path / "merf.yaml").write_text("generator: dp-merf-image\nprivacy: {epsilon: 2}\n"
+                                        "params: {steps: 5, n_frequencies: 100, generator_channels: 8, device: cpu}\n")
+    out = run("train", "--data", tmp_path / "breastmnist.npz", "--config", tmp_path / "merf.yaml", "--out", tmp_path / "run")
+    assert "random-feature mean embedding" in out
+    ledger = Ledger.load(tmp_path / "run" / "ledger.json")
+    assert 2.0 * 0.99 <= ledger.epsilon() <= 2.0
+    run("generate", "--model", tmp_path / "run", "-n", 6, "-o", tmp_path / "syn.npz", "--condition", "label=0")
+    with np.load(tmp_path / "syn.npz") as z:
+        assert z["train_images"].shape == (6, 28, 28) and (z["train_labels"] == 0).all()

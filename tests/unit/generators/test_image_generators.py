@@ -25,6 +25,8 @@ TINY = {
                            "num_train_timesteps": 100, "device": "cpu"},
     "dp-gan-image": {"generator_channels": 8, "discriminator_channels": 8, "noise_dim": 8, "batch_size": 16,
                      "epochs": 1.0, "device": "cpu"},
+    "dp-merf-image": {"generator_channels": 8, "noise_dim": 8, "n_frequencies": 64, "steps": 20, "batch_size": 8,
+                      "device": "cpu"},
 }
 IMAGE_GENERATORS = sorted(n for n, cls in REGISTRY.items() if getattr(cls, "modality", "table") == "image")
 SCHEMA = ImageSchema(height=8, width=8, channels=1, low=0, high=100, classes=("dark", "bright"), name="tiny")
@@ -45,8 +47,8 @@ def fitted(request, data):
     return name, gen
 
 
-def test_both_image_generators_are_registered():
-    assert {"dp-diffusion-image", "dp-gan-image"} <= set(IMAGE_GENERATORS)
+def test_the_image_generators_are_registered():
+    assert {"dp-diffusion-image", "dp-gan-image", "dp-merf-image"} <= set(IMAGE_GENERATORS)
 
 
 def test_sample_shape_range_and_labels(fitted):
@@ -89,19 +91,22 @@ def test_state_dict_round_trip_through_safetensors(fitted, tmp_path):
 
 
 def test_ledger_within_target_and_equal_to_opacus_rdp(fitted):
-    _, gen = fitted
+    name, gen = fitted
     ledger = gen.ledger_
     assert 0 < ledger.epsilon() <= 3.0 * (1 + 1e-9)
+    acc = RDPAccountant()
+    acc.history = [tuple(h) for h in ledger.gaussian_history()]
+    assert ledger.epsilon() == pytest.approx(acc.get_epsilon(delta=ledger.delta, alphas=list(RDP_ORDERS)), rel=1e-9)
     dp_sgd = [e for e in ledger.entries if e.mechanism == "dp-sgd"]
+    if name == "dp-merf-image":  # no DP-SGD: two Gaussian releases, the second calibrated to what is left
+        assert not dp_sgd and [e.mechanism for e in ledger.entries] == ["gaussian", "gaussian"]
+        assert ledger.epsilon() == pytest.approx(3.0, rel=0.01)
+        return
     assert len(dp_sgd) == 1 and dp_sgd[0].steps == gen.dp_plan_["steps"]
     # opacus' own accountant saw exactly the steps the ledger charged
     sigma, q, steps = dp_sgd[0].gaussian_triple()
     assert sum(h[2] for h in gen.opacus_history_) == steps
     assert all(h[0] == pytest.approx(sigma) and h[1] == pytest.approx(q) for h in gen.opacus_history_)
-    acc = RDPAccountant()
-    acc.history = [tuple(h) for h in ledger.gaussian_history()]
-    assert ledger.epsilon() == pytest.approx(acc.get_epsilon(delta=ledger.delta, alphas=list(RDP_ORDERS)), rel=1e-9)
-
 
 @pytest.mark.parametrize("name", IMAGE_GENERATORS)
 def test_non_private_reference_is_labelled(name, data):
