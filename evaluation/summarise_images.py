@@ -26,11 +26,17 @@ def row(r: dict) -> dict:
     h = util["honest"]
     prdc = m["image_prdc_coverage"]["breakdown"]
     sched = r.get("schedule") or {}
+    start = "pretrained" if r.get("pretrained") else "scratch"
+    if r.get("generator", "dp-diffusion-image") != "dp-diffusion-image":
+        start = f"{r['generator']}, {start}"
+    plan = f"{sched.get('steps', '?')} x {(sched.get('schedule') or {}).get('batch_size', '?')}"
+    if "n_frequencies" in sched:  # dp-merf-image: one Gaussian release, no DP-SGD
+        plan = f"1 release, F {sched['n_frequencies']}, res {sched['feature_resolution']}"
     return {
         "dataset": r["dataset"], "epsilon_target": float(r["epsilon_target"]), "epsilon": r["epsilon"],
-        "start": "pretrained" if r.get("pretrained") else "scratch", "seed": r["seed"],
+        "start": start, "seed": r["seed"],
         "split": r.get("eval_split", "test"), "tag": (r.get("params") or {}).get("steps"),
-        "steps_x_batch": f"{sched.get('steps', '?')} x {(sched.get('schedule') or {}).get('batch_size', '?')}",
+        "steps_x_batch": plan,
         "sigma": sched.get("noise_multiplier"),
         "syn_bal": h["synthetic"]["balanced_accuracy"], "real_bal": h["real"]["balanced_accuracy"],
         "maj_bal": h["majority"]["balanced_accuracy"], "ratio": h["balanced_accuracy_ratio"],

@@ -13,8 +13,9 @@ from dpsynth.config import build_generator
 from dpsynth.data.image_schema import ImageSchema
 from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError
-from dpsynth.generators.image.gan.dp_merf_image import (MAX_FREQUENCIES, MAX_NOISE_NORM, MIN_FREQUENCIES,
-                                                        RandomFourierFeatures, planned_frequencies)
+from dpsynth.generators.image.gan.dp_merf_image import (COARSE_RESOLUTION, FINE_RESOLUTION, MAX_FREQUENCIES,
+                                                        MAX_NOISE_NORM, MIN_FREQUENCIES, RandomFourierFeatures,
+                                                        planned_frequencies, planned_resolution)
 from dpsynth.privacy.budget import Budget
 from tests.conftest import dp_accounting_epsilon
 
@@ -62,6 +63,7 @@ def test_the_noise_added_to_the_embedding_has_the_calibrated_size(data):
     """Same random features: the DP target minus the exact one is Gaussian with std sigma / n per
     coordinate, and only the DP release is charged."""
     gen = build_generator("dp-merf-image", TINY)
+    gen.feature_resolution_ = 8
     gen.features_ = RandomFourierFeatures(dim=64, n_frequencies=200, length_scales=gen.length_scales,
                                           gen=torch.Generator().manual_seed(7))
     ledger = gen._make_ledger(Budget(epsilon=3.0), len(data), None)
@@ -85,6 +87,17 @@ def test_planned_frequencies_keep_the_noise_norm_under_the_cap():
     f = planned_frequencies(None, n=546, noise_multiplier=4.1)
     assert MIN_FREQUENCIES < f < MAX_FREQUENCIES
     assert 4.1 * math.sqrt(2 * f) / 546 == pytest.approx(MAX_NOISE_NORM, rel=0.01)
+
+
+def test_features_are_coarse_exactly_when_the_release_is_noise_limited():
+    assert planned_resolution(14, n=546, noise_multiplier=4.1) == 14  # asked for: kept
+    assert planned_resolution(None, n=546, noise_multiplier=4.1) == COARSE_RESOLUTION  # BreastMNIST eps 1
+    assert planned_resolution(None, n=546, noise_multiplier=0.54) == FINE_RESOLUTION  # BreastMNIST eps 10
+    assert planned_resolution(None, n=4708, noise_multiplier=4.1) == FINE_RESOLUTION  # PneumoniaMNIST eps 1
+    assert planned_resolution(None, n=546, noise_multiplier=None) == FINE_RESOLUTION  # non-private
+    for n, sigma in ((546, 4.1), (546, 0.54), (300, 1.0), (4708, 4.1)):
+        coarse = planned_resolution(None, n=n, noise_multiplier=sigma) == COARSE_RESOLUTION
+        assert coarse == (planned_frequencies(None, n=n, noise_multiplier=sigma) < MAX_FREQUENCIES)
 
 
 def test_the_generator_learns_each_class_from_the_noisy_target(fitted, data):
