@@ -146,7 +146,9 @@ def _resolve_config(config_path, **overrides):
     return base.with_overrides(**overrides)
 
 
-_PUBLIC_PROGRESS = ("selected", "sigma", "cells")  # DP outputs (AIM/MST selections, noise scale)
+#: DP outputs shown without --verbose-losses: AIM/MST selections, noise scale, and dp-merf-image's distance to
+#: its released (DP) target, which is post-processing
+_PUBLIC_PROGRESS = ("selected", "sigma", "cells", "mmd2")
 
 LOSS_WARNING = ("warning: --verbose-losses prints losses computed on real training batches; they are NOT "
                 "differentially private: keep these logs inside, never with a release")
