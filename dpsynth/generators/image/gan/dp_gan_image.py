@@ -95,9 +95,41 @@ def with_label_maps(images: torch.Tensor, labels: torch.Tensor, n_classes: int) 
     return torch.cat([images, maps], dim=1)
 
 
+class GeneratorNetMixin:
+    """What ``dp-gan-image`` and ``dp-merf-image`` share: their :class:`ImageGeneratorNet`, sampling
+    from it and its state (the generator's weights and the DP class frequencies only)."""
+
+    def _build(self, schema: ImageSchema) -> ImageGeneratorNet:
+        if schema.height % 4 or schema.width % 4:
+            raise ConfigError(f"{self.name}: image size {schema.height}x{schema.width} must be divisible by 4")
+        return ImageGeneratorNet(noise_dim=self.noise_dim, n_classes=schema.n_classes, channels=self.generator_channels,
+                                 shape=schema.shape)
+
+    def _generate(self, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        device = self._device()
+        net = self.generator_.to(device).eval()
+        z = torch.randn(len(labels), self.noise_dim, generator=gen).to(device)
+        return net(z, labels.to(device)).float().cpu()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        self._check_fitted()
+        state = {f"generator.{k}": v.detach().cpu().clone() for k, v in self.generator_.state_dict().items()}
+        state.update(self._class_probs_state())
+        return state
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor], *, schema: ImageSchema):
+        self.generator_ = self._build(schema)
+        prefix = "generator."
+        self.generator_.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        self.generator_.eval()
+        self.class_probs_ = state["class_probs"].numpy()
+        self.schema_ = schema
+        return self
+
+
 @register("dp-gan-image")
 @dataclass(eq=False, kw_only=True)
-class DPGANImage(GANParams, DCTPriorSteps, ImageGenerator):
+class DPGANImage(GeneratorNetMixin, GANParams, DCTPriorSteps, ImageGenerator):
     """Conditional DCGAN; discriminator trained with opacus DP-SGD (plain DP-DCGAN).
 
     steps / batch_size None: planned from n, image size, epsilon and delta
@@ -128,12 +160,6 @@ class DPGANImage(GANParams, DCTPriorSteps, ImageGenerator):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check_prior_settings()
-
-    def _build(self, schema: ImageSchema) -> ImageGeneratorNet:
-        if schema.height % 4 or schema.width % 4:
-            raise ConfigError(f"{self.name}: image size {schema.height}x{schema.width} must be divisible by 4")
-        return ImageGeneratorNet(noise_dim=self.noise_dim, n_classes=schema.n_classes, channels=self.generator_channels,
-                                 shape=schema.shape)
 
     # ---- training -----------------------------------------------------------------------
     def fit(self, data: ImageData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
@@ -237,25 +263,3 @@ class DPGANImage(GANParams, DCTPriorSteps, ImageGenerator):
                 g_loss = self._generator_step(disc, opt_g, self.schedule_.batch_size, gen, device)
             if progress is not None:
                 progress({"step": step, "steps": steps, "d_loss": d_loss.item(), "g_loss": g_loss, "epsilon": epsilon})
-
-    # ---- sampling -----------------------------------------------------------------------
-    def _generate(self, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        device = self._device()
-        net = self.generator_.to(device).eval()
-        z = torch.randn(len(labels), self.noise_dim, generator=gen).to(device)
-        return net(z, labels.to(device)).float().cpu()
-
-    # ---- state --------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        self._check_fitted()
-        state = {f"generator.{k}": v.detach().cpu().clone() for k, v in self.generator_.state_dict().items()}
-        state.update(self._class_probs_state())
-        return state
-
-    def load_state_dict(self, state: Mapping[str, torch.Tensor], *, schema: ImageSchema) -> "DPGANImage":
-        self.generator_ = self._build(schema)
-        self.generator_.load_state_dict({k[len("generator."):]: v for k, v in state.items() if k.startswith("generator.")})
-        self.generator_.eval()
-        self.class_probs_ = state["class_probs"].numpy()
-        self.schema_ = schema
-        return self

@@ -30,18 +30,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from dpsynth.data.image_schema import ImageSchema
 from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
 from dpsynth.generators.image.base import ImageGenerator, init_weights
-from dpsynth.generators.image.gan.dp_gan_image import ImageGeneratorNet
+from dpsynth.generators.image.gan.dp_gan_image import GeneratorNetMixin
 from dpsynth.generators.registry import register
 from dpsynth.privacy.accountants import calibrate_noise
 from dpsynth.privacy.budget import Budget
@@ -59,7 +58,8 @@ def pooled(images: torch.Tensor, resolution: int) -> torch.Tensor:
 
 #: the planned number of random frequencies keeps the release's noise norm per class, sigma sqrt(2 F) / n,
 #: at most this (a class's share of the target embedding has norm <= its frequency <= 1), between these
-#: bounds. Chosen on BreastMNIST's VALIDATION split (evaluation/README.md, issue 12, session 24).
+#: bounds. One value, not searched; on BreastMNIST's VALIDATION split at epsilon 1 fewer frequencies
+#: alone did not help (300: still the majority class), pooling (below) did (evaluation/README.md, session 24).
 MAX_NOISE_NORM = 0.2
 MIN_FREQUENCIES, MAX_FREQUENCIES = 100, 2000
 #: the planned pooling: features on images pooled to at most FINE_RESOLUTION pixels a side, or to
@@ -71,6 +71,11 @@ MIN_FREQUENCIES, MAX_FREQUENCIES = 100, 2000
 FINE_RESOLUTION, COARSE_RESOLUTION = 32, 7
 
 
+def _wanted_frequencies(n: int, noise_multiplier: float) -> float:
+    """F at which the release's noise norm per class, sigma sqrt(2 F) / n, equals MAX_NOISE_NORM."""
+    return (MAX_NOISE_NORM * n / noise_multiplier) ** 2 / 2
+
+
 def planned_frequencies(asked: int | None, *, n: int, noise_multiplier: float | None) -> int:
     """``asked``, or when None the most frequencies (within the bounds) whose noise norm per class
     stays under :data:`MAX_NOISE_NORM`: F = (MAX_NOISE_NORM n / sigma)^2 / 2, from public n and the
@@ -79,8 +84,7 @@ def planned_frequencies(asked: int | None, *, n: int, noise_multiplier: float | 
         return int(asked)
     if not noise_multiplier:
         return MAX_FREQUENCIES
-    wanted = (MAX_NOISE_NORM * n / noise_multiplier) ** 2 / 2
-    return int(min(MAX_FREQUENCIES, max(MIN_FREQUENCIES, wanted)))
+    return int(min(MAX_FREQUENCIES, max(MIN_FREQUENCIES, _wanted_frequencies(n, noise_multiplier))))
 
 
 def planned_resolution(asked: int | None, *, n: int, noise_multiplier: float | None) -> int:
@@ -90,7 +94,7 @@ def planned_resolution(asked: int | None, *, n: int, noise_multiplier: float | N
         return int(asked)
     if not noise_multiplier:
         return FINE_RESOLUTION
-    limited = (MAX_NOISE_NORM * n / noise_multiplier) ** 2 / 2 < MAX_FREQUENCIES
+    limited = _wanted_frequencies(n, noise_multiplier) < MAX_FREQUENCIES
     return COARSE_RESOLUTION if limited else FINE_RESOLUTION
 
 
@@ -106,21 +110,25 @@ class RandomFourierFeatures:
         self.weights = torch.cat(blocks, dim=1).float()  # (d, F)
         self.n_frequencies = n_frequencies
 
+    def to(self, device) -> "RandomFourierFeatures":
+        self.weights = self.weights.to(device)
+        return self
+
     def __call__(self, flat: torch.Tensor) -> torch.Tensor:
-        proj = flat @ self.weights.to(flat.device)
+        proj = flat @ self.weights
         return torch.cat([torch.cos(proj), torch.sin(proj)], dim=1) / math.sqrt(self.n_frequencies)
 
 
 @register("dp-merf-image")
 @dataclass(eq=False, kw_only=True)
-class DPMERFImage(ImageGenerator):
+class DPMERFImage(GeneratorNetMixin, ImageGenerator):
     """Conditional generator matching a DP random-feature mean embedding (DP-MERF).
 
     n_frequencies: random frequencies (2 x that many features per class; None: planned from n and
-    the calibrated noise, :func:`planned_frequencies`); length_scales: the
-    Gaussian kernels' widths in units of sqrt(pixels); feature_resolution: images are pooled to at
-    most this many pixels a side before the features (None: planned, :func:`planned_resolution`); steps / batch_size / lr: the generator's
-    Adam steps (post-processing: they cost no privacy); batch_size is per class."""
+    the calibrated noise, :func:`planned_frequencies`); length_scales: the Gaussian kernels' widths
+    in units of sqrt(pixels); feature_resolution: images are pooled to at most this many pixels a
+    side before the features (None: planned, :func:`planned_resolution`); steps / batch_size / lr:
+    the generator's Adam steps (post-processing: they cost no privacy); batch_size is per class."""
 
     noise_dim: int = 32
     generator_channels: int = 64
@@ -162,12 +170,6 @@ class DPMERFImage(ImageGenerator):
         out["length_scales"] = list(self.length_scales)
         return out
 
-    def _build(self, schema: ImageSchema) -> ImageGeneratorNet:
-        if schema.height % 4 or schema.width % 4:
-            raise ConfigError(f"{self.name}: image size {schema.height}x{schema.width} must be divisible by 4")
-        return ImageGeneratorNet(noise_dim=self.noise_dim, n_classes=schema.n_classes, channels=self.generator_channels,
-                                 shape=schema.shape)
-
     def _features(self, images: torch.Tensor) -> torch.Tensor:
         return self.features_(pooled(images, self.feature_resolution_).flatten(1))
 
@@ -189,7 +191,7 @@ class DPMERFImage(ImageGenerator):
         self.feature_resolution_ = planned_resolution(self.feature_resolution, n=n, noise_multiplier=sigma)
         dim = int(np.prod(pooled(torch.zeros(1, *schema.shape), self.feature_resolution_).shape[1:]))
         self.features_ = RandomFourierFeatures(dim=dim, n_frequencies=self.n_frequencies_,
-                                               length_scales=self.length_scales, gen=gen)
+                                               length_scales=self.length_scales, gen=gen).to(device)
         target = self._release_embedding(data, noise_multiplier=sigma, ledger=ledger, rng=rng,
                                          secure=budget.secure_mode).to(device)
         self._train_generator(target, gen=gen, device=device, progress=progress, epsilon=ledger.epsilon())
@@ -217,7 +219,8 @@ class DPMERFImage(ImageGenerator):
         labels = torch.from_numpy(np.asarray(data.labels, dtype=np.int64))
         for i in range(0, len(data), 512):
             chunk = torch.from_numpy(np.asarray(data.images[i : i + 512], dtype=np.float32))
-            sums.index_add_(0, labels[i : i + 512], self._features(chunk).double())
+            phi = self._features(chunk.to(self.features_.weights.device))
+            sums.index_add_(0, labels[i : i + 512], phi.cpu().double())
         if noise_multiplier is not None:
             ledger.record_gaussian(purpose="random-feature mean embedding, per-class sums (DP-MERF)",
                                    noise_multiplier=noise_multiplier,
@@ -249,25 +252,3 @@ class DPMERFImage(ImageGenerator):
             opt.step()
             if progress is not None:
                 progress({"step": step, "steps": self.steps, "mmd2": loss.item(), "epsilon": epsilon})
-
-    # ---- sampling -----------------------------------------------------------------------
-    def _generate(self, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        device = self._device()
-        net = self.generator_.to(device).eval()
-        z = torch.randn(len(labels), self.noise_dim, generator=gen).to(device)
-        return net(z, labels.to(device)).float().cpu()
-
-    # ---- state --------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        self._check_fitted()
-        state = {f"generator.{k}": v.detach().cpu().clone() for k, v in self.generator_.state_dict().items()}
-        state.update(self._class_probs_state())
-        return state
-
-    def load_state_dict(self, state: Mapping[str, torch.Tensor], *, schema: ImageSchema) -> "DPMERFImage":
-        self.generator_ = self._build(schema)
-        self.generator_.load_state_dict({k[len("generator."):]: v for k, v in state.items() if k.startswith("generator.")})
-        self.generator_.eval()
-        self.class_probs_ = state["class_probs"].numpy()
-        self.schema_ = schema
-        return self
