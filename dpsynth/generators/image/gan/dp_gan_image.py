@@ -105,6 +105,18 @@ class GeneratorNetMixin:
         return ImageGeneratorNet(noise_dim=self.noise_dim, n_classes=schema.n_classes, channels=self.generator_channels,
                                  shape=schema.shape)
 
+    def _start_fit(self, data: ImageData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None):
+        """The shared opening of ``fit``: checks, device, ledger, the run's torch RNG, and a freshly
+        initialised generator net (from that RNG). Returns (device, ledger, gen)."""
+        self._check_data(data, self.name)
+        device = self._device()
+        ledger = self._make_ledger(budget, len(data), ledger)
+        gen = torch_generator(rng)
+        self.schema_ = data.schema
+        self.generator_ = self._build(data.schema)
+        init_weights(self.generator_, gen)
+        return device, ledger, gen
+
     def _generate(self, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         device = self._device()
         net = self.generator_.to(device).eval()
@@ -164,15 +176,9 @@ class DPGANImage(GeneratorNetMixin, GANParams, DCTPriorSteps, ImageGenerator):
     # ---- training -----------------------------------------------------------------------
     def fit(self, data: ImageData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
             progress: ProgressFn | None = None) -> "DPGANImage":
-        self._check_data(data, self.name)
         schema, n = data.schema, len(data)
-        device = self._device()
-        ledger = self._make_ledger(budget, n, ledger)
-        gen = torch_generator(rng)
-        self.schema_ = schema
-        self.generator_ = self._build(schema)
+        device, ledger, gen = self._start_fit(data, budget=budget, rng=rng, ledger=ledger)
         disc = ImageDiscriminator(n_classes=schema.n_classes, channels=self.discriminator_channels, shape=schema.shape)
-        init_weights(self.generator_, gen)
         init_weights(disc, gen)
         self._start_from_public(self.generator_, ledger=ledger, schema=schema)  # the discriminator starts fresh
         self.generator_.to(device)

@@ -38,8 +38,8 @@ from torch.nn import functional as F
 
 from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError
-from dpsynth.generators.base import ProgressFn, torch_generator
-from dpsynth.generators.image.base import ImageGenerator, init_weights
+from dpsynth.generators.base import ProgressFn
+from dpsynth.generators.image.base import ImageGenerator
 from dpsynth.generators.image.gan.dp_gan_image import GeneratorNetMixin
 from dpsynth.generators.registry import register
 from dpsynth.privacy.accountants import calibrate_noise
@@ -176,14 +176,8 @@ class DPMERFImage(GeneratorNetMixin, ImageGenerator):
     # ---- training -----------------------------------------------------------------------
     def fit(self, data: ImageData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
             progress: ProgressFn | None = None) -> "DPMERFImage":
-        self._check_data(data, self.name)
         schema, n = data.schema, len(data)
-        device = self._device()
-        ledger = self._make_ledger(budget, n, ledger)
-        gen = torch_generator(rng)
-        self.schema_ = schema
-        self.generator_ = self._build(schema)
-        init_weights(self.generator_, gen)
+        device, ledger, gen = self._start_fit(data, budget=budget, rng=rng, ledger=ledger)
         self.generator_.to(device)
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
         sigma = self._calibrate(budget, ledger)
