@@ -137,12 +137,16 @@ MODELS = ROOT / "models"
 
 
 def pretrained_checkpoint(generator: str, dataset: str, schema) -> Path:
-    """models/pretrained_<generator>_<grey|rgb><size>_for-<dataset> (built from the OTHER sets)."""
+    """models/pretrained_<generator>_<grey|rgb><size>_for-<dataset> (built from the OTHER sets);
+    dp-merf-image also starts from dp-gan-image's (the same generator network)."""
+    from dpsynth.generators.image.pretrain import STARTS_FROM
+
     kind = "grey" if schema.channels == 1 else "rgb"
-    path = MODELS / f"pretrained_{generator}_{kind}{schema.height}_for-{dataset}"
-    if not (path / "pretrain.json").is_file():
-        raise SystemExit(f"no pretrained checkpoint {path} (build it with `dpsynth pretrain`, see models/README.md)")
-    return path
+    paths = [MODELS / f"pretrained_{g}_{kind}{schema.height}_for-{dataset}" for g in STARTS_FROM.get(generator, (generator,))]
+    for path in paths:
+        if (path / "pretrain.json").is_file():
+            return path
+    raise SystemExit(f"no pretrained checkpoint {paths[0]} (build it with `dpsynth pretrain`, see models/README.md)")
 
 
 class _StopTiming(Exception):

@@ -12,8 +12,9 @@ from dpsynth.errors import DpsynthError
 @click.command()
 @click.option("--public", "public", multiple=True, required=True, type=click.Path(dir_okay=False, exists=True),
               help="A PUBLIC MedMNIST-style .npz (repeat for several); never the private set you fine-tune on.")
-@click.option("--generator", "-g", type=click.Choice(["dp-diffusion-image", "dp-gan-image"]), default="dp-diffusion-image",
-              show_default=True)
+@click.option("--generator", "-g", type=click.Choice(["dp-diffusion-image", "dp-gan-image", "dp-merf-image"]),
+              default="dp-diffusion-image", show_default=True,
+              help="dp-merf-image fine-tunes from a dp-gan-image checkpoint too (same generator network).")
 @click.option("--shape", required=True, metavar="CxHxW", help="Target shape of the private set, e.g. 1x28x28 or 3x64x64.")
 @click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Non-private Adam steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)

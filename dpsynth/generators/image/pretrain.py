@@ -12,7 +12,8 @@ PrivImage in DPImageBench all start from a network pretrained on public images).
 ``train --init FOLDER`` (generator parameter ``init``) starts DP-SGD from it: every tensor whose
 shape matches is copied; a tensor that differs only in the number of classes (the class
 embedding of the UNet, the label inputs of the GAN) gets the overlapping rows/columns and keeps
-its fresh random initialisation elsewhere. The run's ledger gets one ``public`` entry naming the
+its fresh random initialisation elsewhere. ``dp-merf-image`` trains the GAN's generator network, so
+it starts from a ``dp-gan-image`` checkpoint as well as from its own. The run's ledger gets one ``public`` entry naming the
 sources (epsilon 0: no private image is read). The architecture must match (checked).
 
 Public images are converted to the target shape by fixed, data-independent rules: grey -> RGB
@@ -52,8 +53,12 @@ ARCH_KEYS = {
     "dp-diffusion-image": ("block_out_channels", "layers_per_block", "norm_num_groups", "num_train_timesteps",
                            "beta_schedule"),
     "dp-gan-image": ("noise_dim", "generator_channels"),
+    "dp-merf-image": ("noise_dim", "generator_channels"),
 }
-PREFIX = {"dp-diffusion-image": "unet.", "dp-gan-image": "generator."}
+PREFIX = {"dp-diffusion-image": "unet.", "dp-gan-image": "generator.", "dp-merf-image": "generator."}
+# dp-merf-image trains dp-gan-image's generator network: it starts from either one's checkpoint
+# (a non-private GAN learns sharper textures than a non-private mean embedding).
+STARTS_FROM = {"dp-merf-image": ("dp-merf-image", "dp-gan-image")}
 _SPLITS = ("train", "val", "test")
 
 
@@ -176,6 +181,8 @@ def datasheet(info: dict) -> str:
               f" resize to {h}x{w}. Training: {info['steps']} non-private Adam steps of {info['batch_size']} images"
               f" ({info['seconds']} s), seed {info['seed']}, class labels = (source, class) pairs:"
               f" {', '.join(info['classes'])}.", "",
+              "Architecture (a fine-tuning run must use the same): " + ", ".join(
+                  f"{k}={info['params'].get(k)}" for k in ARCH_KEYS.get(info["generator"], ())) + ".", "",
               "Use only with a private set that is NOT one of the sources (leave the private set out).", ""]
     return "\n".join(lines)
 
@@ -191,7 +198,7 @@ def load_pretrained(module: torch.nn.Module, folder: str | Path, *, generator: s
     if not meta_path.is_file() or not weights_path.is_file():
         raise ConfigError(f"init {folder}: not a pretrained checkpoint (needs pretrain.json and weights.safetensors)")
     info = json.loads(meta_path.read_text())
-    if info.get("generator") != generator:
+    if info.get("generator") not in STARTS_FROM.get(generator, (generator,)):
         raise ConfigError(f"init {folder}: pretrained for {info.get('generator')}, not {generator}")
     if tuple(info["shape"]) != tuple(shape):
         raise ConfigError(f"init {folder}: pretrained at C,H,W={tuple(info['shape'])}, the data is {tuple(shape)}")

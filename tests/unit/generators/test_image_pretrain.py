@@ -46,7 +46,8 @@ def test_checkpoint_has_weights_provenance_and_a_datasheet(checkpoint):
     assert info["n_images"] == 26 and info["shape"] == [1, 8, 8] and info["steps"] == 2
     assert info["sources"][0]["licence"] == "CC0-1.0" and len(info["sources"][0]["sha256"]) == 64
     assert info["classes"] == ["toypublic:0", "toypublic:1"]
-    assert "public images only" in (checkpoint / "DATASHEET.md").read_text()
+    sheet = (checkpoint / "DATASHEET.md").read_text()
+    assert "public images only" in sheet and "must use the same): block_out_channels=[8, 8], layers_per_block=" in sheet
 
 
 def test_fine_tuning_starts_from_the_checkpoint_and_the_ledger_says_public(checkpoint):
@@ -120,3 +121,57 @@ def test_conditioning_only_needs_a_public_checkpoint():
         build_generator("dp-diffusion-image", {**TINY, "trainable": "conditioning"})
     with pytest.raises(ConfigError, match="trainable must be one of"):
         build_generator("dp-diffusion-image", {**TINY, "trainable": "convs", "init": "x"})
+
+
+GAN_NET = {"noise_dim": 8, "generator_channels": 16, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def gan_checkpoint(tmp_path_factory):
+    rng = np.random.default_rng(4)
+    folder = tmp_path_factory.mktemp("public_gan")
+    src = folder / "toypublic.npz"
+    np.savez(src, train_images=rng.integers(0, 256, (24, 8, 8), dtype=np.uint8), train_labels=rng.integers(0, 2, (24, 1)))
+    return pretrain_image_generator(generator="dp-gan-image", public=[src], shape=(1, 8, 8), out=folder / "ckpt",
+                                    steps=2, batch_size=4, params={**GAN_NET, "discriminator_channels": 8},
+                                    licences={"toypublic": "CC0-1.0"})
+
+
+def test_dp_merf_image_starts_from_a_public_dp_gan_image_generator(gan_checkpoint):
+    """The same generator network: every tensor is copied (the label columns of the first layer for
+    the classes both have), the ledger records the public sources at epsilon 0, and the private
+    release is charged exactly as without the checkpoint."""
+    from safetensors.torch import load_file
+
+    from tests.conftest import dp_accounting_epsilon
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 3, 40)
+    data = ImageData(SCHEMA.to_unit(rng.integers(0, 256, (40, 1, 8, 8))), labels.astype(np.int64), SCHEMA)
+    merf = {**GAN_NET, "n_frequencies": 20, "steps": 1, "batch_size": 4, "lr": 1e-12}  # lr ~0: weights stay put
+    started = build_generator("dp-merf-image", {**merf, "init": str(gan_checkpoint)})
+    started.fit(data, budget=Budget(epsilon=2.0), rng=np.random.default_rng(0))
+    fresh = build_generator("dp-merf-image", merf).fit(data, budget=Budget(epsilon=2.0), rng=np.random.default_rng(0))
+    saved = {k[len("generator."):]: v for k, v in load_file(str(gan_checkpoint / "weights.safetensors")).items()}
+    after = started.generator_.state_dict()
+    torch.testing.assert_close(after["body.3.weight"], saved["body.3.weight"], rtol=0, atol=1e-6)
+    assert not torch.allclose(fresh.generator_.state_dict()["body.3.weight"], saved["body.3.weight"])
+    # fc input = noise (8) + one-hot label (3 private classes; the public set had 2): 10 columns copied
+    torch.testing.assert_close(after["fc.weight"][:, :10], saved["fc.weight"][:, :10], rtol=0, atol=1e-6)
+    public = [e for e in started.ledger_.entries if e.mechanism == "public"]
+    assert len(public) == 1 and public[0].params["sources"][0]["licence"] == "CC0-1.0"
+    assert started.ledger_.epsilon() == pytest.approx(fresh.ledger_.epsilon(), rel=1e-12)
+    assert started.ledger_.epsilon() == pytest.approx(
+        dp_accounting_epsilon(started.ledger_.gaussian_history(), started.ledger_.delta), rel=1e-5)
+
+
+def test_dp_merf_image_refuses_a_checkpoint_it_cannot_start_from(gan_checkpoint, checkpoint):
+    rng = np.random.default_rng(6)
+    data = ImageData(SCHEMA.to_unit(rng.integers(0, 256, (12, 1, 8, 8))), rng.integers(0, 3, 12), SCHEMA)
+    merf = {**GAN_NET, "n_frequencies": 20, "steps": 1, "batch_size": 2}
+    with pytest.raises(ConfigError, match="noise_dim=8 in the checkpoint but 16 in this run"):
+        build_generator("dp-merf-image", {**merf, "noise_dim": 16, "init": str(gan_checkpoint)}).fit(
+            data, budget=Budget(epsilon=2.0), rng=np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="pretrained for dp-diffusion-image, not dp-merf-image"):
+        build_generator("dp-merf-image", {**merf, "init": str(checkpoint)}).fit(
+            data, budget=Budget(epsilon=2.0), rng=np.random.default_rng(0))

@@ -24,6 +24,9 @@ Privacy argument
 - Class frequencies (for drawing labels) are the shared Gaussian histogram release
   (:class:`~dpsynth.generators.image.base.ImageGenerator`). The generator's training, on
   ||target - mean embedding of its samples||^2, and all sampling are post-processing.
+- ``init``: the generator may start from a network pretrained WITHOUT privacy on *public* images
+  (``dpsynth pretrain -g dp-gan-image|dp-merf-image``, :mod:`dpsynth.generators.image.pretrain`); the
+  ledger records the sources as public (epsilon 0). No private image is read by it.
 """
 
 from __future__ import annotations
@@ -128,7 +131,9 @@ class DPMERFImage(GeneratorNetMixin, ImageGenerator):
     the calibrated noise, :func:`planned_frequencies`); length_scales: the Gaussian kernels' widths
     in units of sqrt(pixels); feature_resolution: images are pooled to at most this many pixels a
     side before the features (None: planned, :func:`planned_resolution`); steps / batch_size / lr:
-    the generator's Adam steps (post-processing: they cost no privacy); batch_size is per class."""
+    the generator's Adam steps (post-processing: they cost no privacy); batch_size is per class.
+    init: a generator pretrained on public images (a dp-gan-image or dp-merf-image checkpoint with
+    the same noise_dim and generator_channels)."""
 
     noise_dim: int = 32
     generator_channels: int = 64
@@ -140,6 +145,7 @@ class DPMERFImage(GeneratorNetMixin, ImageGenerator):
     lr: float = 1e-3
     sample_batch_size: int = 512
     device: str = "auto"
+    init: str | None = None
 
     def __post_init__(self) -> None:
         integers = ["noise_dim", "generator_channels", "steps", "batch_size", "sample_batch_size"]
@@ -178,6 +184,7 @@ class DPMERFImage(GeneratorNetMixin, ImageGenerator):
             progress: ProgressFn | None = None) -> "DPMERFImage":
         schema, n = data.schema, len(data)
         device, ledger, gen = self._start_fit(data, budget=budget, rng=rng, ledger=ledger)
+        self._start_from_public(self.generator_, ledger=ledger, schema=schema)
         self.generator_.to(device)
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
         sigma = self._calibrate(budget, ledger)
