@@ -83,8 +83,8 @@ def _echo_trained(result, generator: str) -> None:
               help="Public bound k on rows per patient when the schema's privacy_unit names a patient-id column"
                    " (default: the schema's max_rows_per_unit, else 1); extra rows are dropped at random.")
 @click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Images: start DP-SGD from a public pretrained checkpoint (`dpsynth pretrain`, models/pretrained_*);"
-                   " recorded in the ledger as public (epsilon 0).")
+              help="Images: start from a public pretrained checkpoint (`dpsynth pretrain`, models/pretrained_*;"
+                   " dp-merf-image also starts from a dp-gan-image one); recorded in the ledger as public (epsilon 0).")
 @_friendly
 def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
           split_seed, threads, clip_to_schema, infer_target, infer_sensitive, out, overwrite, engine, verbose_losses,
