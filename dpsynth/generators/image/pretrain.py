@@ -13,8 +13,9 @@ PrivImage in DPImageBench all start from a network pretrained on public images).
 shape matches is copied; a tensor that differs only in the number of classes (the class
 embedding of the UNet, the label inputs of the GAN) gets the overlapping rows/columns and keeps
 its fresh random initialisation elsewhere. ``dp-merf-image`` trains the GAN's generator network, so
-it starts from a ``dp-gan-image`` checkpoint as well as from its own. The run's ledger gets one ``public`` entry naming the
-sources (epsilon 0: no private image is read). The architecture must match (checked).
+it starts from a ``dp-gan-image`` checkpoint as well as from its own. The run's ledger gets one
+``public`` entry naming the sources (epsilon 0: no private image is read). The architecture must
+match (checked).
 
 Public images are converted to the target shape by fixed, data-independent rules: grey -> RGB
 repeats the channel, RGB -> grey is the ITU-R BT.601 luma, and the size is changed by bilinear
@@ -57,7 +58,7 @@ ARCH_KEYS = {
 }
 PREFIX = {"dp-diffusion-image": "unet.", "dp-gan-image": "generator.", "dp-merf-image": "generator."}
 # dp-merf-image trains dp-gan-image's generator network: it starts from either one's checkpoint
-# (a non-private GAN learns sharper textures than a non-private mean embedding).
+# (the released one for it, models/pretrained_dp-gan-image_*, is a non-private GAN).
 STARTS_FROM = {"dp-merf-image": ("dp-merf-image", "dp-gan-image")}
 _SPLITS = ("train", "val", "test")
 

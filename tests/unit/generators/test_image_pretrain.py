@@ -175,3 +175,19 @@ def test_dp_merf_image_refuses_a_checkpoint_it_cannot_start_from(gan_checkpoint,
     with pytest.raises(ConfigError, match="pretrained for dp-diffusion-image, not dp-merf-image"):
         build_generator("dp-merf-image", {**merf, "init": str(checkpoint)}).fit(
             data, budget=Budget(epsilon=2.0), rng=np.random.default_rng(0))
+
+
+def test_dp_merf_image_pretrains_on_public_images_and_starts_from_its_own_checkpoint(tmp_path):
+    rng = np.random.default_rng(7)
+    src = tmp_path / "toypublic.npz"
+    np.savez(src, train_images=rng.integers(0, 256, (16, 8, 8), dtype=np.uint8), train_labels=rng.integers(0, 2, (16, 1)))
+    ckpt = pretrain_image_generator(generator="dp-merf-image", public=[src], shape=(1, 8, 8), out=tmp_path / "ckpt",
+                                    steps=2, batch_size=4, params={**GAN_NET, "n_frequencies": 20},
+                                    licences={"toypublic": "CC0-1.0"})
+    info = json.loads((ckpt / "pretrain.json").read_text())
+    assert info["generator"] == "dp-merf-image" and "noise_dim=8, generator_channels=16" in (ckpt / "DATASHEET.md").read_text()
+    data = ImageData(SCHEMA.to_unit(rng.integers(0, 256, (12, 1, 8, 8))), rng.integers(0, 3, 12), SCHEMA)
+    model = build_generator("dp-merf-image", {**GAN_NET, "n_frequencies": 20, "steps": 1, "batch_size": 2,
+                                              "init": str(ckpt)}).fit(data, budget=Budget(epsilon=2.0),
+                                                                      rng=np.random.default_rng(0))
+    assert [e.mechanism for e in model.ledger_.entries][0] == "public" and 0 < model.ledger_.epsilon() <= 2.0
