@@ -107,7 +107,8 @@ class GeneratorNetMixin:
 
     def _start_fit(self, data: ImageData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None):
         """The shared opening of ``fit``: checks, device, ledger, the run's torch RNG, and a freshly
-        initialised generator net (from that RNG). Returns (device, ledger, gen)."""
+        initialised generator net (from that RNG), then copied from ``init``'s public checkpoint when
+        one is given (no RNG drawn; recorded in the ledger as public). Returns (device, ledger, gen)."""
         self._check_data(data, self.name)
         device = self._device()
         ledger = self._make_ledger(budget, len(data), ledger)
@@ -115,6 +116,7 @@ class GeneratorNetMixin:
         self.schema_ = data.schema
         self.generator_ = self._build(data.schema)
         init_weights(self.generator_, gen)
+        self._start_from_public(self.generator_, ledger=ledger, schema=data.schema)
         return device, ledger, gen
 
     def _generate(self, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -179,8 +181,7 @@ class DPGANImage(GeneratorNetMixin, GANParams, DCTPriorSteps, ImageGenerator):
         schema, n = data.schema, len(data)
         device, ledger, gen = self._start_fit(data, budget=budget, rng=rng, ledger=ledger)
         disc = ImageDiscriminator(n_classes=schema.n_classes, channels=self.discriminator_channels, shape=schema.shape)
-        init_weights(disc, gen)
-        self._start_from_public(self.generator_, ledger=ledger, schema=schema)  # the discriminator starts fresh
+        init_weights(disc, gen)  # the discriminator starts fresh, also from a public generator
         self.generator_.to(device)
         disc.to(device)
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)

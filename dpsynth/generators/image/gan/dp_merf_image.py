@@ -184,7 +184,6 @@ class DPMERFImage(GeneratorNetMixin, ImageGenerator):
             progress: ProgressFn | None = None) -> "DPMERFImage":
         schema, n = data.schema, len(data)
         device, ledger, gen = self._start_fit(data, budget=budget, rng=rng, ledger=ledger)
-        self._start_from_public(self.generator_, ledger=ledger, schema=schema)
         self.generator_.to(device)
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
         sigma = self._calibrate(budget, ledger)
