@@ -10,6 +10,7 @@ JSON values (tuples as lists), which is what a run artifact stores and ``cls(**p
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Callable, ClassVar
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dpsynth.errors import ConfigError
 from dpsynth.privacy.dpsgd_loop import DPSGDTask
 from dpsynth.privacy.grad_modes import GRAD_SAMPLE_MODES, check_grad_sample_mode, without_per_example
 
@@ -53,12 +55,27 @@ class DPSGDParams:
 @dataclass(eq=False, kw_only=True)
 class GANParams(DPSGDParams):
     """A GAN whose discriminator alone is trained with DP-SGD: noise_dim (generator input),
-    the two learning rates, generator_steps (generator updates per discriminator step)."""
+    the two learning rates, generator_steps (generator updates per round), discriminator_steps
+    (discriminator steps per round, n_D: under DP a larger n_D keeps the noisy discriminator ahead
+    of the generator; Bie, Kamath and Zhang, "Private GANs, revisited", TMLR 2023)."""
 
     noise_dim: int = 64
     generator_lr: float = 1e-3
     discriminator_lr: float = 1e-3
     generator_steps: int = 1
+    discriminator_steps: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("generator_steps", "discriminator_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{getattr(self, 'name', type(self).__name__)}: {name} must be an integer >= 1, "
+                                  f"got {value!r}")
+        super().__post_init__()
+
+    def generator_round(self, step: int) -> bool:
+        """Whether the generator updates after discriminator step ``step`` (counted from 1)."""
+        return step % self.discriminator_steps == 0
 
 
 @dataclass(eq=False, kw_only=True)
@@ -76,15 +93,18 @@ class DiffusionParams(DPSGDParams):
 
 
 def gan_task(*, real_input: Callable[[list[torch.Tensor]], torch.Tensor], fake_input: Callable[[], torch.Tensor],
-             generator_step: Callable[[nn.Module], float], generator_steps: int, generator: nn.Module) -> DPSGDTask:
+             generator_step: Callable[[nn.Module], float], generator_steps: int, generator: nn.Module,
+             discriminator_steps: int = 1) -> DPSGDTask:
     """The DP-SGD task of a GAN whose discriminator alone reads real rows.
 
     (1) the loss: the discriminator's per-example loss on the real rows (``real_input(rows)``);
     (2) the gradient on fake rows (``fake_input()``, a fixed public number of them): it reads no
     real row, so it is computed without per-example bookkeeping and added after the noise;
-    (3) after each released step, ``generator_steps`` updates of the generator through the
-    private discriminator (``generator_step(discriminator) -> loss``): post-processing."""
+    (3) after every ``discriminator_steps``-th released step, ``generator_steps`` updates of the
+    generator through the private discriminator (``generator_step(discriminator) -> loss``):
+    post-processing."""
     fake_loss = {}
+    g_loss = {"g": math.nan}  # the last generator loss, reported between generator rounds
 
     def loss(disc, rows):  # (1)
         logits = disc(real_input(rows).requires_grad_(True))  # full backward hooks need an input with grad
@@ -99,11 +119,12 @@ def gan_task(*, real_input: Callable[[list[torch.Tensor]], torch.Tensor], fake_i
             return torch.autograd.grad(fake_loss["d"], list(disc.parameters()))
 
     def after_step(disc, step, losses):  # (3)
-        disc.eval()
-        with without_per_example(disc) as plain:
-            for _ in range(generator_steps):
-                g_loss = generator_step(plain)
+        if step % discriminator_steps == 0:
+            disc.eval()
+            with without_per_example(disc) as plain:
+                for _ in range(generator_steps):
+                    g_loss["g"] = generator_step(plain)
         loss_real = losses.mean() if len(losses) else losses.sum()
-        return {"d_loss": (loss_real + fake_loss["d"]).item(), "g_loss": g_loss}
+        return {"d_loss": (loss_real + fake_loss["d"]).item(), "g_loss": g_loss["g"]}
 
     return DPSGDTask(loss=loss, extra_grads=extra_grads, after_step=after_step, public_modules=(generator,))

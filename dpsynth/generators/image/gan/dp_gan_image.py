@@ -245,7 +245,8 @@ class DPGANImage(GeneratorNetMixin, GANParams, DCTPriorSteps, ImageGenerator):
 
         task = gan_task(real_input=lambda rows: with_label_maps(rows[0].to(device), rows[1].to(device), k),
                         fake_input=fake_input, generator_step=lambda disc: self._generator_step(disc, opt_g, m, gen, device),
-                        generator_steps=self.generator_steps, generator=self.generator_)
+                        generator_steps=self.generator_steps, generator=self.generator_,
+                        discriminator_steps=self.discriminator_steps)
         run.train(task, max_physical_batch_size=self.max_physical_batch_size, progress=progress)
 
     def _train_non_private(self, disc, opt_d, opt_g, batch, *, steps: int, gen, device, progress,
@@ -253,6 +254,7 @@ class DPGANImage(GeneratorNetMixin, GANParams, DCTPriorSteps, ImageGenerator):
         """Plain GAN steps on ``batch()`` (images, labels): the non-private reference on real images,
         or the warm-up on prior samples (``epsilon``: what the ledger holds, for the progress line)."""
         k = self.schema_.n_classes
+        g_loss = math.nan  # until the first generator round
         for step in range(1, steps + 1):
             images, labels = batch()
             disc.train()
@@ -266,7 +268,7 @@ class DPGANImage(GeneratorNetMixin, GANParams, DCTPriorSteps, ImageGenerator):
             d_loss.backward()
             opt_d.step()
             disc.eval()
-            for _ in range(self.generator_steps):
+            for _ in range(self.generator_steps if self.generator_round(step) else 0):
                 g_loss = self._generator_step(disc, opt_g, self.schedule_.batch_size, gen, device)
             if progress is not None:
                 progress({"step": step, "steps": steps, "d_loss": d_loss.item(), "g_loss": g_loss, "epsilon": epsilon})

@@ -209,7 +209,8 @@ class DPGAN(ScheduledDPSGD, GANParams, FairSGD):
 
         task = gan_task(real_input=lambda rows: torch.cat([rows[0], rows[1]], dim=1), fake_input=fake_input,
                         generator_step=lambda disc: self._generator_step(disc, opt_g, m, gen),
-                        generator_steps=self.generator_steps, generator=self.generator_)
+                        generator_steps=self.generator_steps, generator=self.generator_,
+                        discriminator_steps=self.discriminator_steps)
         run.train(task, max_physical_batch_size=self.max_physical_batch_size, progress=progress,
                   audit_hook=self._audit_hook)
 
@@ -217,6 +218,7 @@ class DPGAN(ScheduledDPSGD, GANParams, FairSGD):
                            weights: torch.Tensor | None = None, batch_size: int = 128) -> None:
         n = len(dataset)
         x_all, c_all = dataset.tensors[:2]
+        g_loss = math.nan  # until the first generator round
         for step in range(steps):
             if weights is None:
                 idx = torch.randint(n, (batch_size,), generator=gen)
@@ -234,7 +236,7 @@ class DPGAN(ScheduledDPSGD, GANParams, FairSGD):
                 self._audit_hook.before_plain_step(batch_size=batch_size, n=n)
             opt_d.step()
             disc.eval()
-            for _ in range(self.generator_steps):
+            for _ in range(self.generator_steps if self.generator_round(step + 1) else 0):
                 g_loss = self._generator_step(disc, opt_g, batch_size, gen)
             if progress is not None:
                 progress({"step": step + 1, "steps": steps, "d_loss": d_loss.item(), "g_loss": g_loss,

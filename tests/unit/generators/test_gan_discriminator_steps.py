@@ -1,0 +1,65 @@
+"""discriminator_steps (n_D) of the DP-SGD GANs: the generator updates only after every n_D-th
+released discriminator step, the privacy charge does not depend on n_D (the generator's updates
+are post-processing), and bad values are one-line errors naming the key."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dpsynth.config import build_generator
+from dpsynth.data.image_schema import ImageSchema
+from dpsynth.data.images import ImageData
+from dpsynth.errors import ConfigError
+from dpsynth.privacy.budget import Budget
+from tests.conftest import dp_accounting_epsilon
+
+torch.set_num_threads(1)
+SCHEMA = ImageSchema(height=8, width=8, channels=1, low=0, high=100, classes=("dark", "bright"), name="tiny")
+TINY = {"generator_channels": 16, "discriminator_channels": 8, "noise_dim": 8, "steps": 6, "batch_size": 32,
+        "max_physical_batch_size": 32, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300)
+    pixels = np.clip(rng.normal(20 + 60 * labels[:, None, None, None], 8, (300, 1, 8, 8)), 0, 100)
+    return ImageData(SCHEMA.to_unit(pixels), labels.astype(np.int64), SCHEMA)
+
+
+def _fit(data, params):
+    trace = []
+    gen = build_generator("dp-gan-image", {**TINY, **params})
+    gen.fit(data, budget=Budget(epsilon=3.0), rng=np.random.default_rng(1), progress=trace.append)
+    return gen, [(d["step"], d["g_loss"]) for d in trace]
+
+
+def test_the_generator_updates_after_every_n_d_th_step_and_the_charge_is_unchanged(data):
+    gen, trace = _fit(data, {"discriminator_steps": 3})
+    assert [s for s, _ in trace] == [1, 2, 3, 4, 5, 6]
+    g = dict(trace)
+    assert math.isnan(g[1]) and math.isnan(g[2])  # no generator round yet
+    assert np.isfinite(g[3]) and g[4] == g[5] == g[3]  # held between rounds
+    assert np.isfinite(g[6]) and g[6] != g[3]  # the second round
+    base, _ = _fit(data, {})
+    ledger = gen.ledger_
+    assert ledger.epsilon() == pytest.approx(base.ledger_.epsilon(), rel=1e-12)
+    assert ledger.epsilon() == pytest.approx(dp_accounting_epsilon(ledger.gaussian_history(), ledger.delta), rel=1e-5)
+    assert gen.get_params()["discriminator_steps"] == 3
+
+
+def test_n_d_one_is_the_default_and_updates_the_generator_every_step(data):
+    _, trace = _fit(data, {})
+    values = [g for _, g in trace]
+    assert all(np.isfinite(values)) and len(set(values)) == len(values)
+
+
+@pytest.mark.parametrize("generator", ["dp-gan-image", "dp-gan"])
+@pytest.mark.parametrize("key, value", [("discriminator_steps", 0), ("discriminator_steps", 2.5),
+                                        ("discriminator_steps", True), ("generator_steps", -1)])
+def test_bad_step_counts_are_one_line_errors_naming_the_key(generator, key, value):
+    with pytest.raises(ConfigError, match=f"{key} must be an integer >= 1") as info:
+        build_generator(generator, {key: value})
+    assert "\n" not in str(info.value) and generator in str(info.value)
