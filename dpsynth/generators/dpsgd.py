@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from dpsynth.errors import ConfigError
 from dpsynth.privacy.dpsgd_loop import DPSGDTask
+from dpsynth.privacy.functional_grads import per_example_grads
 from dpsynth.privacy.grad_modes import GRAD_SAMPLE_MODES, check_grad_sample_mode, without_per_example
 
 
@@ -94,12 +95,14 @@ class DiffusionParams(DPSGDParams):
 
 def gan_task(*, real_input: Callable[[list[torch.Tensor]], torch.Tensor], fake_input: Callable[[], torch.Tensor],
              generator_step: Callable[[nn.Module], float], generator_steps: int, generator: nn.Module,
-             discriminator_steps: int = 1) -> DPSGDTask:
+             discriminator_steps: int = 1, fake_clip: float | None = None) -> DPSGDTask:
     """The DP-SGD task of a GAN whose discriminator alone reads real rows.
 
     (1) the loss: the discriminator's per-example loss on the real rows (``real_input(rows)``);
     (2) the gradient on fake rows (``fake_input()``, a fixed public number of them): it reads no
-    real row, so it is computed without per-example bookkeeping and added after the noise;
+    real row, so it is computed without per-example bookkeeping and added after the noise; with
+    ``fake_clip`` each fake row's gradient is clipped to that norm first, as the real rows' are
+    (the two terms then weigh alike, as when fakes join the DP batch: Bie et al. 2023);
     (3) after every ``discriminator_steps``-th released step, ``generator_steps`` updates of the
     generator through the private discriminator (``generator_step(discriminator) -> loss``):
     post-processing."""
@@ -114,6 +117,11 @@ def gan_task(*, real_input: Callable[[list[torch.Tensor]], torch.Tensor], fake_i
         with torch.no_grad():
             fake = fake_input()
         with without_per_example(disc) as plain:
+            if fake_clip is not None:
+                bare = getattr(plain, "_module", plain)  # torch.func cannot pass opacus' backward hooks
+                grads, losses = per_example_grads(bare, _fake_loss_one, fake.detach())
+                fake_loss["d"] = losses.mean()
+                return clipped_mean([grads[name] for name, _ in bare.named_parameters()], fake_clip)
             logits = plain(fake)
             fake_loss["d"] = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
             return torch.autograd.grad(fake_loss["d"], list(disc.parameters()))
@@ -128,3 +136,17 @@ def gan_task(*, real_input: Callable[[list[torch.Tensor]], torch.Tensor], fake_i
         return {"d_loss": (loss_real + fake_loss["d"]).item(), "g_loss": g_loss["g"]}
 
     return DPSGDTask(loss=loss, extra_grads=extra_grads, after_step=after_step, public_modules=(generator,))
+
+
+def _fake_loss_one(forward, image: torch.Tensor) -> torch.Tensor:
+    """One fake row's discriminator loss (label 0), for :func:`per_example_grads`."""
+    logit = forward(image.unsqueeze(0))
+    return F.binary_cross_entropy_with_logits(logit, torch.zeros_like(logit)).squeeze()
+
+
+def clipped_mean(per_example: list[torch.Tensor], clip: float) -> list[torch.Tensor]:
+    """The mean over examples of per-example gradients (``[B, *shape]`` per tensor), each example's
+    whole gradient first scaled to L2 norm at most ``clip``."""
+    norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in per_example))
+    scale = (clip / (norms + 1e-6)).clamp(max=1.0)
+    return [torch.einsum("b,b...->...", scale, g) / len(scale) for g in per_example]

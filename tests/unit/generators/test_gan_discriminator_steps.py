@@ -63,3 +63,40 @@ def test_bad_step_counts_are_one_line_errors_naming_the_key(generator, key, valu
     with pytest.raises(ConfigError, match=f"{key} must be an integer >= 1") as info:
         build_generator(generator, {key: value})
     assert "\n" not in str(info.value) and generator in str(info.value)
+
+
+def test_clipped_mean_scales_each_example_to_the_clip_then_averages():
+    from dpsynth.generators.dpsgd import clipped_mean
+    a = torch.tensor([[3.0, 0.0], [0.3, 0.4]])  # example norms (with b): 5 and 0.5
+    b = torch.tensor([[[0.0, 4.0]], [[0.0, 0.0]]])
+    out = clipped_mean([a, b], 1.0)
+    assert torch.allclose(out[0], (a[0] / 5 + a[1]) / 2, atol=1e-6)
+    assert torch.allclose(out[1], (b[0] / 5 + b[1]) / 2, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["bk", "ew"])
+def test_clip_fakes_bounds_the_fake_term_and_keeps_the_charge(data, mode, monkeypatch):
+    from dpsynth.generators import dpsgd
+    seen = []
+    real = dpsgd.clipped_mean
+
+    def spy(per_example, clip):
+        out = real(per_example, clip)
+        seen.append(float(torch.sqrt(sum(g.pow(2).sum() for g in out))))
+        return out
+    monkeypatch.setattr(dpsgd, "clipped_mean", spy)
+    gen, trace = _fit(data, {"clip_fakes": True, "grad_sample_mode": mode, "max_grad_norm": 0.5})
+    assert len(seen) == 6 and all(0 < v <= 0.5 + 1e-5 for v in seen)  # a mean of vectors of norm <= clip
+    assert all(np.isfinite([g for _, g in trace]))
+    base, _ = _fit(data, {"grad_sample_mode": mode, "max_grad_norm": 0.5})
+    assert gen.ledger_.epsilon() == pytest.approx(base.ledger_.epsilon(), rel=1e-12)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"clip_fakes": "yes"}, "clip_fakes must be true or false"),
+    ({"clip_fakes": True, "grad_sample_mode": "hooks"}, "clip_fakes needs grad_sample_mode bk or ew, got 'hooks'"),
+])
+def test_bad_clip_fakes_settings_are_one_line_errors(params, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        build_generator("dp-gan-image", params)
+    assert "\n" not in str(info.value)

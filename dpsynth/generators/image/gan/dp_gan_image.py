@@ -45,6 +45,9 @@ from dpsynth.privacy.budget import Budget
 from dpsynth.privacy.dpsgd_loop import DPSGDRun, public_update
 from dpsynth.privacy.ledger import Ledger
 
+CLIP_FAKES_MODES = ("bk", "ew")  # per-example fake gradients by torch.func: modes without backward hooks
+
+
 def _groups(channels: int) -> int:
     return math.gcd(channels, 8)
 
@@ -152,7 +155,9 @@ class DPGANImage(GeneratorNetMixin, GANParams, DCTPriorSteps, ImageGenerator):
     prior_share (default 0: off; None: dp-diffusion-image's size x epsilon rule): the share of the
     budget's zCDP rho spent on the DP DCT prior (``prior_k``, ``prior_clip``); with it,
     ``warmup_steps`` (None: 5/3 x the planned DP-SGD steps) non-private GAN steps on prior samples
-    before DP-SGD."""
+    before DP-SGD. discriminator_steps (n_D) DP-SGD steps per generator round; clip_fakes: clip each
+    fake image's discriminator gradient to max_grad_norm like a real one's (off: the exact fake
+    gradient, which outweighs the clipped, noised real one at small n)."""
 
     generator_channels: int = 64
     discriminator_channels: int = 32
@@ -170,10 +175,16 @@ class DPGANImage(GeneratorNetMixin, GANParams, DCTPriorSteps, ImageGenerator):
     prior_k: int = 8
     prior_clip: float = 0.4
     warmup_steps: int | None = None
+    clip_fakes: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check_prior_settings()
+        if not isinstance(self.clip_fakes, bool):
+            raise ConfigError(f"{self.name}: clip_fakes must be true or false, got {self.clip_fakes!r}")
+        if self.clip_fakes and self.grad_sample_mode not in CLIP_FAKES_MODES:  # torch.func cannot pass their hooks
+            raise ConfigError(f"{self.name}: clip_fakes needs grad_sample_mode {' or '.join(CLIP_FAKES_MODES)}, "
+                              f"got {self.grad_sample_mode!r}")
 
     # ---- training -----------------------------------------------------------------------
     def fit(self, data: ImageData, *, budget: Budget, rng: np.random.Generator, ledger: Ledger | None = None,
@@ -246,7 +257,8 @@ class DPGANImage(GeneratorNetMixin, GANParams, DCTPriorSteps, ImageGenerator):
         task = gan_task(real_input=lambda rows: with_label_maps(rows[0].to(device), rows[1].to(device), k),
                         fake_input=fake_input, generator_step=lambda disc: self._generator_step(disc, opt_g, m, gen, device),
                         generator_steps=self.generator_steps, generator=self.generator_,
-                        discriminator_steps=self.discriminator_steps)
+                        discriminator_steps=self.discriminator_steps,
+                        fake_clip=self.max_grad_norm if self.clip_fakes else None)
         run.train(task, max_physical_batch_size=self.max_physical_batch_size, progress=progress)
 
     def _train_non_private(self, disc, opt_d, opt_g, batch, *, steps: int, gen, device, progress,
