@@ -9,49 +9,38 @@ import pytest
 import torch
 
 from dpsynth.config import build_generator
-from dpsynth.data.image_schema import ImageSchema
-from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError
 from dpsynth.privacy.budget import Budget
 from tests.conftest import dp_accounting_epsilon
 
 torch.set_num_threads(1)
-SCHEMA = ImageSchema(height=8, width=8, channels=1, low=0, high=100, classes=("dark", "bright"), name="tiny")
 TINY = {"generator_channels": 16, "discriminator_channels": 8, "noise_dim": 8, "steps": 6, "batch_size": 32,
         "max_physical_batch_size": 32, "device": "cpu"}
 
 
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 300)
-    pixels = np.clip(rng.normal(20 + 60 * labels[:, None, None, None], 8, (300, 1, 8, 8)), 0, 100)
-    return ImageData(SCHEMA.to_unit(pixels), labels.astype(np.int64), SCHEMA)
-
-
-def _fit(data, params):
+def _fit(two_class_images, params):
     trace = []
     gen = build_generator("dp-gan-image", {**TINY, **params})
-    gen.fit(data, budget=Budget(epsilon=3.0), rng=np.random.default_rng(1), progress=trace.append)
+    gen.fit(two_class_images, budget=Budget(epsilon=3.0), rng=np.random.default_rng(1), progress=trace.append)
     return gen, [(d["step"], d["g_loss"]) for d in trace]
 
 
-def test_the_generator_updates_after_every_n_d_th_step_and_the_charge_is_unchanged(data):
-    gen, trace = _fit(data, {"discriminator_steps": 3})
+def test_the_generator_updates_after_every_n_d_th_step_and_the_charge_is_unchanged(two_class_images):
+    gen, trace = _fit(two_class_images, {"discriminator_steps": 3})
     assert [s for s, _ in trace] == [1, 2, 3, 4, 5, 6]
     g = dict(trace)
     assert math.isnan(g[1]) and math.isnan(g[2])  # no generator round yet
     assert np.isfinite(g[3]) and g[4] == g[5] == g[3]  # held between rounds
     assert np.isfinite(g[6]) and g[6] != g[3]  # the second round
-    base, _ = _fit(data, {})
+    base, _ = _fit(two_class_images, {})
     ledger = gen.ledger_
     assert ledger.epsilon() == pytest.approx(base.ledger_.epsilon(), rel=1e-12)
     assert ledger.epsilon() == pytest.approx(dp_accounting_epsilon(ledger.gaussian_history(), ledger.delta), rel=1e-5)
     assert gen.get_params()["discriminator_steps"] == 3
 
 
-def test_n_d_one_is_the_default_and_updates_the_generator_every_step(data):
-    _, trace = _fit(data, {})
+def test_n_d_one_is_the_default_and_updates_the_generator_every_step(two_class_images):
+    _, trace = _fit(two_class_images, {})
     values = [g for _, g in trace]
     assert all(np.isfinite(values)) and len(set(values)) == len(values)
 
@@ -75,7 +64,7 @@ def test_clipped_mean_scales_each_example_to_the_clip_then_averages():
 
 
 @pytest.mark.parametrize("mode", ["bk", "ew"])
-def test_clip_fakes_bounds_the_fake_term_and_keeps_the_charge(data, mode, monkeypatch):
+def test_clip_fakes_bounds_the_fake_term_and_keeps_the_charge(two_class_images, mode, monkeypatch):
     from dpsynth.generators import dpsgd
     seen = []
     real = dpsgd.clipped_mean
@@ -85,10 +74,10 @@ def test_clip_fakes_bounds_the_fake_term_and_keeps_the_charge(data, mode, monkey
         seen.append(float(torch.sqrt(sum(g.pow(2).sum() for g in out))))
         return out
     monkeypatch.setattr(dpsgd, "clipped_mean", spy)
-    gen, trace = _fit(data, {"clip_fakes": True, "grad_sample_mode": mode, "max_grad_norm": 0.5})
+    gen, trace = _fit(two_class_images, {"clip_fakes": True, "grad_sample_mode": mode, "max_grad_norm": 0.5})
     assert len(seen) == 6 and all(0 < v <= 0.5 + 1e-5 for v in seen)  # a mean of vectors of norm <= clip
     assert all(np.isfinite([g for _, g in trace]))
-    base, _ = _fit(data, {"grad_sample_mode": mode, "max_grad_norm": 0.5})
+    base, _ = _fit(two_class_images, {"grad_sample_mode": mode, "max_grad_norm": 0.5})
     assert gen.ledger_.epsilon() == pytest.approx(base.ledger_.epsilon(), rel=1e-12)
 
 

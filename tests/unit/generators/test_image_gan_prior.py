@@ -9,30 +9,19 @@ import pytest
 import torch
 
 from dpsynth.config import build_generator
-from dpsynth.data.image_schema import ImageSchema
-from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError
 from dpsynth.generators.image.dct_prior import RHO_SHARES
 from dpsynth.privacy.budget import Budget, zcdp_rho_for
 from tests.conftest import dp_accounting_epsilon
 
 torch.set_num_threads(1)
-SCHEMA = ImageSchema(height=8, width=8, channels=1, low=0, high=100, classes=("dark", "bright"), name="tiny")
 TINY = {"generator_channels": 16, "discriminator_channels": 8, "noise_dim": 8, "steps": 3, "batch_size": 32,
         "max_physical_batch_size": 32, "device": "cpu", "prior_k": 4}
 
 
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 300)
-    pixels = np.clip(rng.normal(20 + 60 * labels[:, None, None, None], 8, (300, 1, 8, 8)), 0, 100)
-    return ImageData(SCHEMA.to_unit(pixels), labels.astype(np.int64), SCHEMA)
-
-
-def test_prior_is_charged_then_dp_sgd_gets_the_rest_and_epsilon_matches_an_independent_accountant(data):
+def test_prior_is_charged_then_dp_sgd_gets_the_rest_and_epsilon_matches_an_independent_accountant(two_class_images):
     gen = build_generator("dp-gan-image", {**TINY, "prior_share": 0.3, "warmup_steps": 2})
-    gen.fit(data, budget=Budget(epsilon=3.0), rng=np.random.default_rng(1))
+    gen.fit(two_class_images, budget=Budget(epsilon=3.0), rng=np.random.default_rng(1))
     ledger = gen.ledger_
     prior = [e for e in ledger.entries if e.purpose.startswith("DCT-Gaussian prior")]
     rho = 0.3 * zcdp_rho_for(3.0, ledger.delta)
@@ -45,21 +34,21 @@ def test_prior_is_charged_then_dp_sgd_gets_the_rest_and_epsilon_matches_an_indep
     assert images.shape == (20, 1, 8, 8) and np.isfinite(images).all()
 
 
-def test_off_by_default_and_then_nothing_is_charged_for_a_prior(data):
+def test_off_by_default_and_then_nothing_is_charged_for_a_prior(two_class_images):
     gen = build_generator("dp-gan-image", TINY)
-    gen.fit(data, budget=Budget(epsilon=3.0), rng=np.random.default_rng(1))
+    gen.fit(two_class_images, budget=Budget(epsilon=3.0), rng=np.random.default_rng(1))
     assert gen.prior_ is None and "dct_prior" not in gen.dp_plan_
     assert not any(e.purpose.startswith("DCT") for e in gen.ledger_.entries)
 
 
-def test_the_warm_up_alone_teaches_the_generator_each_class_brightness(data):
+def test_the_warm_up_alone_teaches_the_generator_each_class_brightness(two_class_images):
     # a large budget and 0 DP-SGD influence on the comparison: the generator after a long warm-up
     # on prior samples draws "bright" images brighter than "dark" ones, as the real classes are
     gen = build_generator("dp-gan-image", {**TINY, "prior_share": 0.5, "warmup_steps": 300, "steps": 1})
-    gen.fit(data, budget=Budget(epsilon=50.0), rng=np.random.default_rng(1))
+    gen.fit(two_class_images, budget=Budget(epsilon=50.0), rng=np.random.default_rng(1))
     dark = gen.sample(200, rng=np.random.default_rng(4), conditions={"label": "dark"}).to_image_data().images
     bright = gen.sample(200, rng=np.random.default_rng(4), conditions={"label": "bright"}).to_image_data().images
-    real = {c: data.images[data.labels == c].mean() for c in (0, 1)}
+    real = {c: two_class_images.images[two_class_images.labels == c].mean() for c in (0, 1)}
     assert bright.mean() - dark.mean() > 0.5 * (real[1] - real[0])
 
 

@@ -20,22 +20,13 @@ from dpsynth.privacy.budget import Budget
 from tests.conftest import dp_accounting_epsilon
 
 torch.set_num_threads(1)
-SCHEMA = ImageSchema(height=8, width=8, channels=1, low=0, high=100, classes=("dark", "bright"), name="tiny")
 TINY = {"generator_channels": 16, "noise_dim": 8, "n_frequencies": 200, "steps": 300, "batch_size": 32,
         "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 300)
-    pixels = np.clip(rng.normal(20 + 60 * labels[:, None, None, None], 8, (300, 1, 8, 8)), 0, 100)
-    return ImageData(SCHEMA.to_unit(pixels), labels.astype(np.int64), SCHEMA)
-
-
-@pytest.fixture(scope="module")
-def fitted(data):
-    return build_generator("dp-merf-image", TINY).fit(data, budget=Budget(epsilon=3.0), rng=np.random.default_rng(1))
+def fitted(two_class_images):
+    return build_generator("dp-merf-image", TINY).fit(two_class_images, budget=Budget(epsilon=3.0), rng=np.random.default_rng(1))
 
 
 def test_every_image_has_a_feature_vector_of_norm_one():
@@ -59,23 +50,23 @@ def test_release_is_calibrated_to_the_target_and_matches_an_independent_accounta
     assert ledger.epsilon() == pytest.approx(dp_accounting_epsilon(ledger.gaussian_history(), ledger.delta), rel=1e-5)
 
 
-def test_the_noise_added_to_the_embedding_has_the_calibrated_size(data):
+def test_the_noise_added_to_the_embedding_has_the_calibrated_size(two_class_images):
     """Same random features: the DP target minus the exact one is Gaussian with std sigma / n per
     coordinate, and only the DP release is charged."""
     gen = build_generator("dp-merf-image", TINY)
     gen.feature_resolution_ = 8
     gen.features_ = RandomFourierFeatures(dim=64, n_frequencies=200, length_scales=gen.length_scales,
                                           gen=torch.Generator().manual_seed(7))
-    ledger = gen._make_ledger(Budget(epsilon=3.0), len(data), None)
+    ledger = gen._make_ledger(Budget(epsilon=3.0), len(two_class_images), None)
     sigma = gen._calibrate(Budget(epsilon=3.0), ledger)
-    noisy = gen._release_embedding(data, noise_multiplier=sigma, ledger=ledger, rng=np.random.default_rng(2))
-    clean = gen._release_embedding(data, noise_multiplier=None, ledger=ledger, rng=np.random.default_rng(2))
+    noisy = gen._release_embedding(two_class_images, noise_multiplier=sigma, ledger=ledger, rng=np.random.default_rng(2))
+    clean = gen._release_embedding(two_class_images, noise_multiplier=None, ledger=ledger, rng=np.random.default_rng(2))
     assert len(ledger.entries) == 1 and ledger.entries[0].noise_multiplier == sigma
     assert 3.0 * 0.99 <= ledger.epsilon() <= 3.0
-    ratio = ((noisy - clean).double().std() / (sigma / len(data))).item()
+    ratio = ((noisy - clean).double().std() / (sigma / len(two_class_images))).item()
     assert ratio == pytest.approx(1.0, abs=0.05)  # 800 coordinates
     # the exact target holds each class's share of the embedding mass: block norm <= class frequency
-    shares = np.bincount(data.labels, minlength=2) / len(data)
+    shares = np.bincount(two_class_images.labels, minlength=2) / len(two_class_images)
     assert (clean.norm(dim=1) <= torch.as_tensor(shares, dtype=torch.float32) + 1e-6).all()
 
 
@@ -100,28 +91,28 @@ def test_features_are_coarse_exactly_when_the_release_is_noise_limited():
         assert coarse == (planned_frequencies(None, n=n, noise_multiplier=sigma) < MAX_FREQUENCIES)
 
 
-def test_the_generator_learns_each_class_from_the_noisy_target(fitted, data):
+def test_the_generator_learns_each_class_from_the_noisy_target(fitted, two_class_images):
     """Beats the trivial baseline: a nearest-class-mean rule fitted on synthetic images only labels
     the real images far better than the majority class does."""
     means = {}
-    for index, cls in enumerate(SCHEMA.classes):
+    for index, cls in enumerate(two_class_images.schema.classes):
         images = fitted.sample(200, rng=np.random.default_rng(4), conditions={"label": cls}).to_image_data().images
         means[index] = images.reshape(200, -1).mean(0)
-        real = data.images[data.labels == index].mean()
+        real = two_class_images.images[two_class_images.labels == index].mean()
         assert abs(images.mean() - real) < 0.2, (cls, images.mean(), real)
-    flat = data.images.reshape(len(data), -1)
+    flat = two_class_images.images.reshape(len(two_class_images), -1)
     predicted = np.argmin(np.stack([((flat - means[c]) ** 2).sum(1) for c in (0, 1)], axis=1), axis=1)
-    accuracy = (predicted == data.labels).mean()
-    majority = np.bincount(data.labels).max() / len(data)
+    accuracy = (predicted == two_class_images.labels).mean()
+    majority = np.bincount(two_class_images.labels).max() / len(two_class_images)
     assert accuracy > 0.95 > majority + 0.3
 
 
 def test_images_larger_than_feature_resolution_are_pooled_first():
     schema = ImageSchema(height=16, width=16, channels=3, low=0, high=255, classes=("a", "b"), name="rgb16")
     rng = np.random.default_rng(0)
-    data = ImageData(rng.uniform(-1, 1, (40, 3, 16, 16)).astype(np.float32), rng.integers(0, 2, 40), schema)
+    two_class_images = ImageData(rng.uniform(-1, 1, (40, 3, 16, 16)).astype(np.float32), rng.integers(0, 2, 40), schema)
     gen = build_generator("dp-merf-image", {**TINY, "feature_resolution": 8, "steps": 2})
-    gen.fit(data, budget=Budget(epsilon=1.0), rng=np.random.default_rng(0))
+    gen.fit(two_class_images, budget=Budget(epsilon=1.0), rng=np.random.default_rng(0))
     assert gen.features_.weights.shape == (3 * 8 * 8, 200)
     assert gen.sample(3, rng=np.random.default_rng(1)).to_image_data().images.shape == (3, 3, 16, 16)
 
@@ -146,6 +137,6 @@ def test_bad_settings_are_one_line_errors(params, message):
 
 def test_image_size_not_divisible_by_four_is_a_one_line_error():
     schema = ImageSchema(height=6, width=6, channels=1, low=0, high=1, classes=("a", "b"), name="six")
-    data = ImageData(np.zeros((10, 1, 6, 6), np.float32), np.array([0, 1] * 5), schema)
+    two_class_images = ImageData(np.zeros((10, 1, 6, 6), np.float32), np.array([0, 1] * 5), schema)
     with pytest.raises(ConfigError, match="image size 6x6 must be divisible by 4"):
-        build_generator("dp-merf-image", TINY).fit(data, budget=Budget(epsilon=1.0), rng=np.random.default_rng(0))
+        build_generator("dp-merf-image", TINY).fit(two_class_images, budget=Budget(epsilon=1.0), rng=np.random.default_rng(0))
