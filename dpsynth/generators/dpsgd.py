@@ -95,7 +95,7 @@ class DiffusionParams(DPSGDParams):
 
 def gan_task(*, real_input: Callable[[list[torch.Tensor]], torch.Tensor], fake_input: Callable[[], torch.Tensor],
              generator_step: Callable[[nn.Module], float], generator_steps: int, generator: nn.Module,
-             discriminator_steps: int = 1, fake_clip: float | None = None) -> DPSGDTask:
+             generator_round: Callable[[int], bool] | None = None, fake_clip: float | None = None) -> DPSGDTask:
     """The DP-SGD task of a GAN whose discriminator alone reads real rows.
 
     (1) the loss: the discriminator's per-example loss on the real rows (``real_input(rows)``);
@@ -103,9 +103,9 @@ def gan_task(*, real_input: Callable[[list[torch.Tensor]], torch.Tensor], fake_i
     real row, so it is computed without per-example bookkeeping and added after the noise; with
     ``fake_clip`` each fake row's gradient is clipped to that norm first, as the real rows' are
     (the two terms then weigh alike, as when fakes join the DP batch: Bie et al. 2023);
-    (3) after every ``discriminator_steps``-th released step, ``generator_steps`` updates of the
-    generator through the private discriminator (``generator_step(discriminator) -> loss``):
-    post-processing."""
+    (3) after each released step for which ``generator_round(step)`` holds (None: every step; see
+    :meth:`GANParams.generator_round`), ``generator_steps`` updates of the generator through the
+    private discriminator (``generator_step(discriminator) -> loss``): post-processing."""
     fake_loss = {}
     g_loss = {"g": math.nan}  # the last generator loss, reported between generator rounds
 
@@ -127,7 +127,7 @@ def gan_task(*, real_input: Callable[[list[torch.Tensor]], torch.Tensor], fake_i
             return torch.autograd.grad(fake_loss["d"], list(disc.parameters()))
 
     def after_step(disc, step, losses):  # (3)
-        if step % discriminator_steps == 0:
+        if generator_round is None or generator_round(step):
             disc.eval()
             with without_per_example(disc) as plain:
                 for _ in range(generator_steps):

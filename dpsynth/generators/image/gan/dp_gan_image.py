@@ -257,7 +257,7 @@ class DPGANImage(GeneratorNetMixin, GANParams, DCTPriorSteps, ImageGenerator):
         task = gan_task(real_input=lambda rows: with_label_maps(rows[0].to(device), rows[1].to(device), k),
                         fake_input=fake_input, generator_step=lambda disc: self._generator_step(disc, opt_g, m, gen, device),
                         generator_steps=self.generator_steps, generator=self.generator_,
-                        discriminator_steps=self.discriminator_steps,
+                        generator_round=self.generator_round,
                         fake_clip=self.max_grad_norm if self.clip_fakes else None)
         run.train(task, max_physical_batch_size=self.max_physical_batch_size, progress=progress)
 

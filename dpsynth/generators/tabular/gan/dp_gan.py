@@ -210,7 +210,7 @@ class DPGAN(ScheduledDPSGD, GANParams, FairSGD):
         task = gan_task(real_input=lambda rows: torch.cat([rows[0], rows[1]], dim=1), fake_input=fake_input,
                         generator_step=lambda disc: self._generator_step(disc, opt_g, m, gen),
                         generator_steps=self.generator_steps, generator=self.generator_,
-                        discriminator_steps=self.discriminator_steps)
+                        generator_round=self.generator_round)
         run.train(task, max_physical_batch_size=self.max_physical_batch_size, progress=progress,
                   audit_hook=self._audit_hook)
 
