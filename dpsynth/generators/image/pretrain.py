@@ -5,6 +5,7 @@ PrivImage in DPImageBench all start from a network pretrained on public images).
 *public* images and writes a checkpoint folder::
 
     weights.safetensors   the generator's state (EMA UNet / GAN generator), tensors only
+    samples.png           a class-labelled grid of its own samples (it read public images only)
     pretrain.json         generator, hyper-parameters, target shape, steps, every public source
                           (file name, SHA-256, images, licence, citation) and the classes used
     DATASHEET.md          the same, for people
@@ -160,10 +161,21 @@ def pretrain_image_generator(*, generator: str, public: Sequence[str | Path], sh
             "shape": list(shape), "classes": list(data.schema.classes), "steps": int(steps),
             "batch_size": int(batch_size), "seed": int(seed), "seconds": round(seconds, 1), "n_images": len(data),
             "sources": sources, "privacy": "none: trained on public images only (no private data)"}
+    write_samples(model, tmp / "samples.png", seed=seed, title=f"{generator} pretrained on public images (no DP)")
     (tmp / "pretrain.json").write_text(json.dumps(info, indent=2) + "\n")
     (tmp / "DATASHEET.md").write_text(datasheet(info))
     tmp.rename(out)
     return out
+
+
+def write_samples(model, path: Path, *, seed: int, per_class: int = 10, title: str = "") -> Path:
+    """A class-labelled grid of the pretrained model's own samples (``per_class`` per public class):
+    what the checkpoint draws before any private image is seen. The model read public images only."""
+    from dpsynth.metrics.image_grid import save_labelled_grid
+
+    synth = model.sample(per_class * model.schema_.n_classes, balanced=True, rng=np.random.default_rng(seed))
+    return save_labelled_grid(model.schema_.to_unit(synth.images), synth.labels, model.schema_.classes, path,
+                              per_class=per_class, title=title)
 
 
 def datasheet(info: dict) -> str:
@@ -184,6 +196,7 @@ def datasheet(info: dict) -> str:
               f" {', '.join(info['classes'])}.", "",
               "Architecture (a fine-tuning run must use the same): " + ", ".join(
                   f"{k}={info['params'].get(k)}" for k in ARCH_KEYS.get(info["generator"], ())) + ".", "",
+              "`samples.png`: samples of this checkpoint, one row per public class (seeded; public model only).", "",
               "Use only with a private set that is NOT one of the sources (leave the private set out).", ""]
     return "\n".join(lines)
 

@@ -48,6 +48,10 @@ def test_checkpoint_has_weights_provenance_and_a_datasheet(checkpoint):
     assert info["classes"] == ["toypublic:0", "toypublic:1"]
     sheet = (checkpoint / "DATASHEET.md").read_text()
     assert "public images only" in sheet and "must use the same): block_out_channels=[8, 8], layers_per_block=" in sheet
+    from PIL import Image
+
+    grid = Image.open(checkpoint / "samples.png")  # one row of 10 tiles per public class, with its name
+    assert grid.size == (160 + 10 * (56 + 2) + 2, 18 + 2 * (56 + 2) + 2) and "samples.png" in sheet
 
 
 def test_fine_tuning_starts_from_the_checkpoint_and_the_ledger_says_public(checkpoint):
