@@ -55,4 +55,5 @@ def pretrain(public, generator, shape, steps, batch_size, config_path, licences,
     torch.set_num_threads(threads)
     path = pretrain_image_generator(generator=generator, public=public, shape=dims, out=out, steps=steps,
                                     batch_size=batch_size, seed=seed, params=params, licences=lic)
-    click.echo(f"pretrained {generator} on public images -> {path} (see {path}/DATASHEET.md)")
+    click.echo(f"pretrained {generator} on public images -> {path} (see {path}/DATASHEET.md; its samples:"
+               f" {path}/samples.png)")
