@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dpsynth.config import build_generator, load_config  # noqa: E402
+from dpsynth.data.image_schema import ImageSchema  # noqa: E402
 from dpsynth.data.images import load_image_splits  # noqa: E402
 from dpsynth.generators.image.diffusion.dp_diffusion_image import build_unet, denoising_loss  # noqa: E402
 from dpsynth.metrics.image import evaluate_images  # noqa: E402
@@ -184,8 +185,10 @@ def load_benchmark_splits(dataset: str, data_dir, *, eval_split: str = "test"):
     validation split (tuning) and never reads the test split."""
     if dataset == "ham10000":  # beside the MedMNIST folder (../shared/data/{medmnist,ham10000})
         splits = load_ham10000(Path(data_dir).resolve().parent / "ham10000")
-    else:
-        splits = load_image_splits(Path(data_dir) / f"{dataset}.npz")
+    else:  # a resized set (evaluation/resize_medmnist.py) carries its schema beside it: <name>.yaml
+        path = Path(data_dir) / f"{dataset}.npz"
+        schema_path = path.with_suffix(".yaml")
+        splits = load_image_splits(path, schema=ImageSchema.load(schema_path) if schema_path.is_file() else None)
     train, holdout = splits["train"], splits["val"]
     return train, holdout, holdout if eval_split == "val" else splits["test"]
 

@@ -50,7 +50,8 @@ def main(argv=None) -> int:
             else:
                 arrays[key] = archive[key]
     np.savez_compressed(out / f"{name}.npz", **arrays)
-    replace(schema, height=args.size, width=args.size, name=name).save(out / f"{name}.yaml")
+    description = f"{schema.description} (resized to {args.size}x{args.size} by evaluation/resize_medmnist.py)"
+    replace(schema, height=args.size, width=args.size, name=name, description=description).save(out / f"{name}.yaml")
     print(f"wrote {out / (name + '.npz')} and {out / (name + '.yaml')}")
     return 0
 
