@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -57,6 +58,8 @@ ARCH_KEYS = {
     "dp-gan-image": ("noise_dim", "generator_channels"),
     "dp-merf-image": ("noise_dim", "generator_channels"),
 }
+PRIOR_GENERATORS = ("dp-diffusion-image", "dp-gan-image")  # they can fit a DCT prior (dct_prior.py); not when pretraining
+PRIOR_KEYS = ("prior_share", "prior_k", "prior_clip", "warmup_steps", "sdedit_strength")
 PREFIX = {"dp-diffusion-image": "unet.", "dp-gan-image": "generator.", "dp-merf-image": "generator."}
 # dp-merf-image trains dp-gan-image's generator network: it starts from either one's checkpoint
 # (the released one for it, models/pretrained_dp-gan-image_*, is a non-private GAN).
@@ -149,22 +152,29 @@ def pretrain_image_generator(*, generator: str, public: Sequence[str | Path], sh
         raise DataError(f"{out} exists and is not empty")
     data, sources = public_dataset(public, shape=shape, licences=licences)
     params = {**(params or {}), "steps": int(steps), "batch_size": int(batch_size)}
+    if generator in PRIOR_GENERATORS:  # the DP prior, its warm-up and SDEdit start belong to the private fit:
+        params = {k: v for k, v in params.items() if k not in PRIOR_KEYS}  # the checkpoint is the network alone
+        params["prior_share"] = 0.0
     model = build_generator(generator, params)
     start = time.perf_counter()
     model.fit(data, budget=Budget.non_private_reference(), rng=np.random.default_rng(seed), progress=progress)
     seconds = time.perf_counter() - start
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith(PREFIX[generator])}
-    tmp = out.with_name(out.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=False)
-    save_file(state, str(tmp / "weights.safetensors"))
     info = {"generator": generator, "params": {k: v for k, v in model.get_params().items() if k != "init"},
             "shape": list(shape), "classes": list(data.schema.classes), "steps": int(steps),
             "batch_size": int(batch_size), "seed": int(seed), "seconds": round(seconds, 1), "n_images": len(data),
             "sources": sources, "privacy": "none: trained on public images only (no private data)"}
-    write_samples(model, tmp / "samples.png", seed=seed, title=f"{generator} pretrained on public images (no DP)")
-    (tmp / "pretrain.json").write_text(json.dumps(info, indent=2) + "\n")
-    (tmp / "DATASHEET.md").write_text(datasheet(info))
-    tmp.rename(out)
+    tmp = out.with_name(out.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=False)
+    try:  # the folder appears whole or not at all
+        save_file(state, str(tmp / "weights.safetensors"))
+        write_samples(model, tmp / "samples.png", seed=seed, title=f"{generator} pretrained on public images (no DP)")
+        (tmp / "pretrain.json").write_text(json.dumps(info, indent=2) + "\n")
+        (tmp / "DATASHEET.md").write_text(datasheet(info))
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 

@@ -54,6 +54,19 @@ def test_checkpoint_has_weights_provenance_and_a_datasheet(checkpoint):
     assert grid.size == (160 + 10 * (56 + 2) + 2, 18 + 2 * (56 + 2) + 2) and "samples.png" in sheet
 
 
+def test_pretraining_fits_no_dp_prior_even_on_a_small_public_set(tmp_path):
+    """26 public images is below the size where a private fit gets the DCT prior; pretraining never does
+    (the checkpoint is the network alone, and samples.png shows what that network draws)."""
+    rng = np.random.default_rng(1)
+    src = tmp_path / "toypublic.npz"
+    np.savez(src, train_images=rng.integers(0, 256, (26, 8, 8), dtype=np.uint8), train_labels=rng.integers(0, 2, (26, 1)))
+    out = pretrain_image_generator(generator="dp-diffusion-image", public=[src], shape=(1, 8, 8), out=tmp_path / "ckpt",
+                                   steps=2, batch_size=4, params={**TINY, "warmup_steps": 5, "sdedit_strength": 0.5},
+                                   licences={"toypublic": "CC0-1.0"})
+    params = json.loads((out / "pretrain.json").read_text())["params"]
+    assert params["prior_share"] == 0.0 and params["warmup_steps"] is None and params["sdedit_strength"] is None
+
+
 def test_fine_tuning_starts_from_the_checkpoint_and_the_ledger_says_public(checkpoint):
     from safetensors.torch import load_file
 
