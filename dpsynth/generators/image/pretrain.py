@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -45,6 +44,7 @@ from dpsynth.data.image_schema import ImageSchema
 from dpsynth.data.images import ImageData
 from dpsynth.errors import ConfigError, DataError
 from dpsynth.privacy.ledger import Ledger, LedgerEntry
+from dpsynth.safe_io import atomic_dir
 
 MEDMNIST_CITATION = "Yang J. et al., MedMNIST v2, Scientific Data 10, 41 (2023), doi:10.1038/s41597-022-01721-8"
 KNOWN_LICENCES = {  # file stem -> (licence, citation)
@@ -164,17 +164,11 @@ def pretrain_image_generator(*, generator: str, public: Sequence[str | Path], sh
             "shape": list(shape), "classes": list(data.schema.classes), "steps": int(steps),
             "batch_size": int(batch_size), "seed": int(seed), "seconds": round(seconds, 1), "n_images": len(data),
             "sources": sources, "privacy": "none: trained on public images only (no private data)"}
-    tmp = out.with_name(out.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=False)
-    try:  # the folder appears whole or not at all
+    with atomic_dir(out, markers=("pretrain.json",), what="pretrained checkpoint") as tmp:  # whole or not at all
         save_file(state, str(tmp / "weights.safetensors"))
         write_samples(model, tmp / "samples.png", seed=seed, title=f"{generator} pretrained on public images (no DP)")
         (tmp / "pretrain.json").write_text(json.dumps(info, indent=2) + "\n")
         (tmp / "DATASHEET.md").write_text(datasheet(info))
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
