@@ -12,9 +12,11 @@ from dpsynth.errors import DpsynthError
 @click.command()
 @click.option("--public", "public", multiple=True, required=True, type=click.Path(dir_okay=False, exists=True),
               help="A PUBLIC MedMNIST-style .npz (repeat for several); never the private set you fine-tune on.")
-@click.option("--generator", "-g", type=click.Choice(["dp-diffusion-image", "dp-gan-image", "dp-merf-image"]),
+@click.option("--generator", "-g", type=click.Choice(["dp-diffusion-image", "dp-gan-image", "dp-merf-image", "autoencoder"]),
               default="dp-diffusion-image", show_default=True,
-              help="dp-merf-image fine-tunes from a dp-gan-image checkpoint too (same generator network).")
+              help="dp-merf-image fine-tunes from a dp-gan-image checkpoint too (same generator network);"
+                   " autoencoder: a public autoencoder for latent DP diffusion (dp-diffusion-image's"
+                   " autoencoder parameter).")
 @click.option("--shape", required=True, metavar="CxHxW", help="Target shape of the private set, e.g. 1x28x28 or 3x64x64.")
 @click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Non-private Adam steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
@@ -35,6 +37,11 @@ def pretrain(public, generator, shape, steps, batch_size, config_path, licences,
           --out models/pretrained_dp-diffusion-image_grey28_for-breastmnist
       dpsynth train --data breastmnist.npz --generator dp-diffusion-image --epsilon 10 \\
           --init models/pretrained_dp-diffusion-image_grey28_for-breastmnist --out runs/breast
+
+    \b
+    A public autoencoder for 64x64 (latent DP diffusion, then `train --autoencoder OUT`):
+      dpsynth pretrain --generator autoencoder --public breastmnist.npz --public retinamnist.npz \\
+          --shape 1x64x64 --steps 3000 --batch-size 32 --out models/public_autoencoder_grey64_for-pneumoniamnist
     """
     import torch
 
@@ -53,6 +60,15 @@ def pretrain(public, generator, shape, steps, batch_size, config_path, licences,
         params = {k: v for k, v in cfg.params.items() if k not in ("steps", "batch_size", "epochs", "init")}
     lic = dict(item.split("=", 1) for item in licences if "=" in item)
     torch.set_num_threads(threads)
+    if generator == "autoencoder":
+        if config_path:
+            raise DpsynthError("--config sets a generator's architecture; the autoencoder's is fixed (no --config)")
+        from dpsynth.generators.image.autoencoder import pretrain_autoencoder
+
+        path = pretrain_autoencoder(public=public, shape=dims, out=out, steps=steps, batch_size=batch_size, seed=seed,
+                                    licences=lic)
+        click.echo(f"pretrained a public autoencoder -> {path} (see {path}/DATASHEET.md; {path}/reconstructions.png)")
+        return
     path = pretrain_image_generator(generator=generator, public=public, shape=dims, out=out, steps=steps,
                                     batch_size=batch_size, seed=seed, params=params, licences=lic)
     click.echo(f"pretrained {generator} on public images -> {path} (see {path}/DATASHEET.md; its samples:"

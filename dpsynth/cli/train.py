@@ -15,12 +15,13 @@ from dpsynth.cli.common import (LOSS_WARNING, _friendly, _hold, _Progress, _reso
 
 def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
            threads, out, overwrite, verbose_losses=False, echo=True, engine=None, *, split_seed=None,
-           clip_to_schema=False, infer_target=None, infer_sensitive=None, max_rows_per_unit=None, init=None):
+           clip_to_schema=False, infer_target=None, infer_sensitive=None, max_rows_per_unit=None, init=None,
+           autoencoder=None):
     if generator is None and config_path is None:  # tables: picked from public facts (generators/auto.py)
         generator = _default_generator(data, schema_path)
     config = _with_init(_resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta,
                                         accountant=accountant, secure_mode=secure_mode, seed=seed, threads=threads,
-                                        split_seed=split_seed), init)
+                                        split_seed=split_seed), init, autoencoder)
     sensitive = tuple(c.strip() for c in infer_sensitive.split(",") if c.strip()) if infer_sensitive else ()
     _hold(safe_io.output_lock(out))  # a second writer to the same run directory fails here
     safe_io.check_output_dir(out, overwrite=overwrite)
@@ -41,13 +42,15 @@ def _train(data, schema_path, infer_schema, generator, epsilon, delta, accountan
     return result
 
 
-def _with_init(config, init):
-    """``--init``: the image generator's ``init`` parameter (a public pretrained checkpoint)."""
-    if not init:
+def _with_init(config, init, autoencoder=None):
+    """``--init`` / ``--autoencoder``: the image generator's ``init`` (a public pretrained
+    checkpoint) and ``autoencoder`` (a public autoencoder: latent DP diffusion) parameters."""
+    extra = {k: str(v) for k, v in (("init", init), ("autoencoder", autoencoder)) if v}
+    if not extra:
         return config
     from dataclasses import replace
 
-    return replace(config, params={**config.params, "init": str(init)})
+    return replace(config, params={**config.params, **extra})
 
 
 def _default_generator(data, schema_path) -> str | None:
@@ -85,10 +88,14 @@ def _echo_trained(result, generator: str) -> None:
 @click.option("--init", "init", type=click.Path(file_okay=False, exists=True), default=None,
               help="Images: start from a public pretrained checkpoint (`dpsynth pretrain`, models/pretrained_*;"
                    " dp-merf-image also starts from a dp-gan-image one); recorded in the ledger as public (epsilon 0).")
+@click.option("--autoencoder", "autoencoder", type=click.Path(file_okay=False, exists=True), default=None,
+              help="dp-diffusion-image: DP-SGD on the latents of a public autoencoder (`dpsynth pretrain --generator"
+                   " autoencoder`, models/public_autoencoder_*), samples decoded to pixels (latent DP diffusion, for"
+                   " 64x64 and up on a CPU); recorded in the ledger as public (epsilon 0).")
 @_friendly
 def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
           split_seed, threads, clip_to_schema, infer_target, infer_sensitive, out, overwrite, engine, verbose_losses,
-          devices, max_rows_per_unit, init):
+          devices, max_rows_per_unit, init, autoencoder):
     """Train a DP generator and save weights, config, schema, ledger and privacy card to OUT.
 
     \b
@@ -116,7 +123,7 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
         _train(data, schema_path, infer_schema, generator, epsilon, delta, accountant, secure_mode, config_path, seed,
                threads, out, overwrite, verbose_losses, engine=engine, split_seed=split_seed,
                clip_to_schema=clip_to_schema, infer_target=infer_target, infer_sensitive=infer_sensitive,
-               max_rows_per_unit=max_rows_per_unit, init=init)
+               max_rows_per_unit=max_rows_per_unit, init=init, autoencoder=autoencoder)
     else:  # the other replicas train in lock-step; only rank 0 writes the run directory
         import tempfile
 
@@ -124,7 +131,7 @@ def train(data, schema_path, infer_schema, generator, epsilon, delta, accountant
         with tempfile.TemporaryDirectory() as scratch:
             config = _with_init(_resolve_config(config_path, generator=generator, epsilon=epsilon, delta=delta,
                                                 accountant=accountant, secure_mode=secure_mode, seed=seed,
-                                                threads=threads, split_seed=split_seed), init)
+                                                threads=threads, split_seed=split_seed), init, autoencoder)
             api.train(data=data, out=Path(scratch) / "run", config=config, schema_path=schema_path,
                       infer_schema=infer_schema, overwrite=True, progress=None, engine=engine, target=infer_target,
                       sensitive=sensitive, clip_to_schema=clip_to_schema, max_rows_per_unit=max_rows_per_unit)

@@ -66,3 +66,35 @@ def test_datasets_says_a_template_schema_is_a_template():
     assert "--data medmnist_grey28.npz" not in out
     assert "dpsynth datasets medmnist_grey28 > my_schema.yaml" in out
     assert "--data pneumoniamnist.npz" in out
+
+
+def test_public_autoencoder_then_latent_training_and_generation_from_the_cli(tmp_path):
+    """`pretrain --generator autoencoder`, `train --autoencoder`, then `generate` from the run alone
+    (the saved model carries the public decoder): images at the private set's size."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "retinamnist.npz", train_images=rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8),
+             train_labels=rng.integers(0, 5, (24, 1)))
+    arrays = {f"{split}_images": rng.integers(0, 256, (n, 16, 16), dtype=np.uint8) for split, n in (("train", 40),)}
+    arrays["train_labels"] = rng.integers(0, 2, (40, 1)).astype(np.uint8)
+    np.savez(tmp_path / "scans16.npz", **arrays)
+    (tmp_path / "scans16.yaml").write_text("modality: image\nname: scans16\nheight: 16\nwidth: 16\nchannels: 1\nlow: 0\n"
+                                           "high: 255\nlabel: label\nclasses: [normal, abnormal]\n")
+    (tmp_path / "tiny.yaml").write_text(
+        "generator: dp-diffusion-image\nprivacy: {epsilon: 10}\nparams: {block_out_channels: [8, 8], norm_num_groups: 4,"
+        " num_train_timesteps: 50, sample_steps: 2, steps: 2, batch_size: 8, noise_multiplicity: 1, device: cpu}\n")
+    ae = tmp_path / "ae"
+    out = invoke("pretrain", "--generator", "autoencoder", "--public", tmp_path / "retinamnist.npz", "--shape", "1x16x16",
+                 "--steps", 2, "--batch-size", 4, "--out", ae)
+    assert out.exit_code == 0 and (ae / "reconstructions.png").is_file(), out.output
+    out = invoke("train", "--data", tmp_path / "scans16.npz", "--schema", tmp_path / "scans16.yaml", "--config",
+                 tmp_path / "tiny.yaml", "--autoencoder", ae, "--out", tmp_path / "run")
+    assert out.exit_code == 0, out.output
+    ledger = Ledger.load(tmp_path / "run" / "ledger.json")
+    assert [e.mechanism for e in ledger.entries].count("public") == 1 and ledger.epsilon() <= 10.0
+    import shutil
+
+    shutil.rmtree(ae)  # generation needs the run only
+    out = invoke("generate", "--model", tmp_path / "run", "-n", 5, "-o", tmp_path / "syn.npz")
+    assert out.exit_code == 0, out.output
+    with np.load(tmp_path / "syn.npz") as syn:
+        assert syn["train_images"].shape == (5, 16, 16)

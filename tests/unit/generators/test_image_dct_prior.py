@@ -132,6 +132,31 @@ def test_prior_k_is_capped_at_the_image_size(data):
     assert gen.prior_.k == 8 and gen.dp_plan_["dct_prior"]["k"] == 8
 
 
+@pytest.mark.parametrize("side, on", [(28, False), (64, True)])
+def test_the_prior_is_on_by_default_when_the_planned_step_is_too_noisy(side, on):
+    """PneumoniaMNIST's size (4,708) at epsilon 10 on a CPU: 28x28 plans 128 images per step (sigma /
+    B 0.0057: off, as the size rules say); 64x64 only 16 (0.030: on). Read from the plan alone."""
+    from dpsynth.generators.image.diffusion.prior_steps import PRIOR_ABOVE_NOISE_PER_IMAGE
+
+    schema = ImageSchema(height=side, width=side, channels=1, low=0, high=255, classes=("normal", "pneumonia"),
+                         name="pneumonia")
+    gen = build_generator("dp-diffusion-image", {"device": "cpu"})
+    budget, delta = Budget(epsilon=10.0), 1e-5
+    plan = gen._plan_schedule(n=4708, schema=schema, budget=budget, ledger=Ledger(delta=delta), device="cpu")
+    noise = gen._planned_noise_per_image(n=4708, budget=budget, delta=delta)
+    assert noise == pytest.approx(plan.planning_noise_multiplier / plan.batch_size)
+    assert plan.batch_size == (16 if on else 128)
+    assert (noise > PRIOR_ABOVE_NOISE_PER_IMAGE) is on
+    assert gen._resolved_prior_share(4708, 10.0, noise) == (0.25 if on else 0.0)
+    assert gen._resolved_prior_share(4708, 10.0) == 0.0  # the size rules alone leave it off
+    # a fixed batch and steps: the plan carries no noise, the rule computes it at the target epsilon
+    fixed = build_generator("dp-diffusion-image", {"device": "cpu", "batch_size": plan.batch_size, "steps": 600})
+    fixed._plan_schedule(n=4708, schema=schema, budget=budget, ledger=Ledger(delta=delta), device="cpu")
+    assert fixed.schedule_.planning_noise_multiplier is None
+    assert fixed._planned_noise_per_image(n=4708, budget=budget, delta=delta) == pytest.approx(noise, rel=0.02)
+    assert fixed._planned_noise_per_image(n=4708, budget=Budget.non_private_reference(), delta=delta) == 0.0
+
+
 def test_the_prior_is_on_by_default_below_the_size_or_size_x_epsilon_threshold_only(data):
     import math
 

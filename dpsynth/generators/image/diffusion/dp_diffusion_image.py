@@ -21,7 +21,8 @@ Privacy argument
 - The label of an image is part of its example. Class frequencies for unconditional sampling
   are one Gaussian release charged to the ledger.
 - EMA of the weights and DDIM sampling are post-processing. Only the EMA weights are saved.
-- Small sets or small budgets (default: below 2,000 images, or images x epsilon below 20,000):
+- Small sets, small budgets or noisy steps (default: below 2,000 images, images x epsilon below
+  20,000, or a planned step with sigma / batch above 0.01, e.g. 64x64 on a CPU):
   a DP "easy image" prior, three Gaussian releases of
   per-class DCT statistics charged to the ledger before DP-SGD is calibrated
   (:mod:`dpsynth.generators.image.dct_prior`). Sampling from it, warming up on it and starting
@@ -50,6 +51,7 @@ from dpsynth.errors import ConfigError
 from dpsynth.generators.base import ProgressFn, torch_generator
 from dpsynth.generators.dpsgd import DiffusionParams
 from dpsynth.generators.image.base import ImageGenerator, ema_update, init_weights
+from dpsynth.generators.image.diffusion.latent_steps import LatentSteps
 from dpsynth.generators.image.diffusion.prior_steps import DCTPriorSteps
 from dpsynth.generators.registry import register
 from dpsynth.privacy.budget import Budget
@@ -106,7 +108,7 @@ def denoising_loss(forward, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
 
 @register("dp-diffusion-image")
 @dataclass(eq=False, kw_only=True)
-class DPDiffusionImage(DCTPriorSteps, DiffusionParams, ImageGenerator):
+class DPDiffusionImage(LatentSteps, DCTPriorSteps, DiffusionParams, ImageGenerator):
     """Class-conditional DDPM (diffusers UNet2DModel) trained with DP-SGD and noise multiplicity.
 
     cond_drop: chance that a noisy copy's label is replaced by a learned null class during
@@ -119,15 +121,18 @@ class DPDiffusionImage(DCTPriorSteps, DiffusionParams, ImageGenerator):
     layers of a public model: the DP noise grows with the number of trained weights).
     prior_share: the share of the budget's zCDP rho spent on a DP per-class Gaussian over the k x k
     lowest DCT coefficients (``prior_k``, clip ``prior_clip``; :mod:`~dpsynth.generators.image.dct_prior`)
-    before DP-SGD, which gets the rest. None (default): 0.25 below 2,000 training images or below
-    20,000 images x epsilon (:mod:`~dpsynth.generators.image.diffusion.prior_steps`), else 0.
+    before DP-SGD, which gets the rest. None (default): 0.25 below 2,000 training images, below
+    20,000 images x epsilon or above 0.01 planned noise per image (sigma / batch)
+    (:mod:`~dpsynth.generators.image.diffusion.prior_steps`), else 0 (always 0 with an autoencoder).
     sdedit_strength: sampling starts from a prior image noised to this fraction of the diffusion
     (SDEdit, Meng et al. 2022); None: 0.5 with a prior, 1 (pure noise) without. warmup_steps: plain
     Adam steps on prior samples before DP-SGD (DP-FETA's warm-up; post-processing); None: 5/3 x the
     planned DP-SGD steps with a prior (1000 at the default 600), 0 without.
     steps / batch_size None: planned from n, image size, epsilon and delta
     (:mod:`dpsynth.privacy.image_schedule`); epochs set: the legacy epoch plan. init: a public
-    pretrained checkpoint folder (:mod:`dpsynth.generators.image.pretrain`).
+    pretrained checkpoint folder (:mod:`dpsynth.generators.image.pretrain`). autoencoder: a public
+    autoencoder folder (:mod:`dpsynth.generators.image.autoencoder`): DP-SGD on each image's latent,
+    samples decoded (DP-LDM); no DCT prior or ``init`` with it.
 
     Defaults (channels (16, 32, 32), noise multiplicity 2, lr 1e-3, EMA 0.99, 25 DDIM steps) were
     re-checked on PneumoniaMNIST's VALIDATION split against lr 3e-3 and noise multiplicity 4 at the
@@ -159,6 +164,7 @@ class DPDiffusionImage(DCTPriorSteps, DiffusionParams, ImageGenerator):
     grad_sample_mode: str = "bk"
     steps: int | None = None
     init: str | None = None
+    autoencoder: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -175,6 +181,7 @@ class DPDiffusionImage(DCTPriorSteps, DiffusionParams, ImageGenerator):
         if self.trainable != "all" and not self.init:
             raise ConfigError("dp-diffusion-image: trainable='conditioning' fine-tunes a public checkpoint: set init")
         self._check_prior_settings()
+        self._check_latent_settings()
         self.block_out_channels = tuple(self.block_out_channels)
 
     # ---- building blocks ----------------------------------------------------------------
@@ -211,7 +218,8 @@ class DPDiffusionImage(DCTPriorSteps, DiffusionParams, ImageGenerator):
         ledger = self._make_ledger(budget, n, ledger)
         gen = torch_generator(rng)
         self._null_label = schema.n_classes  # the extra class embedding when cond_drop > 0
-        model = self._unet(schema)
+        space = self.space_ = self._latent_space(schema, ledger=ledger)  # the schema, or a public latent space
+        model = self._unet(space)
         init_weights(model, gen)  # from the run's generator, not torch's global RNG
         self._start_from_public(model, ledger=ledger, schema=schema)
         if self.trainable == "conditioning":
@@ -221,15 +229,16 @@ class DPDiffusionImage(DCTPriorSteps, DiffusionParams, ImageGenerator):
             self.trained_parameters_ = (total, total)
         model.to(device).train()
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
+        # the plan reads public facts only and spends nothing; the prior rule reads its noise
+        steps = self._plan_schedule(n=n, schema=space, budget=budget, ledger=ledger, device=device).steps
         self.prior_ = self._release_prior(data, budget=budget, ledger=ledger, rng=rng)
         ema = {k: p.detach().clone() for k, p in model.named_parameters()}
         acp = self._alphas_cumprod()
-        steps = self._plan_schedule(n=n, schema=schema, budget=budget, ledger=ledger, device=device).steps
         if self.prior_ is not None and self._warmup():
             self._warm_up(model, ema, acp, epsilon=math.inf if budget.non_private else ledger.epsilon(), gen=gen,
                           device=device, progress=progress)
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.lr)
-        dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
+        dataset = TensorDataset(self._model_inputs(data.images), torch.from_numpy(data.labels))
         if budget.non_private:
             images, labels = dataset.tensors
 
@@ -253,7 +262,7 @@ class DPDiffusionImage(DCTPriorSteps, DiffusionParams, ImageGenerator):
                                               "clip": self.prior_clip, "warmup_steps": self._warmup(),
                                               "sdedit_strength": self._strength()}
             self.opacus_history_ = [list(h) for h in run.engine.opacus_history()]
-        self.unet_ = self._unet(schema)
+        self.unet_ = self._unet(space)
         self.unet_.load_state_dict({k: v.cpu() for k, v in ema.items()})
         self.unet_.eval()
         self.schema_ = schema
@@ -312,7 +321,7 @@ class DPDiffusionImage(DCTPriorSteps, DiffusionParams, ImageGenerator):
         from diffusers import DDIMScheduler
 
         sched = DDIMScheduler(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
-                              clip_sample=True, timestep_spacing="trailing")
+                              clip_sample=getattr(self, "autoencoder_", None) is None, timestep_spacing="trailing")
         sched.set_timesteps(int(self.sample_steps))
         return sched
 
@@ -320,7 +329,7 @@ class DPDiffusionImage(DCTPriorSteps, DiffusionParams, ImageGenerator):
         device = self._device()
         unet = self.unet_.to(device)
         sched = self._scheduler()
-        x = torch.randn((len(labels), *self.schema_.shape), generator=gen).to(device)
+        x = torch.randn((len(labels), *self._model_shape()), generator=gen).to(device)
         timesteps = sched.timesteps
         strength = self._strength()
         if strength < 1.0:  # SDEdit: start from a prior image noised to t0 = strength x T
@@ -341,19 +350,21 @@ class DPDiffusionImage(DCTPriorSteps, DiffusionParams, ImageGenerator):
             else:
                 eps = unet(x, t.to(device), class_labels=y, return_dict=False)[0]
             x = sched.step(eps, t, x, eta=self.ddim_eta, generator=gen if self.ddim_eta > 0 else None).prev_sample
-        return x.float().cpu()
+        return self._to_pixels(x.float().cpu())
 
     # ---- state --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
         self._check_fitted()
         state = {f"unet.{k}": v.detach().cpu().clone() for k, v in self.unet_.state_dict().items()}
         state.update(self._class_probs_state())
+        state.update(self._latent_state())
         if getattr(self, "prior_", None) is not None:
             state.update(self.prior_.state_dict())
         return state
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor], *, schema: ImageSchema) -> "DPDiffusionImage":
-        self.unet_ = self._unet(schema)
+        self.space_ = self._load_latent_state(state, schema)
+        self.unet_ = self._unet(self.space_)
         self.unet_.load_state_dict({k[len("unet."):]: v for k, v in state.items() if k.startswith("unet.")})
         self.unet_.eval()
         self.class_probs_ = state["class_probs"].numpy()

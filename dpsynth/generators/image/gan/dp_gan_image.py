@@ -196,11 +196,12 @@ class DPGANImage(GeneratorNetMixin, GANParams, DCTPriorSteps, ImageGenerator):
         self.generator_.to(device)
         disc.to(device)
         self.class_probs_ = self._class_probs(data, budget=budget, ledger=ledger, rng=rng)
+        # the plan reads public facts only and spends nothing; the prior rule reads its noise
+        steps = self._plan_schedule(n=n, schema=schema, budget=budget, ledger=ledger, device=device).steps
         self.prior_ = self._release_prior(data, budget=budget, ledger=ledger, rng=rng)
         opt_d = torch.optim.Adam(disc.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.999))
         opt_g = torch.optim.Adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.999))
         dataset = TensorDataset(torch.from_numpy(data.images), torch.from_numpy(data.labels))
-        steps = self._plan_schedule(n=n, schema=schema, budget=budget, ledger=ledger, device=device).steps
         if self.prior_ is not None and self._warmup():
             def prior_batch():  # post-processing of the released prior: no privacy cost
                 labels = self._labels_for(self.schedule_.batch_size, None, gen)
