@@ -14,8 +14,9 @@ latents keeps the guarantee (each image is still one example, clipped and noised
     weights.safetensors   the AutoencoderKL's weights
     autoencoder.json      architecture, target shape, latent shape, each latent channel's mean and
                           std over the public images (latents are standardised per channel: their
-                          raw spreads differ ~10x, and DDPM assumes unit-scale data), steps, every
-                          public source (file, SHA-256, licence)
+                          raw spreads differ ~10x, and DDPM assumes unit-scale data), the clip
+                          range of sampling (the 99.9th percentile of the standardised public
+                          latents' magnitudes), steps, every public source (file, SHA-256, licence)
     reconstructions.png   public images (first row) and their reconstructions (second row)
     DATASHEET.md          the same, for people
 
@@ -26,6 +27,7 @@ converted as in :mod:`dpsynth.generators.image.pretrain` (leave the private set 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,11 @@ LATENT_CHANNELS = 4
 NORM_NUM_GROUPS = 8
 #: the KL weight of the VAE loss: small, as in latent diffusion's autoencoders (reconstruction first)
 KL_WEIGHT = 1e-6
+#: DDIM clips its predicted clean latent to +- this quantile of the standardised public latents'
+#: magnitudes, as pixel sampling clips to [-1, 1]: under the cosine schedule the first step divides
+#: by sqrt(alpha_bar at t=999) ~ 5e-5, and unclipped latents then decoded to saturated blobs (PneumoniaMNIST 64,
+#: validation fit). 0.999 is judgement (the maximum, 8.1 there, lets most of that through).
+LATENT_CLIP_QUANTILE = 0.999
 
 
 @dataclass(frozen=True)
@@ -76,8 +83,9 @@ class PublicAutoencoder:
     """A loaded public autoencoder: ``encode`` images in [-1, 1] to standardised latents (each
     channel shifted and scaled by public statistics), ``decode`` back."""
 
-    def __init__(self, module, *, mean: Sequence[float], std: Sequence[float], info: dict) -> None:
+    def __init__(self, module, *, mean: Sequence[float], std: Sequence[float], clip: float, info: dict) -> None:
         self.module = module.eval()
+        self.clip = float(clip)
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
         self.info = info
@@ -117,6 +125,7 @@ class PublicAutoencoder:
         state = {f"autoencoder.{k}": v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
         state["autoencoder_meta.mean"] = self.mean.flatten().clone()
         state["autoencoder_meta.std"] = self.std.flatten().clone()
+        state["autoencoder_meta.clip"] = torch.tensor(self.clip, dtype=torch.float64)
         state["autoencoder_meta.block_out_channels"] = torch.tensor(arch["block_out_channels"])
         state["autoencoder_meta.shape_latent_norm"] = torch.tensor([*self.info["shape"], arch["latent_channels"],
                                                                      arch["norm_num_groups"]])
@@ -131,7 +140,7 @@ class PublicAutoencoder:
         info = {"shape": [c, h, w], "arch": {"block_out_channels": blocks, "latent_channels": latent,
                                              "norm_num_groups": groups}}
         return cls(module, mean=state["autoencoder_meta.mean"].tolist(), std=state["autoencoder_meta.std"].tolist(),
-                   info=info)
+                   clip=float(state["autoencoder_meta.clip"]), info=info)
 
 
 # ---- pretraining on public images ---------------------------------------------------------------
@@ -185,11 +194,15 @@ def write_autoencoder_folder(module, images: torch.Tensor, info: dict, out: Path
     MSE over ALL the public ``images`` (no random draw), weights, grid, json and datasheet."""
     from safetensors.torch import save_file
 
-    ae = PublicAutoencoder(module, mean=[0.0] * LATENT_CHANNELS, std=[1.0] * LATENT_CHANNELS, info=info)
+    ae = PublicAutoencoder(module, mean=[0.0] * LATENT_CHANNELS, std=[1.0] * LATENT_CHANNELS, clip=1.0, info=info)
     raw = ae._raw_latents(images)
-    info = {**info, "latent_mean": [round(float(v), 6) for v in raw.mean((0, 2, 3))],
-            "latent_std": [round(float(v), 6) for v in raw.std((0, 2, 3))]}
-    ae = PublicAutoencoder(module, mean=info["latent_mean"], std=info["latent_std"], info=info)  # as loaded later
+    mean, std = raw.mean((0, 2, 3), keepdim=True), raw.std((0, 2, 3), keepdim=True)
+    magnitude = ((raw - mean) / std).abs().flatten()
+    info = {**info, "latent_mean": [round(float(v), 6) for v in mean.flatten()],
+            "latent_std": [round(float(v), 6) for v in std.flatten()],
+            "latent_clip": math.ceil(float(np.quantile(magnitude.numpy(), LATENT_CLIP_QUANTILE)) * 10) / 10}
+    ae = PublicAutoencoder(module, mean=info["latent_mean"], std=info["latent_std"], clip=info["latent_clip"],
+                           info=info)  # as loaded later
     sq = sum(float(((ae.decode(ae.encode(part)) - part) ** 2).sum()) for part in images.split(256))
     info["public_reconstruction_mse"] = round(sq / images.numel(), 5)
     show = torch.from_numpy(np.linspace(0, len(images) - 1, 10).round().astype(np.int64))  # spread over the sources
@@ -226,7 +239,8 @@ def datasheet(info: dict) -> str:
               f" ({info['seconds']} s), seed {info['seed']}; loss = pixel MSE + {info['kl_weight']} x KL."
               f" Reconstruction MSE over the public images (pixels in [-1, 1]): {info['public_reconstruction_mse']}."
               f" Latents are standardised per channel by the public mean {info['latent_mean']} and std"
-              f" {info['latent_std']}.", "",
+              f" {info['latent_std']}; sampling clips them to +-{info['latent_clip']} (the"
+              f" {LATENT_CLIP_QUANTILE} quantile of the public magnitudes).", "",
               "Architecture: diffusers AutoencoderKL, " + ", ".join(f"{k}={v}" for k, v in info["arch"].items()) + ".",
               "", "`reconstructions.png`: ten public images (spread over the sources) and their reconstructions.", "",
               "Use only with a private set that is NOT one of the sources (leave the private set out).", ""]
@@ -249,7 +263,7 @@ def load_autoencoder(folder: str | Path) -> PublicAutoencoder:
                                    latent_channels=int(arch["latent_channels"]),
                                    norm_num_groups=int(arch["norm_num_groups"]))
         module.load_state_dict(load_file(str(weights)))
-        return PublicAutoencoder(module, mean=info["latent_mean"], std=info["latent_std"],
+        return PublicAutoencoder(module, mean=info["latent_mean"], std=info["latent_std"], clip=info["latent_clip"],
                                  info={**info, "folder": str(folder)})
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise ConfigError(f"autoencoder {folder}: unreadable ({type(exc).__name__})") from None

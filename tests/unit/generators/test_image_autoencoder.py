@@ -78,6 +78,8 @@ def test_latent_dp_diffusion_spends_what_the_accountant_says_and_decodes_pixels(
     history = gen.ledger_.gaussian_history()
     # rel 1e-4: dp_accounting drops a few low orders here (its series does not converge at sigma 0.9)
     assert gen.ledger_.epsilon() == pytest.approx(dp_accounting_epsilon(history, gen.ledger_.delta), rel=1e-4)
+    # DDIM clips the predicted clean latent to the public range (pixels: to [-1, 1])
+    assert gen._scheduler().config.clip_sample_range == gen.autoencoder_.clip == load_autoencoder(autoencoder).clip > 1
     synth = gen.sample(6, rng=np.random.default_rng(3))
     assert synth.images.shape == (6, 1, 16, 16)
     # a saved model carries its decoder: the same draw after a state round trip, without the folder

@@ -320,8 +320,10 @@ class DPDiffusionImage(LatentSteps, DCTPriorSteps, DiffusionParams, ImageGenerat
     def _scheduler(self):
         from diffusers import DDIMScheduler
 
+        ae = getattr(self, "autoencoder_", None)  # latents clip to their public range, pixels to [-1, 1]
         sched = DDIMScheduler(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
-                              clip_sample=getattr(self, "autoencoder_", None) is None, timestep_spacing="trailing")
+                              clip_sample=True, clip_sample_range=1.0 if ae is None else ae.clip,
+                              timestep_spacing="trailing")
         sched.set_timesteps(int(self.sample_steps))
         return sched
 
