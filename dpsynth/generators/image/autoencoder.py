@@ -224,26 +224,23 @@ def _write_reconstructions(ae: PublicAutoencoder, images: torch.Tensor, path: Pa
 
 
 def datasheet(info: dict) -> str:
+    from dpsynth.generators.image.pretrain import conversion, sources_table
+
     c, h, w = info["shape"]
     lines = [f"# Public autoencoder ({c}x{h}x{w} -> {'x'.join(map(str, info['latent_shape']))}) — public images only",
              "", "Trained WITHOUT differential privacy on the public images below. `dp-diffusion-image` with",
              "`autoencoder: THIS_FOLDER` trains its DP UNet on the latents of the private images and decodes",
              "its samples with it. It holds no private image; the run records it in its ledger as public.", "",
-             "| source | images | original C,H,W | licence | sha256 |", "|---|---|---|---|---|"]
-    for s in info["sources"]:
-        lines.append(f"| {s['file']} | {s['images']} | {','.join(map(str, s['original_shape']))} | {s['licence']} |"
-                     f" `{s['sha256'][:16]}…` |")
-    cites = sorted({s["citation"] for s in info["sources"] if s.get("citation")})
-    lines += ["", "Citation: " + "; ".join(cites) if cites else "", "",
-              f"Training: {info['steps']} non-private Adam steps (lr {info['lr']}) of {info['batch_size']} images"
-              f" ({info['seconds']} s), seed {info['seed']}; loss = pixel MSE + {info['kl_weight']} x KL."
-              f" Reconstruction MSE over the public images (pixels in [-1, 1]): {info['public_reconstruction_mse']}."
-              f" Latents are standardised per channel by the public mean {info['latent_mean']} and std"
-              f" {info['latent_std']}; sampling clips them to +-{info['latent_clip']} (the"
-              f" {LATENT_CLIP_QUANTILE} quantile of the public magnitudes).", "",
-              "Architecture: diffusers AutoencoderKL, " + ", ".join(f"{k}={v}" for k, v in info["arch"].items()) + ".",
-              "", "`reconstructions.png`: ten public images (spread over the sources) and their reconstructions.", "",
-              "Use only with a private set that is NOT one of the sources (leave the private set out).", ""]
+             *sources_table(info["sources"]), "",
+             f"{conversion(c, h, w)} Training: {info['steps']} non-private Adam steps (lr {info['lr']}) of {info['batch_size']} images"
+             f" ({info['seconds']} s), seed {info['seed']}; loss = pixel MSE + {info['kl_weight']} x KL."
+             f" Reconstruction MSE over the public images (pixels in [-1, 1]): {info['public_reconstruction_mse']}."
+             f" Latents are standardised per channel by the public mean {info['latent_mean']} and std"
+             f" {info['latent_std']}; sampling clips them to +-{info['latent_clip']} (the"
+             f" {LATENT_CLIP_QUANTILE} quantile of the public magnitudes).", "",
+             "Architecture: diffusers AutoencoderKL, " + ", ".join(f"{k}={v}" for k, v in info["arch"].items()) + ".",
+             "", "`reconstructions.png`: ten public images (spread over the sources) and their reconstructions.", "",
+             "Use only with a private set that is NOT one of the sources (leave the private set out).", ""]
     return "\n".join(lines)
 
 
@@ -271,9 +268,7 @@ def load_autoencoder(folder: str | Path) -> PublicAutoencoder:
 
 def record_public_autoencoder(ledger: Ledger, ae: PublicAutoencoder) -> LedgerEntry:
     """The ledger entry of a public autoencoder: no private data read in its training, epsilon 0."""
-    info = ae.info
-    entry = LedgerEntry("public", f"public autoencoder ({Path(info['folder']).name}): latents of each image",
-                        params={"sources": [{k: s[k] for k in ("file", "sha256", "licence")} for s in info["sources"]],
-                                "steps": info["steps"], "epsilon": 0.0})
-    ledger.entries.append(entry)
-    return entry
+    from dpsynth.generators.image.pretrain import record_public
+
+    return record_public(ledger, ae.info, purpose=f"public autoencoder ({Path(ae.info['folder']).name}): latents"
+                                                  " of each image")

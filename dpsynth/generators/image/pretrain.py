@@ -188,20 +188,14 @@ def datasheet(info: dict) -> str:
              "Trained WITHOUT differential privacy on the public images below, as the starting point of a DP",
              "fine-tuning run (`dpsynth train ... --init THIS_FOLDER`). It holds no private image; the run that",
              "fine-tunes it records these sources in its ledger as public (epsilon 0).", "",
-             "| source | images | original C,H,W | licence | sha256 |", "|---|---|---|---|---|"]
-    for s in info["sources"]:
-        lines.append(f"| {s['file']} | {s['images']} | {','.join(map(str, s['original_shape']))} | {s['licence']} |"
-                     f" `{s['sha256'][:16]}…` |")
-    cites = sorted({s["citation"] for s in info["sources"] if s.get("citation")})
-    lines += ["", "Citation: " + "; ".join(cites) if cites else "", "",
-              f"Conversion: to {c} channel(s) (grey->RGB repeat, RGB->grey BT.601 luma), bilinear antialiased"
-              f" resize to {h}x{w}. Training: {info['steps']} non-private Adam steps of {info['batch_size']} images"
-              f" ({info['seconds']} s), seed {info['seed']}, class labels = (source, class) pairs:"
-              f" {', '.join(info['classes'])}.", "",
-              "Architecture (a fine-tuning run must use the same): " + ", ".join(
-                  f"{k}={info['params'].get(k)}" for k in ARCH_KEYS.get(info["generator"], ())) + ".", "",
-              "`samples.png`: samples of this checkpoint, one row per public class (seeded; public model only).", "",
-              "Use only with a private set that is NOT one of the sources (leave the private set out).", ""]
+             *sources_table(info["sources"]), "",
+             f"{conversion(c, h, w)} Training: {info['steps']} non-private Adam steps of {info['batch_size']} images"
+             f" ({info['seconds']} s), seed {info['seed']}, class labels = (source, class) pairs:"
+             f" {', '.join(info['classes'])}.", "",
+             "Architecture (a fine-tuning run must use the same): " + ", ".join(
+                 f"{k}={info['params'].get(k)}" for k in ARCH_KEYS.get(info["generator"], ())) + ".", "",
+             "`samples.png`: samples of this checkpoint, one row per public class (seeded; public model only).", "",
+             "Use only with a private set that is NOT one of the sources (leave the private set out).", ""]
     return "\n".join(lines)
 
 
@@ -243,10 +237,29 @@ def load_pretrained(module: torch.nn.Module, folder: str | Path, *, generator: s
     return {**info, "partial_tensors": partial, "folder": str(folder)}
 
 
-def record_public(ledger: Ledger, info: dict) -> LedgerEntry:
-    """The ledger entry of a public initialisation: no private data read, epsilon 0."""
-    entry = LedgerEntry("public", f"initialised from public pretraining ({Path(info['folder']).name})", params={
-        "sources": [{k: s[k] for k in ("file", "sha256", "licence")} for s in info["sources"]],
-        "steps": info["steps"], "partial_tensors": info["partial_tensors"], "epsilon": 0.0})
+def sources_table(sources: list[dict]) -> list[str]:
+    """A datasheet's table of public sources, then their citation line."""
+    lines = ["| source | images | original C,H,W | licence | sha256 |", "|---|---|---|---|---|"]
+    for s in sources:
+        lines.append(f"| {s['file']} | {s['images']} | {','.join(map(str, s['original_shape']))} | {s['licence']} |"
+                     f" `{s['sha256'][:16]}…` |")
+    cites = sorted({s["citation"] for s in sources if s.get("citation")})
+    return lines + ["", "Citation: " + "; ".join(cites) if cites else ""]
+
+
+def conversion(c: int, h: int, w: int) -> str:
+    return (f"Conversion: to {c} channel(s) (grey->RGB repeat, RGB->grey BT.601 luma), bilinear antialiased resize"
+            f" to {h}x{w}.")
+
+
+def record_public(ledger: Ledger, info: dict, *, purpose: str | None = None) -> LedgerEntry:
+    """The ledger entry of a public start (a pretrained checkpoint, or with ``purpose`` a public
+    autoencoder): no private data read, epsilon 0."""
+    params = {"sources": [{k: s[k] for k in ("file", "sha256", "licence")} for s in info["sources"]],
+              "steps": info["steps"], "epsilon": 0.0}
+    if "partial_tensors" in info:
+        params["partial_tensors"] = info["partial_tensors"]
+    entry = LedgerEntry("public", purpose or f"initialised from public pretraining ({Path(info['folder']).name})",
+                        params=params)
     ledger.entries.append(entry)
     return entry
