@@ -41,7 +41,7 @@ def pretrain(public, generator, shape, steps, batch_size, config_path, licences,
     \b
     A public autoencoder for 64x64 (latent DP diffusion, then `train --autoencoder OUT`):
       dpsynth pretrain --generator autoencoder --public breastmnist.npz --public retinamnist.npz \\
-          --shape 1x64x64 --steps 3000 --batch-size 32 --out models/public_autoencoder_grey64_for-pneumoniamnist
+          --shape 1x64x64 --steps 1500 --batch-size 16 --out models/public_autoencoder_grey64_for-pneumoniamnist
     """
     import torch
 

@@ -150,6 +150,9 @@ def pretrain_image_generator(*, generator: str, public: Sequence[str | Path], sh
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} exists and is not empty")
+    if (params or {}).get("autoencoder"):
+        raise ConfigError("pretraining a UNet on an autoencoder's latents is not supported (init cannot start a"
+                          " latent run); drop autoencoder from the config")
     data, sources = public_dataset(public, shape=shape, licences=licences)
     params = {**(params or {}), "steps": int(steps), "batch_size": int(batch_size)}
     if generator in PRIOR_GENERATORS:  # the DP prior, its warm-up and SDEdit start belong to the private fit:

@@ -101,3 +101,13 @@ def test_latent_mode_refuses_what_it_cannot_do_in_one_line(autoencoder, private,
     with pytest.raises(ConfigError, match=r"trained at C,H,W=\(1, 16, 16\)"):
         build_generator("dp-diffusion-image", {**TINY, "autoencoder": str(autoencoder)}).fit(
             small, budget=Budget(epsilon=4.0), rng=np.random.default_rng(0))
+
+
+def test_pretraining_a_pixel_checkpoint_refuses_a_latent_config(autoencoder, tmp_path):
+    from dpsynth.generators.image.pretrain import pretrain_image_generator
+
+    with pytest.raises(ConfigError, match="latents is not supported"):
+        pretrain_image_generator(generator="dp-diffusion-image", public=[autoencoder / "weights.safetensors"],
+                                 shape=(1, 16, 16), out=tmp_path / "ckpt", steps=1, batch_size=4,
+                                 params={**TINY, "autoencoder": str(autoencoder)})
+    assert not (tmp_path / "ckpt").exists()
