@@ -67,11 +67,11 @@ def test_the_autoencoder_reconstructs_better_than_the_mean_image(autoencoder):
 
 
 def test_latent_dp_diffusion_spends_what_the_accountant_says_and_decodes_pixels(autoencoder, private):
-    gen = build_generator("dp-diffusion-image", {**TINY, "autoencoder": str(autoencoder)})
+    gen = build_generator("dp-diffusion-image", {**TINY, "autoencoder": str(autoencoder), "prior_share": 0.0})
     gen.fit(private, budget=Budget(epsilon=4.0), rng=np.random.default_rng(0))
     public = [e for e in gen.ledger_.entries if e.mechanism == "public"]
     assert len(public) == 1 and "public autoencoder" in public[0].purpose
-    assert not any(e.purpose.startswith("DCT") for e in gen.ledger_.entries)  # no pixel prior in latent mode
+    assert not any(e.purpose.startswith("DCT") for e in gen.ledger_.entries)  # the prior switched off
     (sgd,) = [e for e in gen.ledger_.entries if e.mechanism == "dp-sgd"]
     assert gen.unet_.config.in_channels == 4 and tuple(gen.unet_.config.sample_size) == (4, 4)
     assert gen.ledger_.epsilon() <= 4.0
@@ -83,16 +83,35 @@ def test_latent_dp_diffusion_spends_what_the_accountant_says_and_decodes_pixels(
     synth = gen.sample(6, rng=np.random.default_rng(3))
     assert synth.images.shape == (6, 1, 16, 16)
     # a saved model carries its decoder: the same draw after a state round trip, without the folder
-    again = build_generator("dp-diffusion-image", TINY).load_state_dict(gen.state_dict(), schema=SCHEMA)
+    again = build_generator("dp-diffusion-image", {**TINY, "prior_share": 0.0}).load_state_dict(gen.state_dict(),
+                                                                                                schema=SCHEMA)
     assert np.array_equal(again.sample(6, rng=np.random.default_rng(3)).images, synth.images)
     assert sgd.steps == 4
 
 
+def test_the_pixel_prior_feeds_the_latent_unet_through_the_encoder(autoencoder, private):
+    """The DCT prior is released on pixels (through the ledger); its samples are encoded for the
+    warm-up and the SDEdit start, and the run spends what the accountant says."""
+    gen = build_generator("dp-diffusion-image", {**TINY, "autoencoder": str(autoencoder), "prior_share": 0.25,
+                                                 "prior_k": 4, "warmup_steps": 3})
+    seen = []
+    encode = gen._to_model_space
+    gen._to_model_space = lambda x: seen.append(tuple(x.shape)) or encode(x)
+    gen.fit(private, budget=Budget(epsilon=4.0), rng=np.random.default_rng(0))
+    assert {e.purpose.split(":")[0] for e in gen.ledger_.entries} >= {"DCT-Gaussian prior", "UNet DP-SGD (noise multiplicity)"}
+    history = gen.ledger_.gaussian_history()
+    assert gen.ledger_.epsilon() == pytest.approx(dp_accounting_epsilon(history, gen.ledger_.delta), rel=1e-4)
+    assert gen.ledger_.epsilon() <= 4.0
+    warm = [s for s in seen if s[1:] == (1, 16, 16)]  # pixel prior samples: 3 warm-up batches + the private set
+    assert len(warm) == 4 and gen._strength() == 0.5
+    synth = gen.sample(5, rng=np.random.default_rng(2))  # SDEdit starts from an encoded prior image
+    assert synth.images.shape == (5, 1, 16, 16) and len(seen) == 5
+
+
 def test_latent_mode_refuses_what_it_cannot_do_in_one_line(autoencoder, private, tmp_path):
-    for extra in ({"prior_share": 0.25}, {"sdedit_strength": 0.5}, {"init": str(tmp_path)}):
-        with pytest.raises(ConfigError, match="autoencoder") as err:
-            build_generator("dp-diffusion-image", {**TINY, "autoencoder": str(autoencoder), **extra})
-        assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="autoencoder") as err:
+        build_generator("dp-diffusion-image", {**TINY, "autoencoder": str(autoencoder), "init": str(tmp_path)})
+    assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="not a public autoencoder"):
         build_generator("dp-diffusion-image", {**TINY, "autoencoder": str(tmp_path)}).fit(
             private, budget=Budget(epsilon=4.0), rng=np.random.default_rng(0))

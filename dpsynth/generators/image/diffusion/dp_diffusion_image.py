@@ -123,7 +123,8 @@ class DPDiffusionImage(LatentSteps, DCTPriorSteps, DiffusionParams, ImageGenerat
     lowest DCT coefficients (``prior_k``, clip ``prior_clip``; :mod:`~dpsynth.generators.image.dct_prior`)
     before DP-SGD, which gets the rest. None (default): 0.25 below 2,000 training images, below
     20,000 images x epsilon or above 0.01 planned noise per image (sigma / batch)
-    (:mod:`~dpsynth.generators.image.diffusion.prior_steps`), else 0 (always 0 with an autoencoder).
+    (:mod:`~dpsynth.generators.image.diffusion.prior_steps`; with an autoencoder, the latent plan's
+    noise), else 0.
     sdedit_strength: sampling starts from a prior image noised to this fraction of the diffusion
     (SDEdit, Meng et al. 2022); None: 0.5 with a prior, 1 (pure noise) without. warmup_steps: plain
     Adam steps on prior samples before DP-SGD (DP-FETA's warm-up; post-processing); None: 5/3 x the
@@ -132,7 +133,8 @@ class DPDiffusionImage(LatentSteps, DCTPriorSteps, DiffusionParams, ImageGenerat
     (:mod:`dpsynth.privacy.image_schedule`); epochs set: the legacy epoch plan. init: a public
     pretrained checkpoint folder (:mod:`dpsynth.generators.image.pretrain`). autoencoder: a public
     autoencoder folder (:mod:`dpsynth.generators.image.autoencoder`): DP-SGD on each image's latent,
-    samples decoded (DP-LDM); no DCT prior or ``init`` with it.
+    samples decoded (DP-LDM); the DCT prior stays in pixels (its samples are encoded for the warm-up
+    and the SDEdit start); no ``init`` with it.
 
     Defaults (channels (16, 32, 32), noise multiplicity 2, lr 1e-3, EMA 0.99, 25 DDIM steps) were
     re-checked on PneumoniaMNIST's VALIDATION split against lr 3e-3 and noise multiplicity 4 at the
@@ -339,7 +341,7 @@ class DPDiffusionImage(LatentSteps, DCTPriorSteps, DiffusionParams, ImageGenerat
             if len(timesteps) == 0:
                 raise ConfigError(f"dp-diffusion-image: sdedit_strength {strength} leaves no sampling step"
                                   f" of {self.sample_steps}")
-            start = self.prior_.sample_torch(labels, gen).to(device)
+            start = self._to_model_space(self.prior_.sample_torch(labels, gen)).to(device)
             x = sched.add_noise(start, x, timesteps[:1].expand(len(labels)).to(device))
         y = labels.to(device)
         guided = self.cond_drop > 0 and self.guidance_scale != 1.0

@@ -12,15 +12,11 @@ from dpsynth.privacy.ledger import Ledger
 
 class LatentSteps:
     """Mixin of :class:`~dpsynth.generators.image.diffusion.dp_diffusion_image.DPDiffusionImage`
-    (reads its ``autoencoder``, ``prior_share``, ``sdedit_strength``, ``warmup_steps`` and ``init``)."""
+    (reads its ``autoencoder`` and ``init``). The DCT prior stays a pixel-space release; its samples
+    are encoded like the private images (warm-up batches, SDEdit starts)."""
 
     def _check_latent_settings(self) -> None:
-        if not self.autoencoder:
-            return
-        if self.prior_share or self.warmup_steps or (self.sdedit_strength or 1.0) < 1.0:
-            raise ConfigError(f"{self.name}: the DCT prior (prior_share, warmup_steps, sdedit_strength) works on pixels"
-                              " and is not available with an autoencoder")
-        if self.init:
+        if self.autoencoder and self.init:
             raise ConfigError(f"{self.name}: init (a pixel-space UNet checkpoint) cannot start a latent run"
                               " (autoencoder set)")
 
@@ -40,9 +36,13 @@ class LatentSteps:
 
     def _model_inputs(self, images) -> torch.Tensor:
         """What DP-SGD reads per image: the pixels, or the image's own latent (a fixed public map)."""
-        if self.autoencoder_ is None:
-            return torch.from_numpy(images)
-        return self.autoencoder_.encode(images).contiguous()
+        return self._to_model_space(torch.from_numpy(images))
+
+    def _to_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels in [-1, 1] -> what the UNet models (themselves, or their latents)."""
+        if getattr(self, "autoencoder_", None) is None:
+            return x
+        return self.autoencoder_.encode(x).contiguous()
 
     def _to_pixels(self, x: torch.Tensor) -> torch.Tensor:
         return x if getattr(self, "autoencoder_", None) is None else self.autoencoder_.decode(x)

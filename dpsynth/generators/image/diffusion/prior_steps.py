@@ -80,8 +80,6 @@ class DCTPriorSteps:
         inf, its noise 0)."""
         if self.prior_share is not None:
             return float(self.prior_share)
-        if getattr(self, "autoencoder", None):  # latent mode: the prior is a pixel-space model
-            return 0.0
         asked = (self.warmup_steps or 0) > 0 or (getattr(self, "sdedit_strength", None) or 1.0) < 1.0
         small = n < PRIOR_BELOW_N or n * epsilon < PRIOR_BELOW_N_EPSILON
         noisy = noise_per_image > PRIOR_ABOVE_NOISE_PER_IMAGE
@@ -142,13 +140,13 @@ class DCTPriorSteps:
         released prior: no privacy cost), labels drawn from the released class frequencies."""
         from dpsynth.privacy.image_schedule import max_batch_for
 
-        _, h, w = self.prior_.shape
+        _, h, w = self._model_shape()  # latent mode: the latent's size (prior images are encoded)
         batch_size = max_batch_for(height=h, width=w, noise_multiplicity=int(self.noise_multiplicity),
                                    device=device.type if device.type == "cuda" else "cpu")
 
         def prior_batch():
             labels = self._labels_for(batch_size, None, gen)
-            return self.prior_.sample_torch(labels, gen), labels
+            return self._to_model_space(self.prior_.sample_torch(labels, gen)), labels
 
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.lr)
         self._train_plain(model, opt, ema, prior_batch, acp, steps=self._warmup(), gen=gen, device=device,
