@@ -68,6 +68,11 @@ class LatentSpace:
         return (self.channels, self.height, self.width)
 
 
+def downsampling(block_out_channels: Sequence[int]) -> int:
+    """How many times smaller per side the latent is: one halving between consecutive levels."""
+    return 2 ** (len(block_out_channels) - 1)
+
+
 def build_autoencoder(channels: int, *, block_out_channels: Sequence[int] = BLOCK_OUT_CHANNELS,
                       latent_channels: int = LATENT_CHANNELS, norm_num_groups: int = NORM_NUM_GROUPS):
     from diffusers import AutoencoderKL
@@ -92,16 +97,13 @@ class PublicAutoencoder:
         for p in self.module.parameters():
             p.requires_grad_(False)
 
-    @property
-    def factor(self) -> int:
-        return 2 ** (len(self.info["arch"]["block_out_channels"]) - 1)
-
     def space(self, shape: tuple[int, int, int], n_classes: int) -> LatentSpace:
         c, h, w = shape
         if tuple(self.info["shape"]) != (c, h, w):
             raise ConfigError(f"autoencoder {self.info.get('folder')}: trained at C,H,W={tuple(self.info['shape'])},"
                               f" the data is {(c, h, w)}")
-        return LatentSpace(int(self.info["arch"]["latent_channels"]), h // self.factor, w // self.factor, n_classes)
+        factor = downsampling(self.info["arch"]["block_out_channels"])
+        return LatentSpace(int(self.info["arch"]["latent_channels"]), h // factor, w // factor, n_classes)
 
     @torch.no_grad()
     def encode(self, images: np.ndarray | torch.Tensor, *, batch: int = 256) -> torch.Tensor:
@@ -156,7 +158,7 @@ def pretrain_autoencoder(*, public: Sequence[str | Path], shape: tuple[int, int,
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out} exists and is not empty")
     c, h, w = shape
-    factor = 2 ** (len(BLOCK_OUT_CHANNELS) - 1)
+    factor = downsampling(BLOCK_OUT_CHANNELS)
     if h % factor or w % factor:
         raise ConfigError(f"autoencoder: image size {h}x{w} must be divisible by {factor}")
     data, sources = public_dataset(public, shape=shape, licences=licences)
