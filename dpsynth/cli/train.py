@@ -69,6 +69,21 @@ def _echo_trained(result, generator: str) -> None:
     if getattr(result.generator, "reason_", None):  # generator 'auto': what it picked and why
         click.echo(result.generator.reason_)
     click.echo("privacy ledger: " + result.ledger.summary())
+    hint = _latent_hint(result.generator)
+    if hint:
+        click.echo(hint)
+
+
+def _latent_hint(model) -> str | None:
+    """A pixel-space dp-diffusion-image run at 64x64 or more on a CPU: where the latent path is."""
+    schema = getattr(model, "schema_", None)
+    if getattr(model, "name", None) != "dp-diffusion-image" or getattr(model, "autoencoder", None):
+        return None
+    if min(getattr(schema, "height", 0), getattr(schema, "width", 0)) < 64 or model._device().type != "cpu":
+        return None
+    return ("hint: at 64x64 and up on a CPU, latent DP diffusion on a public autoencoder draws more realistic images:"
+            " dpsynth pretrain --generator autoencoder --public OTHER.npz ..., then train --autoencoder FOLDER"
+            " (README, 'Larger images')")
 
 
 @click.command()

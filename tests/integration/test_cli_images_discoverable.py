@@ -98,3 +98,24 @@ def test_public_autoencoder_then_latent_training_and_generation_from_the_cli(tmp
     assert out.exit_code == 0, out.output
     with np.load(tmp_path / "syn.npz") as syn:
         assert syn["train_images"].shape == (5, 16, 16)
+
+
+def test_a_64px_pixel_run_on_a_cpu_points_to_the_latent_path(tmp_path):
+    """`train` at 64x64 in pixels on a CPU ends with a one-line hint naming `--autoencoder`; 28x28 does not."""
+    rng = np.random.default_rng(0)
+    tiny = ("generator: dp-diffusion-image\nprivacy: {epsilon: 10}\nparams: {block_out_channels: [8, 8], norm_num_groups:"
+            " 4, num_train_timesteps: 50, sample_steps: 2, steps: 2, batch_size: 8, noise_multiplicity: 1,"
+            " prior_share: 0, device: cpu}\n")
+    (tmp_path / "tiny.yaml").write_text(tiny)
+    hints = {}
+    for side in (28, 64):
+        np.savez(tmp_path / f"scans{side}.npz", train_images=rng.integers(0, 256, (40, side, side), dtype=np.uint8),
+                 train_labels=rng.integers(0, 2, (40, 1)).astype(np.uint8))
+        (tmp_path / f"scans{side}.yaml").write_text(
+            f"modality: image\nname: scans{side}\nheight: {side}\nwidth: {side}\nchannels: 1\nlow: 0\nhigh: 255\n"
+            "label: label\nclasses: [normal, abnormal]\n")
+        out = invoke("train", "--data", tmp_path / f"scans{side}.npz", "--schema", tmp_path / f"scans{side}.yaml",
+                     "--config", tmp_path / "tiny.yaml", "--out", tmp_path / f"run{side}")
+        assert out.exit_code == 0, out.output
+        hints[side] = [line for line in out.output.splitlines() if line.startswith("hint:")]
+    assert hints[28] == [] and len(hints[64]) == 1 and "--autoencoder" in hints[64][0]

@@ -108,6 +108,19 @@ def test_the_pixel_prior_feeds_the_latent_unet_through_the_encoder(autoencoder, 
     assert synth.images.shape == (5, 1, 16, 16) and len(seen) == 5
 
 
+def test_latent_mode_switches_the_prior_on_by_default(autoencoder, private):
+    """No prior_share: the latent plan's step is quiet and the set is not small, yet the rule turns
+    the prior on because an autoencoder is set (the latent UNet alone collapsed on validation)."""
+    latent = build_generator("dp-diffusion-image", {**TINY, "autoencoder": str(autoencoder)})
+    pixel = build_generator("dp-diffusion-image", dict(TINY))
+    for gen in (latent, pixel):  # the size rules and the noise rule alone say off
+        assert gen._resolved_prior_share(100_000, 10.0, 0.001) == (0.25 if gen is latent else 0.0)
+    latent.fit(private, budget=Budget(epsilon=4.0), rng=np.random.default_rng(0))
+    assert latent.prior_share_ == 0.25 and latent.dp_plan_["dct_prior"]["share_of_rho"] == 0.25
+    assert any(e.purpose.startswith("DCT-Gaussian prior") for e in latent.ledger_.entries)
+    assert latent.ledger_.epsilon() <= 4.0
+
+
 def test_latent_mode_refuses_what_it_cannot_do_in_one_line(autoencoder, private, tmp_path):
     with pytest.raises(ConfigError, match="autoencoder") as err:
         build_generator("dp-diffusion-image", {**TINY, "autoencoder": str(autoencoder), "init": str(tmp_path)})

@@ -122,9 +122,8 @@ class DPDiffusionImage(LatentSteps, DCTPriorSteps, DiffusionParams, ImageGenerat
     prior_share: the share of the budget's zCDP rho spent on a DP per-class Gaussian over the k x k
     lowest DCT coefficients (``prior_k``, clip ``prior_clip``; :mod:`~dpsynth.generators.image.dct_prior`)
     before DP-SGD, which gets the rest. None (default): 0.25 below 2,000 training images, below
-    20,000 images x epsilon or above 0.01 planned noise per image (sigma / batch)
-    (:mod:`~dpsynth.generators.image.diffusion.prior_steps`; with an autoencoder, the latent plan's
-    noise), else 0.
+    20,000 images x epsilon, above 0.01 planned noise per image (sigma / batch) or with an
+    autoencoder (:mod:`~dpsynth.generators.image.diffusion.prior_steps`), else 0.
     sdedit_strength: sampling starts from a prior image noised to this fraction of the diffusion
     (SDEdit, Meng et al. 2022); None: 0.5 with a prior, 1 (pure noise) without. warmup_steps: plain
     Adam steps on prior samples before DP-SGD (DP-FETA's warm-up; post-processing); None: 5/3 x the
