@@ -81,9 +81,9 @@ def _latent_hint(model) -> str | None:
         return None
     if min(getattr(schema, "height", 0), getattr(schema, "width", 0)) < 64 or model._device().type != "cpu":
         return None
-    return ("hint: at 64x64 and up on a CPU, latent DP diffusion on a public autoencoder draws more realistic images:"
-            " dpsynth pretrain --generator autoencoder --public OTHER.npz ..., then train --autoencoder FOLDER"
-            " (README, 'Larger images')")
+    return ("hint: at 64x64 and up a CPU step holds few images; the other CPU path is latent DP diffusion on a public"
+            " autoencoder: dpsynth pretrain --generator autoencoder --public OTHER.npz ..., then train --autoencoder"
+            " FOLDER (README, 'Larger images'; or a GPU)")
 
 
 @click.command()
