@@ -82,8 +82,8 @@ class DCTPriorSteps:
         """``prior_share``, or when None: :data:`DEFAULT_PRIOR_SHARE` below :data:`PRIOR_BELOW_N`
         images, below :data:`PRIOR_BELOW_N_EPSILON` images x epsilon, above
         :data:`PRIOR_ABOVE_NOISE_PER_IMAGE` planned noise per image (sigma / B), in latent mode
-        (:data:`PRIOR_IN_LATENT_MODE`), or when warm-up / SDEdit asks for the prior; else 0. ``epsilon``: the target (the non-private reference's is
-        inf, its noise 0)."""
+        (:data:`PRIOR_IN_LATENT_MODE`), or when warm-up / SDEdit asks for the prior; else 0.
+        ``epsilon``: the target (the non-private reference's is inf, its noise 0)."""
         if self.prior_share is not None:
             return float(self.prior_share)
         asked = (self.warmup_steps or 0) > 0 or (getattr(self, "sdedit_strength", None) or 1.0) < 1.0
