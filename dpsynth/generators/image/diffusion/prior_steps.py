@@ -37,12 +37,6 @@ PRIOR_BELOW_N_EPSILON = 20_000
 #: target met; HAM10000 8x8 eps 10: 0.0053) and those the prior helped on validation (RetinaMNIST eps
 #: 10: 0.013; HAM10000 eps 1: 0.018); no decision of the two rules above on the benchmark sets changes.
 PRIOR_ABOVE_NOISE_PER_IMAGE = 0.01
-#: ... and always in latent mode (an ``autoencoder``): the latent plan's step is quiet (PneumoniaMNIST
-#: 64 at epsilon 10: 128 latents per step, sigma / B 0.0057, below the rule above) yet the latent UNet
-#: alone collapsed to one class. PneumoniaMNIST 64's VALIDATION split, epsilon 10, seed 0, one CNN per
-#: side: latent 600 steps 0.519 (recall 0.04 / 1.00), 2400 steps 0.533, latent + prior 0.791 (real
-#: 0.902 / 0.933); the first chest-like 64x64 grids (evaluation/README.md, issue 12).
-PRIOR_IN_LATENT_MODE = True
 #: its share of the budget's zCDP rho (not tuned), and where sampling starts (SDEdit): the prior image
 #: noised to half the diffusion. 0.5 was chosen on BreastMNIST's VALIDATION split at epsilon 10, seed 0
 #: (synthetic-trained CNN balanced accuracy: strength 1 0.500, 0.7 0.617, 0.5 0.657, 0.3 0.659; the
@@ -82,14 +76,18 @@ class DCTPriorSteps:
         """``prior_share``, or when None: :data:`DEFAULT_PRIOR_SHARE` below :data:`PRIOR_BELOW_N`
         images, below :data:`PRIOR_BELOW_N_EPSILON` images x epsilon, above
         :data:`PRIOR_ABOVE_NOISE_PER_IMAGE` planned noise per image (sigma / B), in latent mode
-        (:data:`PRIOR_IN_LATENT_MODE`), or when warm-up / SDEdit asks for the prior; else 0.
+        (an ``autoencoder``), or when warm-up / SDEdit asks for the prior; else 0.
         ``epsilon``: the target (the non-private reference's is inf, its noise 0)."""
         if self.prior_share is not None:
             return float(self.prior_share)
         asked = (self.warmup_steps or 0) > 0 or (getattr(self, "sdedit_strength", None) or 1.0) < 1.0
         small = n < PRIOR_BELOW_N or n * epsilon < PRIOR_BELOW_N_EPSILON
         noisy = noise_per_image > PRIOR_ABOVE_NOISE_PER_IMAGE
-        latent = PRIOR_IN_LATENT_MODE and getattr(self, "autoencoder", None) is not None
+        # latent mode: the latent plan's step is quiet (PneumoniaMNIST 64 at epsilon 10: 128 latents
+        # per step, sigma / B 0.0057), yet the latent UNet alone collapsed to one class. PneumoniaMNIST
+        # 64's VALIDATION split, epsilon 10, seed 0, one CNN per side: latent 600 steps 0.519 (recall
+        # 0.04 / 1.00), 2400 steps 0.533, latent + prior 0.791 (real 0.902 / 0.933; issue 12).
+        latent = bool(getattr(self, "autoencoder", None))
         return DEFAULT_PRIOR_SHARE if (small or noisy or latent or asked) else 0.0
 
     def _planned_noise_per_image(self, *, n: int, budget: Budget, delta: float) -> float:
